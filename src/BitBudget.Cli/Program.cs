@@ -1,0 +1,41 @@
+using System.CommandLine;
+using BitBudget.Cli.Commands;
+
+namespace BitBudget.Cli;
+
+static class Program   // the one place that turns exceptions into a message and an exit code
+{
+    static int Main(string[] args) => Run(args);
+
+    internal static int Run(string[] args)
+    {
+        var verbose = new Option<bool>("--verbose") { Description = "Print stack traces of internal errors.", Recursive = true };
+        var root = new RootCommand("BitBudget: mixed-precision quantization for ONNX vision models.")
+        {
+            InspectCommand.Create(),
+            verbose,
+        };
+        ParseResult parse = root.Parse(args);
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (BitBudgetException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.For(e.Kind);
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("error: cancelled; no output was written.");
+            return ExitCodes.Cancelled;
+        }
+        catch (Exception e) when (!parse.GetValue(verbose))
+        {
+            Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")} (rerun with --verbose)");
+            return ExitCodes.Internal;
+        }
+    }
+}

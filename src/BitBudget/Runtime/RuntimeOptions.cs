@@ -1,0 +1,32 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Runtime;
+
+/// <summary>Execution provider that ONNX Runtime runs the model on.</summary>
+public enum Device
+{
+    /// <summary>The default CPU provider (MLAS).</summary>
+    Cpu,
+    /// <summary>NVIDIA CUDA; needs the Microsoft.ML.OnnxRuntime.Gpu package.</summary>
+    Cuda,
+    /// <summary>NVIDIA TensorRT; needs the Microsoft.ML.OnnxRuntime.Gpu package.</summary>
+    TensorRT,
+    /// <summary>DirectML on Windows; needs the Microsoft.ML.OnnxRuntime.DirectML package.</summary>
+    Dml,
+}
+
+/// <summary>How ONNX Runtime sessions are created.</summary>
+public sealed record RuntimeOptions
+{
+    /// <summary>Threads inside one operator; 0 lets ONNX Runtime use one per core.</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Graph optimization level; exported models are always checked at <see cref="GraphOptimizationLevel.ORT_ENABLE_ALL"/>.</summary>
+    public GraphOptimizationLevel Optimization { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
+
+    /// <summary>Execution provider.</summary>
+    public Device Device { get; init; } = Device.Cpu;
+
+    /// <summary>The defaults: all cores, all optimizations, CPU.</summary>
+    public static RuntimeOptions Default { get; } = new();
+}
