@@ -1,0 +1,59 @@
+using System.Diagnostics;
+
+namespace BitBudget.Bench;
+
+/// <summary>
+/// Side-by-side benchmarks: each prints figures measured in one run and the ratios between them.
+/// These machines are 2-core and noisy, so every figure is a median of several repetitions.
+/// Usage: dotnet run -c Release --project bench/BitBudget.Bench -- NAME [args]   (no NAME lists them)
+/// </summary>
+static class Program
+{
+    static readonly Dictionary<string, (string Description, Func<string[], int> Run)> s_benchmarks = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
+    };
+
+    static int Main(string[] args)
+    {
+        if (args.Length == 0 || !s_benchmarks.TryGetValue(args[0], out var bench))
+        {
+            Console.WriteLine("benchmarks:");
+            foreach (var (name, (description, _)) in s_benchmarks) { Console.WriteLine($"  {name,-16} {description}"); }
+            return args.Length == 0 ? 0 : 1;
+        }
+        return bench.Run(args[1..]);
+    }
+}
+
+/// <summary>Timing helpers shared by the benchmarks.</summary>
+static class Measure
+{
+    /// <summary>Median wall time in seconds of <paramref name="repetitions"/> runs of <paramref name="action"/> after one warm-up.</summary>
+    public static double Median(int repetitions, Action action)
+    {
+        action();
+        var times = new double[repetitions];
+        for (int i = 0; i < repetitions; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            action();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[repetitions / 2];
+    }
+
+    /// <summary>../shared/assets beside the repository.</summary>
+    public static string Assets(string relative)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "BitBudget.slnx")))
+            {
+                return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "assets", relative));
+            }
+        }
+        throw new InvalidOperationException("BitBudget.slnx not found above the benchmark binaries.");
+    }
+}
