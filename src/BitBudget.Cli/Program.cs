@@ -13,11 +13,13 @@ static class Program   // the one place that turns exceptions into a message and
         var root = new RootCommand("BitBudget: mixed-precision quantization for ONNX vision models.")
         {
             InspectCommand.Create(),
+            EvalCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Ui.Cancellation = cancel.Token;
         try
         {
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

@@ -29,6 +29,45 @@ static class Ui
 
     public static string Shape(IReadOnlyList<long> shape) => "[" + string.Join("×", shape.Select(d => d < 0 ? "N" : d.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
 
+    /// <summary>Cancelled by Ctrl+C; long stages poll it so the process exits cleanly.</summary>
+    public static CancellationToken Cancellation { get; set; }
+
+    /// <summary>No progress bars or informational lines (set by --quiet).</summary>
+    public static bool Quiet { get; set; }
+
+    /// <summary>Runs <paramref name="work"/> with a progress bar (ETA, rate) on stderr when it is a terminal.</summary>
+    public static T WithProgress<T>(string title, int total, Func<IProgress<int>, T> work)
+    {
+        if (Quiet || Console.IsErrorRedirected || total <= 0) { return work(new Progress<int>(_ => { })); }
+        T result = default!;
+        Err.Progress().AutoClear(true).HideCompleted(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: total);
+                result = work(new SyncProgress(v => task.Value = v));
+            });
+        return result;
+    }
+
+    /// <summary>Loads a dataset with a decode progress bar and prints the label order.</summary>
+    public static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options)
+    {
+        var data = WithProgress($"decoding {System.IO.Path.GetFileName(options.Path.TrimEnd('/'))}", 1,
+            progress => BitBudget.Data.DatasetLoader.Load(options, null, w => Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}")));
+        if (!Quiet)
+        {
+            string classes = string.Join(", ", data.ClassNames.Take(10)) + (data.ClassNames.Count > 10 ? $", … ({data.ClassNames.Count} classes)" : "");
+            Err.MarkupLine($"[grey]data: {Markup.Escape(data.Description)}; labels 0… = {Markup.Escape(classes)}[/]");
+        }
+        return data;
+    }
+
+    sealed class SyncProgress(Action<int> report) : IProgress<int>
+    {
+        public void Report(int value) => report(value);
+    }
+
     public static string Count(long value) => value.ToString("N0", System.Globalization.CultureInfo.InvariantCulture);
 }
 

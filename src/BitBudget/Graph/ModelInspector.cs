@@ -119,16 +119,7 @@ public static class ModelInspector
     /// <summary>Runs the model once on a zero image of batch 1 with the given tensors exposed as outputs, and returns their shapes.</summary>
     static Dictionary<string, long[]> OutputShapes(OnnxModel model, List<string> tensors)
     {
-        OnnxModel probe = model.Clone();
-        var existing = probe.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (string name in tensors.Where(t => !existing.Contains(t)))
-        {
-            probe.Graph.Output.Add(new ValueInfoProto
-            {
-                Name = name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-            });
-        }
+        OnnxModel probe = model.WithOutputs(tensors);
         long[] inputShape = ConcreteInputShape(model);
         var zeros = new float[inputShape.Aggregate(1L, (a, b) => a * b)];
         using InferenceSession session = OrtSessions.Create(probe.ToBytes(),

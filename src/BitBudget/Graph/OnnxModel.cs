@@ -123,6 +123,51 @@ public sealed class OnnxModel
         return [.. shape.Dim.Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? d.DimValue : -1L)];
     }
 
+    /// <summary>A copy whose graph also outputs the named intermediate tensors (float), after the existing outputs.</summary>
+    public OnnxModel WithOutputs(IEnumerable<string> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        OnnxModel copy = Clone();
+        var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var produced = copy.Graph.Node.SelectMany(n => n.Output).Concat(copy.Graph.Input.Select(i => i.Name)).ToHashSet(StringComparer.Ordinal);
+        foreach (string name in tensors)
+        {
+            if (!produced.Contains(name))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no tensor named '{name}'.");
+            }
+            if (!existing.Add(name)) { continue; }
+            copy.Graph.Output.Add(new ValueInfoProto
+            {
+                Name = name,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+            });
+        }
+        return copy;
+    }
+
+    /// <summary>A copy with the named float initializers set to new values of the same element count.</summary>
+    public OnnxModel WithInitializers(IReadOnlyDictionary<string, float[]> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        OnnxModel copy = Clone();
+        var map = copy.InitializerMap();
+        foreach ((string name, float[] data) in values)
+        {
+            if (!map.TryGetValue(name, out TensorProto? tensor))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no initializer '{name}' to replace.");
+            }
+            if (TensorData.ElementCount(tensor) != data.Length)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"Replacement for initializer '{name}' has {data.Length} values; the model's has {TensorData.ElementCount(tensor)}.");
+            }
+            TensorData.SetFloats(tensor, data);
+        }
+        return copy;
+    }
+
     internal TensorProto? FindInitializer(string name) => Graph.Initializer.FirstOrDefault(t => t.Name == name);
 
     internal Dictionary<string, TensorProto> InitializerMap() =>

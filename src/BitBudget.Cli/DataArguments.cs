@@ -1,0 +1,107 @@
+using System.CommandLine;
+using BitBudget.Data;
+using BitBudget.Runtime;
+
+namespace BitBudget.Cli;
+
+/// <summary>The options that choose and preprocess a dataset, shared by every command that reads images.</summary>
+sealed class DataArguments
+{
+    readonly string _prefix;
+    public Option<string?> Preset { get; }
+    public Option<FileInfo?> PreprocessFile { get; }
+    public Option<int?> Resize { get; }
+    public Option<int?> Crop { get; }
+    public Option<float?> Scale { get; }
+    public Option<float[]?> Mean { get; }
+    public Option<float[]?> Std { get; }
+    public Option<bool> Bgr { get; }
+    public Option<bool> Nhwc { get; }
+    public Option<bool> Grey { get; }
+    public Option<FileInfo?> ClassList { get; }
+    public Option<bool> SkipBadImages { get; }
+    public Option<bool> NoCache { get; }
+
+    public DataArguments(string prefix = "")
+    {
+        _prefix = prefix;
+        Preset = new Option<string?>("--preset") { Description = $"Preprocessing preset: {string.Join(", ", Data.Preprocessing.PresetNames)} (default: guessed from the model input shape).", Recursive = false };
+        PreprocessFile = new Option<FileInfo?>("--preprocess") { Description = "Preprocessing JSON file (fields of the preset, snake_case); overrides the preset." };
+        Resize = new Option<int?>("--resize") { Description = "Resize the shorter side to this many pixels (bilinear)." };
+        Crop = new Option<int?>("--crop") { Description = "Center-crop a square of this side." };
+        Scale = new Option<float?>("--scale") { Description = "Multiply 0..255 pixels by this before mean/std (e.g. 0.00392157)." };
+        Mean = new Option<float[]?>("--mean") { Description = "Per-channel mean after scaling.", AllowMultipleArgumentsPerToken = true };
+        Std = new Option<float[]?>("--std") { Description = "Per-channel std after scaling.", AllowMultipleArgumentsPerToken = true };
+        Bgr = new Option<bool>("--bgr") { Description = "Feed channels in BGR order." };
+        Nhwc = new Option<bool>("--nhwc") { Description = "Feed channels-last tensors." };
+        Grey = new Option<bool>("--grey") { Description = "Convert images to one grey channel." };
+        ClassList = new Option<FileInfo?>("--class-list") { Description = "File with one class key per line, fixing the label order." };
+        SkipBadImages = new Option<bool>("--skip-bad-images") { Description = "Skip unreadable images (reported) instead of failing." };
+        NoCache = new Option<bool>("--no-cache") { Description = "Do not read or write the decoded-image cache." };
+    }
+
+    public void AddTo(Command command)
+    {
+        foreach (Option o in new Option[] { Preset, PreprocessFile, Resize, Crop, Scale, Mean, Std, Bgr, Nhwc, Grey, ClassList, SkipBadImages, NoCache })
+        {
+            command.Options.Add(o);
+        }
+    }
+
+    /// <summary>The preprocessing the options describe; without a preset it is guessed from the model input shape.</summary>
+    public Preprocessing Preprocessing(ParseResult parse, IReadOnlyList<long> modelInput)
+    {
+        Preprocessing pre;
+        if (parse.GetValue(PreprocessFile) is FileInfo file) { pre = Data.Preprocessing.Load(file.FullName); }
+        else if (parse.GetValue(Preset) is string name) { pre = Data.Preprocessing.FromPreset(name); }
+        else { pre = Guess(modelInput); }
+        if (parse.GetValue(Resize) is int r) { pre = pre with { ResizeShorter = r }; }
+        if (parse.GetValue(Crop) is int c) { pre = pre with { CenterCrop = c }; }
+        if (parse.GetValue(Scale) is float s) { pre = pre with { Scale = s }; }
+        if (parse.GetValue(Grey)) { pre = pre with { Grey = true, Mean = pre.Mean.Length == 1 ? pre.Mean : [pre.Mean[0]], Std = pre.Std.Length == 1 ? pre.Std : [pre.Std[0]] }; }
+        if (parse.GetValue(Mean) is { Length: > 0 } m) { pre = pre with { Mean = m }; }
+        if (parse.GetValue(Std) is { Length: > 0 } d) { pre = pre with { Std = d }; }
+        if (parse.GetValue(Bgr)) { pre = pre with { ChannelOrder = ChannelOrder.Bgr }; }
+        if (parse.GetValue(Nhwc)) { pre = pre with { Layout = TensorLayout.Nhwc }; }
+        return pre.Validated("preprocessing options");
+    }
+
+    static Preprocessing Guess(IReadOnlyList<long> shape)
+    {
+        // [N,C,H,W]: 1×28×28 is MNIST-like, 3×32×32 CIFAR-like, 3×224×224 ImageNet-like.
+        if (shape.Count == 4 && shape[1] == 1) { return Data.Preprocessing.Mnist; }
+        if (shape.Count == 4 && shape[2] is > 0 and <= 64) { return Data.Preprocessing.Cifar10; }
+        if (shape.Count == 4 && shape[2] == 224) { return Data.Preprocessing.ImageNet; }
+        throw new BitBudgetException(ErrorKind.InvalidInput,
+            $"Cannot guess the preprocessing for input shape {Ui.Shape(shape)}; pass --preset or --preprocess.");
+    }
+
+    public DataOptions Options(ParseResult parse, string path, IReadOnlyList<long> modelInput, string split = "all", int? limit = null, int? seed = null) => new()
+    {
+        Path = path,
+        Preprocessing = Preprocessing(parse, modelInput),
+        ClassList = parse.GetValue(ClassList)?.FullName,
+        Split = split,
+        Limit = limit,
+        Seed = seed,
+        SkipBadImages = parse.GetValue(SkipBadImages),
+        CacheDirectory = parse.GetValue(NoCache) ? "" : null,
+    };
+
+    public override string ToString() => _prefix;
+}
+
+/// <summary>Threads and execution provider.</summary>
+sealed class RuntimeArguments
+{
+    public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime intra-op threads (0 = one per core).", DefaultValueFactory = _ => 0 };
+    public Option<Device> Device { get; } = new("--device") { Description = "Execution provider: cpu, cuda, tensorrt, dml.", DefaultValueFactory = _ => Runtime.Device.Cpu };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Threads);
+        command.Options.Add(Device);
+    }
+
+    public RuntimeOptions Options(ParseResult parse) => new() { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) };
+}

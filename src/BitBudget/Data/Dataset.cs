@@ -1,0 +1,105 @@
+namespace BitBudget.Data;
+
+/// <summary>
+/// Decoded, normalized images with labels, held contiguously so batches are slices without copies.
+/// Immutable; <see cref="Subset"/> makes new instances.
+/// </summary>
+public sealed class Dataset
+{
+    readonly float[] _images;
+    readonly int[] _labels;
+    readonly string[] _ids;
+
+    internal Dataset(float[] images, int[] labels, string[] ids, int[] sampleShape, IReadOnlyList<string> classNames, string description, string hash)
+    {
+        _images = images;
+        _labels = labels;
+        _ids = ids;
+        SampleShape = sampleShape;
+        SampleSize = sampleShape.Aggregate(1, (a, b) => a * b);
+        ClassNames = classNames;
+        Description = description;
+        Hash = hash;
+        if (images.Length != (long)labels.Length * SampleSize) { throw new ArgumentException("Image buffer does not match the labels and the sample shape."); }
+    }
+
+    /// <summary>Wraps arrays that are already normalized (e.g. for library users and tests); the hash covers the values.</summary>
+    public static Dataset FromArrays(float[] images, int[] labels, int[] sampleShape, IReadOnlyList<string>? classNames = null, string description = "(in memory)")
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(labels);
+        string hash = Internals.Hashing.Sha256Hex(System.Runtime.InteropServices.MemoryMarshal.AsBytes(images.AsSpan()).ToArray())[..16];
+        var ids = Enumerable.Range(0, labels.Length).Select(i => $"{hash}#{i}").ToArray();
+        classNames ??= Enumerable.Range(0, labels.Length == 0 ? 0 : labels.Max() + 1).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return new Dataset(images, labels, ids, sampleShape, classNames, description, hash);
+    }
+
+    /// <summary>Number of images.</summary>
+    public int Count => _labels.Length;
+
+    /// <summary>Shape of one image as the model sees it without the batch dimension ([C,H,W] or [H,W,C]).</summary>
+    public IReadOnlyList<int> SampleShape { get; }
+
+    /// <summary>Values per image.</summary>
+    public int SampleSize { get; }
+
+    /// <summary>Class names in label order.</summary>
+    public IReadOnlyList<string> ClassNames { get; }
+
+    /// <summary>Labels, one per image.</summary>
+    public ReadOnlySpan<int> Labels => _labels;
+
+    /// <summary>All images, contiguous.</summary>
+    public ReadOnlyMemory<float> Images => _images;
+
+    /// <summary>Identity of every image (file path, or container path and row), to detect overlapping datasets.</summary>
+    public IReadOnlyList<string> Ids => _ids;
+
+    /// <summary>Source, kind, split and selection, in one line.</summary>
+    public string Description { get; }
+
+    /// <summary>Hash of the selected files and the preprocessing; keys caches and measurement stores.</summary>
+    public string Hash { get; }
+
+    /// <summary>Images <paramref name="start"/> … <paramref name="start"/>+<paramref name="count"/>−1, contiguous.</summary>
+    public ReadOnlyMemory<float> Batch(int start, int count) => _images.AsMemory(start * SampleSize, count * SampleSize);
+
+    /// <summary>Labels of the same range as <see cref="Batch"/>.</summary>
+    public ReadOnlySpan<int> BatchLabels(int start, int count) => _labels.AsSpan(start, count);
+
+    /// <summary>The images at <paramref name="indices"/>, in that order.</summary>
+    public Dataset Subset(IReadOnlyList<int> indices, string? description = null)
+    {
+        ArgumentNullException.ThrowIfNull(indices);
+        var images = new float[indices.Count * SampleSize];
+        var labels = new int[indices.Count];
+        var ids = new string[indices.Count];
+        for (int i = 0; i < indices.Count; i++)
+        {
+            int k = indices[i];
+            _images.AsSpan(k * SampleSize, SampleSize).CopyTo(images.AsSpan(i * SampleSize));
+            labels[i] = _labels[k];
+            ids[i] = _ids[k];
+        }
+        string hash = Internals.Hashing.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(Hash + ":" + string.Join(',', indices)))[..16];
+        return new Dataset(images, labels, ids, [.. SampleShape], ClassNames, description ?? $"{Description}, subset of {indices.Count}", hash);
+    }
+
+    /// <summary>A deterministic random draw of <paramref name="count"/> images (all if fewer), in ascending index order.</summary>
+    public Dataset Sample(int count, int seed)
+    {
+        int[] order = Enumerable.Range(0, Count).ToArray();
+        new Random(seed).Shuffle(order);
+        int[] chosen = order[..Math.Min(count, Count)];
+        Array.Sort(chosen);
+        return Subset(chosen, $"{Description}, {chosen.Length} drawn with seed {seed}");
+    }
+
+    /// <summary>How many images this dataset shares with <paramref name="other"/>.</summary>
+    public int OverlapWith(Dataset other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var set = new HashSet<string>(_ids, StringComparer.Ordinal);
+        return other._ids.Count(set.Contains);
+    }
+}

@@ -1,0 +1,65 @@
+using System.Numerics.Tensors;
+
+namespace BitBudget.Evaluation;
+
+/// <summary>Accumulates top-1/top-5, cross-entropy and KL divergence over batches of logits.</summary>
+internal sealed class Metrics(int classes)
+{
+    long _count, _top1, _top5;
+    double _crossEntropy, _kl;
+    bool _hasKl;
+    readonly float[] _logProbs = new float[classes], _refLogProbs = new float[classes];
+
+    public int Classes { get; } = classes;
+
+    /// <summary>Adds a batch: <paramref name="logits"/> is [n, classes]; <paramref name="reference"/> optional FP logits of the same images.</summary>
+    public void Add(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference = default)
+    {
+        int n = labels.Length, k = Math.Min(5, Classes);
+        for (int i = 0; i < n; i++)
+        {
+            ReadOnlySpan<float> row = logits.Slice(i * Classes, Classes);
+            int label = labels[i];
+            float target = row[label];
+            int above = 0;
+            for (int c = 0; c < Classes; c++)
+            {
+                // Ties count against the label, so a constant output never scores as correct.
+                if (row[c] > target || (row[c] == target && c < label)) { above++; }
+            }
+            if (above == 0) { _top1++; }
+            if (above < k) { _top5++; }
+            LogSoftmax(row, _logProbs);
+            _crossEntropy -= _logProbs[label];
+            if (!reference.IsEmpty)
+            {
+                _hasKl = true;
+                LogSoftmax(reference.Slice(i * Classes, Classes), _refLogProbs);
+                double kl = 0;
+                for (int c = 0; c < Classes; c++) { kl += Math.Exp(_refLogProbs[c]) * (_refLogProbs[c] - _logProbs[c]); }
+                _kl += kl;
+            }
+        }
+        _count += n;
+    }
+
+    /// <summary>log softmax in float with the max subtracted, as PyTorch computes it.</summary>
+    public static void LogSoftmax(ReadOnlySpan<float> row, Span<float> destination)
+    {
+        float max = TensorPrimitives.Max(row);
+        TensorPrimitives.Subtract(row, max, destination);
+        double sum = 0;
+        foreach (float v in destination) { sum += Math.Exp(v); }
+        TensorPrimitives.Subtract(destination, (float)Math.Log(sum), destination);
+    }
+
+    public EvaluationResult Result(TimeSpan elapsed) => new()
+    {
+        Count = (int)_count,
+        Top1 = _count == 0 ? 0 : 100.0 * _top1 / _count,
+        Top5 = _count == 0 ? 0 : 100.0 * _top5 / _count,
+        CrossEntropy = _count == 0 ? 0 : _crossEntropy / _count,
+        KlDivergence = _hasKl && _count > 0 ? _kl / _count : null,
+        Elapsed = elapsed,
+    };
+}
