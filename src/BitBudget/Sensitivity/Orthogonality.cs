@@ -191,7 +191,7 @@ public static class Orthogonality
             effect = ThetaEffect.OneHot;
             int top = Array.IndexOf(theta, theta.Max());
             notes.Add($"θ is one-hot after normalization (only unit {top} is above 1e-9; β·(γ_i − min γ) ≥ {beta * (gamma.Where((_, i) => i != top).Min() - gamma[top]):F1}): " +
-                "the ORM values have no effect and the LP coefficients depend only on unit positions (units up to the top one are favoured, deeper ones get no weight).");
+                $"the ORM values have no effect: the LP coefficients are c_i = 1/(L−i) for units up to {top} and about 0 after it, a rule of position and size only.");
         }
         else
         {
