@@ -12,6 +12,7 @@ static class Program
     static readonly Dictionary<string, (string Description, Func<string[], int> Run)> s_benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
+        ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
     };
 
     static int Main(string[] args)

@@ -14,6 +14,7 @@ static class Program   // the one place that turns exceptions into a message and
         {
             InspectCommand.Create(),
             EvalCommand.Create(),
+            OmpqCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);
