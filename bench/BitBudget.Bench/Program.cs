@@ -12,6 +12,7 @@ static class Program
     static readonly Dictionary<string, (string Description, Func<string[], int> Run)> s_benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
+        ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
     };
 
     static int Main(string[] args)
