@@ -16,10 +16,10 @@ public enum SearchMethod
 /// <summary>Algorithm for the CLADO IQP. docs/optimization.md compares them on the same instances.</summary>
 public enum IqpAlgorithm
 {
-    /// <summary>MILP with the one-hot (RLT) linearization of the products, solved by HiGHS. Default: fastest measured.</summary>
-    RltHighs,
-    /// <summary>The same RLT MILP solved by SCIP.</summary>
+    /// <summary>MILP with the one-hot (RLT) linearization of the products, solved by SCIP, warm-started. Default: fastest measured (docs/optimization.md).</summary>
     RltScip,
+    /// <summary>The same RLT MILP solved by HiGHS (no warm-start hint: OR-Tools' HiGHS hint crashes).</summary>
+    RltHighs,
     /// <summary>MILP with plain McCormick inequalities for the products (the weak textbook form), HiGHS.</summary>
     McCormickHighs,
     /// <summary>Outer approximation over the eigen-directions of Ω with tangent cuts, re-solved by SCIP each round.</summary>
@@ -42,7 +42,7 @@ public sealed record SearchOptions
     /// <summary>Solver threads; 0 leaves the solver's default.</summary>
     public int Threads { get; init; }
     /// <summary>Algorithm for <see cref="SearchMethod.Clado"/>.</summary>
-    public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.RltHighs;
+    public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.RltScip;
 }
 
 /// <summary>The search stage: chooses one bit-width per searched layer under the budgets.</summary>
@@ -132,11 +132,11 @@ public static class BitSearch
 
         MipOutcome outcome = options.Algorithm switch
         {
-            IqpAlgorithm.RltScip => MipModels.Linearized(inst, options, "SCIP", rlt: true, incumbent, Remaining(options, clock)),
+            IqpAlgorithm.RltHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
             IqpAlgorithm.McCormickHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: false, incumbent, Remaining(options, clock)),
             IqpAlgorithm.OuterApproximationScip => MipModels.OuterApproximation(inst, options, "SCIP", incumbent, upper, clock, cancellationToken).Outcome,
             IqpAlgorithm.OuterApproximationHighs => MipModels.OuterApproximation(inst, options, "HIGHS", incumbent, upper, clock, cancellationToken).Outcome,
-            _ => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
+            _ => MipModels.Linearized(inst, options, "SCIP", rlt: true, incumbent, Remaining(options, clock)),
         };
         if (outcome.Infeasible) { throw NoSolution(outcome); }
         int[] best = incumbent;
