@@ -1,0 +1,54 @@
+using BitBudget.Optimization;
+
+namespace BitBudget.Bench;
+
+/// <summary>
+/// The exact CLADO IQP on the issue's synthetic instances (budget 0.4 × all-8-bit size), every algorithm side by side:
+/// time to proven optimality (gap ≤ 0.1 %) or the gap at the time limit, and the objective against the best one found.
+/// Usage: iqp [layers=19,52] [seeds=3] [limit-seconds=60] [algorithms=all]
+/// </summary>
+static class IqpBench
+{
+    public static int Run(string[] args)
+    {
+        int[] layerCounts = args.Length > 0 ? [.. args[0].Split(',').Select(int.Parse)] : [19, 52];
+        int seeds = args.Length > 1 ? int.Parse(args[1]) : 3;
+        double limit = args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 60;
+        IqpAlgorithm[] algorithms = args.Length > 3
+            ? [.. args[3].Split(',').Select(a => Enum.Parse<IqpAlgorithm>(a, ignoreCase: true))]
+            : [IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs, IqpAlgorithm.LocalSearch];
+        Console.WriteLine($"time limit {limit} s, relative gap 1e-3, {Environment.ProcessorCount} cores");
+        Console.WriteLine($"{"layers",6} {"seed",4} {"algorithm",-24} {"status",-9} {"seconds",8} {"objective",12} {"bound",12} {"gap %",8} {"vs best %",9}");
+        foreach (int layers in layerCounts)
+        {
+            var summary = new Dictionary<IqpAlgorithm, List<(double Seconds, bool Optimal, double Gap)>>();
+            for (int seed = 0; seed < seeds; seed++)
+            {
+                SearchProblem problem = SyntheticProblem.Generate(layers, seed);
+                var results = new List<(IqpAlgorithm, SearchResult)>();
+                foreach (IqpAlgorithm algorithm in algorithms)
+                {
+                    var options = new SearchOptions { Algorithm = algorithm, TimeLimit = TimeSpan.FromSeconds(limit) };
+                    results.Add((algorithm, BitSearch.Solve(problem, SearchMethod.Clado, options)));
+                }
+                double best = results.Min(r => r.Item2.Objective);
+                foreach (var (algorithm, r) in results)
+                {
+                    Console.WriteLine($"{layers,6} {seed,4} {algorithm,-24} {r.Status,-9} {r.SolveTime.TotalSeconds,8:F2} {r.Objective,12:G6} {r.BestBound,12:G6} {100 * r.Gap,8:F3} {100 * (r.Objective - best) / best,9:F3}");
+                    if (!summary.TryGetValue(algorithm, out var list)) { summary[algorithm] = list = []; }
+                    list.Add((r.SolveTime.TotalSeconds, r.Status == SearchStatus.Optimal, r.Gap));
+                }
+            }
+            Console.WriteLine();
+            Console.WriteLine($"{layers} layers × 3 schemes, {seeds} seeds: median seconds, proven optimal count, median gap at stop");
+            foreach (var (algorithm, list) in summary)
+            {
+                double[] seconds = [.. list.Select(l => l.Seconds).Order()];
+                double[] gaps = [.. list.Select(l => l.Gap).Order()];
+                Console.WriteLine($"  {algorithm,-24} {seconds[seconds.Length / 2],8:F2} s  {list.Count(l => l.Optimal)}/{list.Count} optimal  gap {100 * gaps[gaps.Length / 2]:F3} %");
+            }
+            Console.WriteLine();
+        }
+        return 0;
+    }
+}

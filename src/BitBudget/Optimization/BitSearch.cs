@@ -1,0 +1,166 @@
+using System.Diagnostics;
+
+namespace BitBudget.Optimization;
+
+/// <summary>How the bit-widths are chosen.</summary>
+public enum SearchMethod
+{
+    /// <summary>Exact minimisation of xᵀΩx (cross-layer interactions included) under the budgets.</summary>
+    Clado,
+    /// <summary>ILP on the diagonal of Ω only (layers assumed independent), same budgets.</summary>
+    Independent,
+    /// <summary>The largest bit-width that every searched layer offers and that meets the budgets.</summary>
+    Uniform,
+}
+
+/// <summary>Algorithm for the CLADO IQP. docs/optimization.md compares them on the same instances.</summary>
+public enum IqpAlgorithm
+{
+    /// <summary>MILP with the one-hot (RLT) linearization of the products, solved by SCIP, warm-started. Default: fastest measured (docs/optimization.md).</summary>
+    RltScip,
+    /// <summary>The same RLT MILP solved by HiGHS (no warm-start hint: OR-Tools' HiGHS hint crashes).</summary>
+    RltHighs,
+    /// <summary>MILP with plain McCormick inequalities for the products (the weak textbook form), HiGHS.</summary>
+    McCormickHighs,
+    /// <summary>Outer approximation over the eigen-directions of Ω with tangent cuts, re-solved by SCIP each round.</summary>
+    OuterApproximationScip,
+    /// <summary>Outer approximation as above, HiGHS.</summary>
+    OuterApproximationHighs,
+    /// <summary>Independent-ILP start plus 1-swap/2-swap descent only: fast, no optimality proof.</summary>
+    LocalSearch,
+    /// <summary>Enumerates every configuration (only up to about a million configurations).</summary>
+    BruteForce,
+}
+
+/// <summary>Options of <see cref="BitSearch.Solve"/>.</summary>
+public sealed record SearchOptions
+{
+    /// <summary>Wall-time limit of the whole search; the best configuration so far is returned with status TimeLimit. Default 60 s.</summary>
+    public TimeSpan TimeLimit { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Relative gap at which a solution counts as optimal. Default 1e-3 (0.1 %).</summary>
+    public double RelativeGap { get; init; } = 1e-3;
+    /// <summary>Solver threads; 0 leaves the solver's default.</summary>
+    public int Threads { get; init; }
+    /// <summary>Algorithm for <see cref="SearchMethod.Clado"/>.</summary>
+    public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.RltScip;
+}
+
+/// <summary>The search stage: chooses one bit-width per searched layer under the budgets.</summary>
+public static class BitSearch
+{
+    /// <summary>Solves <paramref name="problem"/> with <paramref name="method"/>.</summary>
+    /// <exception cref="BitBudgetException"><see cref="ErrorKind.Infeasible"/> when no configuration meets the budgets (the message names the minimum feasible value);
+    /// <see cref="ErrorKind.InvalidInput"/> for an inconsistent problem.</exception>
+    public static SearchResult Solve(SearchProblem problem, SearchMethod method, SearchOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new SearchOptions();
+        ArgumentOutOfRangeException.ThrowIfNegative(options.RelativeGap);
+        var clock = Stopwatch.StartNew();
+        Instance inst = Instance.Compile(problem);
+        return method switch
+        {
+            SearchMethod.Uniform => Uniform(inst, clock),
+            SearchMethod.Independent => Independent(inst, options, clock),
+            _ => Clado(inst, options, clock, cancellationToken),
+        };
+    }
+
+    static SearchResult Uniform(Instance inst, Stopwatch clock)
+    {
+        IEnumerable<int> common = inst.Problem.Layers[inst.Searched[0]].CandidateBits;
+        foreach (int l in inst.Searched) { common = common.Intersect(inst.Problem.Layers[l].CandidateBits); }
+        int[] widths = [.. common.OrderDescending()];
+        if (widths.Length == 0)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "No bit-width is a candidate of every searched layer, so there is no uniform configuration.");
+        }
+        var choice = new int[inst.L];
+        foreach (int b in widths)
+        {
+            for (int i = 0; i < inst.L; i++) { choice[i] = IndexOf(inst.Problem.Layers[inst.Searched[i]].CandidateBits, b); }
+            if (inst.Feasible(choice))
+            {
+                double value = inst.Quadratic(choice);
+                return Result(inst, SearchMethod.Uniform, choice, value, value, SearchStatus.Optimal, clock, $"uniform {b}-bit");
+            }
+        }
+        int lowest = widths[^1];
+        var lowestBits = inst.BitsOfChoice(choice);
+        string needs = string.Join(", ", inst.Problem.Budgets.Select(b => $"{b.Describe(b.Measure(inst.Problem, lowestBits))} against {b}"));
+        throw new BitBudgetException(ErrorKind.Infeasible, $"No uniform bit-width meets the budget: the lowest, {lowest} bits, needs {needs}.");
+    }
+
+    static int IndexOf(IReadOnlyList<int> list, int value)
+    {
+        for (int i = 0; i < list.Count; i++) { if (list[i] == value) { return i; } }
+        return -1;
+    }
+
+    static SearchResult Independent(Instance inst, SearchOptions options, Stopwatch clock)
+    {
+        MipOutcome outcome = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit);
+        int[] choice = outcome.Choice ?? throw NoSolution(outcome);
+        double value = inst.Diagonal(choice);
+        SearchStatus status = outcome.Optimal ? SearchStatus.Optimal : SearchStatus.TimeLimit;
+        return Result(inst, SearchMethod.Independent, choice, value, outcome.Bound, status, clock, outcome.Solver);
+    }
+
+    static BitBudgetException NoSolution(MipOutcome outcome) => outcome.Infeasible
+        ? new BitBudgetException(ErrorKind.Infeasible, "The budgets together admit no configuration, although each alone is feasible.")
+        : new BitBudgetException(ErrorKind.Runtime, $"{outcome.Solver} returned no solution within the time limit.");
+
+    static SearchResult Clado(Instance inst, SearchOptions options, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        if (options.Algorithm == IqpAlgorithm.BruteForce)
+        {
+            if (Enumerable.Range(0, inst.L).Aggregate(1.0, (p, i) => p * (inst.Offsets[i + 1] - inst.Offsets[i])) > 5e6)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Brute force over {inst.L} searched layers is too large; use an exact MILP algorithm.");
+            }
+            var found = LocalSearch.BruteForce(inst) ?? throw new BitBudgetException(ErrorKind.Infeasible, "The budgets together admit no configuration, although each alone is feasible.");
+            return Result(inst, SearchMethod.Clado, found.Choice, found.Objective, found.Objective, SearchStatus.Optimal, clock, "brute force");
+        }
+
+        // Warm start: the independent ILP's configuration improved by swaps; every exact algorithm gets it as hint or incumbent.
+        MipOutcome start = MipModels.Independent(inst, options, "HIGHS", Remaining(options, clock));
+        int[] incumbent = start.Choice ?? throw NoSolution(start);
+        double upper = LocalSearch.Improve(inst, incumbent, cancellationToken);
+        if (options.Algorithm == IqpAlgorithm.LocalSearch)
+        {
+            return Result(inst, SearchMethod.Clado, incumbent, upper, double.NegativeInfinity, SearchStatus.Feasible, clock, "independent ILP + 1/2-swap local search");
+        }
+
+        MipOutcome outcome = options.Algorithm switch
+        {
+            IqpAlgorithm.RltHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
+            IqpAlgorithm.McCormickHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: false, incumbent, Remaining(options, clock)),
+            IqpAlgorithm.OuterApproximationScip => MipModels.OuterApproximation(inst, options, "SCIP", incumbent, upper, clock, cancellationToken).Outcome,
+            IqpAlgorithm.OuterApproximationHighs => MipModels.OuterApproximation(inst, options, "HIGHS", incumbent, upper, clock, cancellationToken).Outcome,
+            _ => MipModels.Linearized(inst, options, "SCIP", rlt: true, incumbent, Remaining(options, clock)),
+        };
+        if (outcome.Infeasible) { throw NoSolution(outcome); }
+        int[] best = incumbent;
+        if (outcome.Choice is { } choice && inst.Feasible(choice) && inst.Quadratic(choice) < upper)
+        {
+            (best, upper) = (choice, inst.Quadratic(choice));
+        }
+        double bound = Math.Min(outcome.Bound, upper);
+        SearchStatus status = outcome.Optimal || MipModels.Gap(upper, bound) <= options.RelativeGap ? SearchStatus.Optimal : SearchStatus.TimeLimit;
+        string solver = outcome.Choice is null ? $"{outcome.Solver}; configuration from the local search" : outcome.Solver;
+        return Result(inst, SearchMethod.Clado, best, upper, bound, status, clock, solver);
+    }
+
+    static TimeSpan Remaining(SearchOptions options, Stopwatch clock)
+    {
+        TimeSpan left = options.TimeLimit - clock.Elapsed;
+        return left > TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100);
+    }
+
+    static SearchResult Result(Instance inst, SearchMethod method, int[] choice, double objective, double bound, SearchStatus status, Stopwatch clock, string solver)
+    {
+        var bits = inst.BitsOfChoice(choice);
+        SearchProblem p = inst.Problem;
+        return new SearchResult(method, bits, objective, bound, MipModels.Gap(objective, bound), inst.Quadratic(choice), status, clock.Elapsed,
+            p.SizeBytes(bits), p.AverageBits(bits), Budget.Measure(p, BudgetKind.AvgBits, BudgetScope.SearchedOnly, bits), p.BitOps(bits), solver);
+    }
+}

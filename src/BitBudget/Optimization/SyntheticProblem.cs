@@ -1,0 +1,51 @@
+namespace BitBudget.Optimization;
+
+/// <summary>The seeded synthetic IQP instances of issue 6, used to benchmark and test the exact search.</summary>
+public static class SyntheticProblem
+{
+    /// <summary>
+    /// <paramref name="layers"/> searched layers with bits {2,4,8}; layer size s = exp(U(0,5)); F ∈ R^{3L×8} with entries
+    /// U(−0.5,0.5), row (layer, b) scaled by sqrt(4^{−(b−2)}·U(0.5,1.5)); Ω = F·Fᵀ + diag(4^{−(b−2)}·U(0,1)); size of
+    /// (layer, b) = s·b. Weight counts are round(1000·s) so that sizes are integers (the problem is otherwise unchanged).
+    /// The budget is <paramref name="budgetFraction"/> × the all-8-bit size in bytes.
+    /// </summary>
+    public static SearchProblem Generate(int layers, int seed, double budgetFraction = 0.4)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(layers);
+        var random = new Random(seed);
+        int[] bits = [2, 4, 8];
+        const int Rank = 8;
+        int n = 3 * layers;
+        var list = new SearchLayer[layers];
+        double allEight = 0;
+        for (int i = 0; i < layers; i++)
+        {
+            long count = Math.Max(1, (long)Math.Round(1000 * Math.Exp(5 * random.NextDouble())));
+            list[i] = new SearchLayer($"layer{i}", count, count, bits);
+            allEight += count;   // bytes at 8 bits = count
+        }
+        var f = new double[n, Rank];
+        for (int u = 0; u < n; u++)
+        {
+            for (int k = 0; k < Rank; k++) { f[u, k] = random.NextDouble() - 0.5; }
+        }
+        for (int u = 0; u < n; u++)
+        {
+            int b = bits[u % 3];
+            double scale = Math.Sqrt(Math.Pow(4, -(b - 2)) * (0.5 + random.NextDouble()));
+            for (int k = 0; k < Rank; k++) { f[u, k] *= scale; }
+        }
+        var omega = new double[n, n];
+        for (int u = 0; u < n; u++)
+        {
+            for (int v = 0; v <= u; v++)
+            {
+                double dot = 0;
+                for (int k = 0; k < Rank; k++) { dot += f[u, k] * f[v, k]; }
+                omega[u, v] = omega[v, u] = dot;
+            }
+        }
+        for (int u = 0; u < n; u++) { omega[u, u] += Math.Pow(4, -(bits[u % 3] - 2)) * random.NextDouble(); }
+        return new SearchProblem(list, omega, [new Budget(BudgetKind.Bytes, budgetFraction * allEight)]);
+    }
+}

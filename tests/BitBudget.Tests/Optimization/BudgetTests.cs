@@ -1,0 +1,62 @@
+using BitBudget.Optimization;
+
+namespace BitBudget.Tests.Optimization;
+
+public class BudgetTests
+{
+    [Theory]
+    [InlineData("3.5bits", BudgetKind.AvgBits, 3.5, BudgetScope.AllLayers)]
+    [InlineData("3.5bits-searched", BudgetKind.AvgBits, 3.5, BudgetScope.SearchedOnly)]
+    [InlineData(" 4 BITS ", BudgetKind.AvgBits, 4.0, BudgetScope.AllLayers)]
+    [InlineData("120KB", BudgetKind.Bytes, 120_000.0, BudgetScope.AllLayers)]
+    [InlineData("1.5MB", BudgetKind.Bytes, 1_500_000.0, BudgetScope.AllLayers)]
+    [InlineData("2MiB", BudgetKind.Bytes, 2_097_152.0, BudgetScope.AllLayers)]
+    [InlineData("100KiB-searched", BudgetKind.Bytes, 102_400.0, BudgetScope.SearchedOnly)]
+    [InlineData("2.1GBitOPs", BudgetKind.BitOps, 2.1e9, BudgetScope.AllLayers)]
+    [InlineData("500MBitOPs", BudgetKind.BitOps, 5e8, BudgetScope.AllLayers)]
+    public void Parse_KnownUnits_GivesKindValueScope(string text, BudgetKind kind, double value, BudgetScope scope)
+    {
+        Budget budget = Budget.Parse(text);
+        Assert.Equal(kind, budget.Kind);
+        Assert.Equal(value, budget.Value, 1e-6);
+        Assert.Equal(scope, budget.Scope);
+    }
+
+    [Theory]
+    [InlineData("3.5")]
+    [InlineData("bits")]
+    [InlineData("-1bits")]
+    [InlineData("3.5 parrots")]
+    [InlineData("")]
+    public void Parse_Garbage_ThrowsInvalidInput(string text)
+    {
+        var e = Assert.Throws<BitBudgetException>(() => Budget.Parse(text));
+        Assert.Equal(ErrorKind.InvalidInput, e.Kind);
+        Assert.Equal($"Budget '{text}' is not understood; expected a positive number with a unit such as '3.5bits', '3.5bits-searched', '120KB', '1.5MiB' or '2.1GBitOPs'.", e.Message);
+    }
+
+    [Fact]
+    public void ParseList_CommaSeparated_ParsesEach()
+    {
+        var list = Budget.ParseList("4bits, 1.2MB");
+        Assert.Equal([new Budget(BudgetKind.AvgBits, 4), new Budget(BudgetKind.Bytes, 1.2e6)], list);
+    }
+
+    [Fact]
+    public void Measures_CountFixedLayers_AndIgnoreBiases()
+    {
+        // conv1 fixed at 8 (100 weights), a 1000-weight layer at 2, a 300-weight grouped conv at 4 (MACs already / groups).
+        SearchLayer[] layers =
+        [
+            new("conv1", 100, 10_000, [8], FixedBits: 8),
+            new("conv2", 1000, 50_000, [2, 4, 8]),
+            new("dw", 300, 3_000, [2, 4, 8]),
+        ];
+        var problem = new SearchProblem(layers, new double[6, 6], [new Budget(BudgetKind.AvgBits, 8)], ActivationBits: 8);
+        var bits = new Dictionary<string, int> { ["conv1"] = 8, ["conv2"] = 2, ["dw"] = 4 };
+        Assert.Equal((100 * 8 + 1000 * 2 + 300 * 4) / 1400.0, problem.AverageBits(bits), 12);
+        Assert.Equal((100 * 8 + 1000 * 2 + 300 * 4) / 8.0, problem.SizeBytes(bits), 12);
+        Assert.Equal(10_000.0 * 8 * 8 + 50_000.0 * 2 * 8 + 3_000.0 * 4 * 8, problem.BitOps(bits), 6);
+        Assert.Equal((1000 * 2 + 300 * 4) / 1300.0, new Budget(BudgetKind.AvgBits, 8, BudgetScope.SearchedOnly).Measure(problem, bits), 12);
+    }
+}
