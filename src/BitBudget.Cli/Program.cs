@@ -13,6 +13,7 @@ static class Program   // the one place that turns exceptions into a message and
         var root = new RootCommand("BitBudget: mixed-precision quantization for ONNX vision models.")
         {
             InspectCommand.Create(),
+            QuantizeCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);
