@@ -41,6 +41,9 @@ public sealed record ExportOptions
 
     /// <summary>Runtime for the verification run; the optimization level is always ORT_ENABLE_ALL.</summary>
     public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
+
+    /// <summary>Tests only: real Q/DQ on int2-weight layer inputs, to show the ONNX Runtime failure the emulation avoids.</summary>
+    internal bool RealQdqOnInt2Inputs { get; init; }
 }
 
 /// <summary>
@@ -91,7 +94,7 @@ public static class QdqExporter
         for (int i = dequantizeNodes.Count - 1; i >= 0; i--) { model.Graph.Node.Insert(0, dequantizeNodes[i]); }
         for (int i = 0; i < layers.Count; i++)
         {
-            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p); }
+            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2 && !options.RealQdqOnInt2Inputs); }
         }
         model.Proto.ProducerName = "bitbudget";
         byte[] bytes = model.ToBytes();

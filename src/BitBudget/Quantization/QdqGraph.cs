@@ -37,10 +37,14 @@ internal static class QdqGraph
 
     /// <summary>
     /// Inserts [Clip →] QuantizeLinear → DequantizeLinear on the activation input of each node of <paramref name="layer"/>.
-    /// Only inputs get a Q/DQ pair, never outputs: ONNX Runtime 1.31.1 fuses DQ(input) + DQ(int2 weight) + Conv + Q(output)
-    /// into QLinearConv, which has no int2 kernel, and the session then fails to load.
+    /// Only inputs get a Q/DQ pair, never outputs. ONNX Runtime 1.31.1 (ORT_ENABLE_EXTENDED and above) fuses
+    /// DQ(input) + DQ(int2 weight) + Conv + Q(output) into QLinearConv, which has no int2 kernel, and the session fails to
+    /// load; the output Q appears whenever the next layer's input Q follows the conv (ORT removes a Relu in between when the
+    /// zero point is 0), and neither a signed container nor input-only pairs prevent it. With <paramref name="emulate"/>
+    /// the same fake quantization is written with float operators instead (Div, Round, Add, Clip, Sub, Mul: bit-identical
+    /// to QuantizeLinear/DequantizeLinear), which ORT cannot fuse; the exporter uses it for the inputs of int2-weight layers.
     /// </summary>
-    public static void InsertActivationQdq(OnnxModel model, LayerInfo layer, ActivationParams p)
+    public static void InsertActivationQdq(OnnxModel model, LayerInfo layer, ActivationParams p, bool emulate)
     {
         bool wide = p.Bits > 8;
         TensorProto.Types.DataType type = wide ? TensorProto.Types.DataType.Uint16 : TensorProto.Types.DataType.Uint8;
@@ -49,28 +53,48 @@ internal static class QdqGraph
             string stem = $"{OpsetUpgrade.NodeName(node)}_input";
             string scale = ModelPreparer.UniqueName(model, $"{stem}_scale");
             model.Graph.Initializer.Add(TensorData.Float(scale, [], [p.Scale]));
-            string zeroPoint = ModelPreparer.UniqueName(model, $"{stem}_zero_point");
-            model.Graph.Initializer.Add(ZeroPoint(zeroPoint, type, p.ZeroPoint));
             string source = node.Input[0];
             var inserted = new List<NodeProto>();
-            if (p.Bits is not (8 or 16))
+            string Add(string op, string suffix, params string[] inputs)
             {
-                // The container holds 8 or 16 bits; clipping to the b-bit range first makes QuantizeLinear saturate at 2^b − 1.
-                string clipped = ModelPreparer.UniqueName(model, $"{stem}_clipped");
-                string lo = ModelPreparer.UniqueName(model, $"{stem}_clip_min");
-                string hi = ModelPreparer.UniqueName(model, $"{stem}_clip_max");
-                model.Graph.Initializer.Add(TensorData.Float(lo, [], [p.RangeMin]));
-                model.Graph.Initializer.Add(TensorData.Float(hi, [], [p.RangeMax]));
-                inserted.Add(Node("Clip", clipped, [source, lo, hi], [clipped]));
-                source = clipped;
+                string output = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
+                inserted.Add(Node(op, output, inputs, [output]));
+                model.Graph.Node.Add(inserted[^1]);   // reserve the name; moved into place below
+                return output;
             }
-            string quantized = ModelPreparer.UniqueName(model, $"{stem}_quantized");
-            inserted.Add(Node("QuantizeLinear", quantized, [source, scale, zeroPoint], [quantized]));
-            string dequantized = ModelPreparer.UniqueName(model, $"{stem}_dequantized");
-            inserted.Add(Node("DequantizeLinear", dequantized, [quantized, scale, zeroPoint], [dequantized]));
+            string Constant(string suffix, float value)
+            {
+                string name = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
+                model.Graph.Initializer.Add(TensorData.Float(name, [], [value]));
+                return name;
+            }
+            string result;
+            if (emulate)
+            {
+                string zp = Constant("zero_point_f", p.ZeroPoint);
+                string divided = Add("Div", "divided", source, scale);
+                string rounded = Add("Round", "rounded", divided);   // ties to even, like QuantizeLinear
+                string shifted = Add("Add", "shifted", rounded, zp);
+                string saturated = Add("Clip", "saturated", shifted, Constant("qmin", 0), Constant("qmax", p.QMax));
+                string centred = Add("Sub", "centred", saturated, zp);
+                result = Add("Mul", "dequantized", centred, scale);
+            }
+            else
+            {
+                string zeroPoint = ModelPreparer.UniqueName(model, $"{stem}_zero_point");
+                model.Graph.Initializer.Add(ZeroPoint(zeroPoint, type, p.ZeroPoint));
+                if (p.Bits is not (8 or 16))
+                {
+                    // The container holds 8 or 16 bits; clipping to the b-bit range first makes QuantizeLinear saturate at 2^b − 1.
+                    source = Add("Clip", "clipped", source, Constant("clip_min", p.RangeMin), Constant("clip_max", p.RangeMax));
+                }
+                string quantized = Add("QuantizeLinear", "quantized", source, scale, zeroPoint);
+                result = Add("DequantizeLinear", "dequantized", quantized, scale, zeroPoint);
+            }
+            foreach (NodeProto n in inserted) { model.Graph.Node.Remove(n); }
             int at = model.Graph.Node.IndexOf(node);
             for (int i = 0; i < inserted.Count; i++) { model.Graph.Node.Insert(at + i, inserted[i]); }
-            node.Input[0] = dequantized;
+            node.Input[0] = result;
         }
     }
 

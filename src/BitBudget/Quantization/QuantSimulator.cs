@@ -33,7 +33,7 @@ public static class QuantSimulator
         if (opset > model.Opset) { OpsetUpgrade.Raise(model, opset); }
         for (int i = 0; i < layers.Count; i++)
         {
-            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p); }
+            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2); }
         }
         return model;
     }

@@ -5,9 +5,10 @@ namespace BitBudget.Tests.Support;
 /// <summary>Plain ORT runs, independent of BitBudget's engine, used as the reference in tests.</summary>
 public static class OrtHelpers
 {
-    public static float[] Run(byte[] model, string inputName, float[] input, long[] shape, string? outputName = null)
+    public static float[] Run(byte[] model, string inputName, float[] input, long[] shape, string? outputName = null,
+        GraphOptimizationLevel level = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = 1 };
+        using var options = new SessionOptions { GraphOptimizationLevel = level, IntraOpNumThreads = 1 };
         using var session = new InferenceSession(model, options);
         using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
