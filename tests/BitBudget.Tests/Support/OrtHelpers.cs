@@ -17,6 +17,17 @@ public static class OrtHelpers
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
+    /// <summary>Runs once and returns several outputs (e.g. intermediate tensors exposed as graph outputs), copied out.</summary>
+    public static float[][] RunMany(byte[] model, string inputName, float[] input, long[] shape, string[] outputNames)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, IntraOpNumThreads = 1 };
+        using var session = new InferenceSession(model, options);
+        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, [inputName], [value], outputNames);
+        return [.. outputs.Select(o => o.GetTensorDataAsSpan<float>().ToArray())];
+    }
+
     public static float[] Deterministic(int count, int seed = 7)
     {
         var random = new Random(seed);
