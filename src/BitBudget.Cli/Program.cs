@@ -15,6 +15,7 @@ static class Program   // the one place that turns exceptions into a message and
             InspectCommand.Create(),
             EvalCommand.Create(),
             OmpqCommand.Create(),
+            QuantizeCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);

@@ -1,0 +1,142 @@
+using BitBudget.Graph;
+using BitBudget.Graph.Onnx;
+using BitBudget.Internals;
+using BitBudget.Quantization;
+using BitBudget.Runtime;
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Export;
+
+/// <summary>How one layer's weight is stored in the exported model.</summary>
+/// <param name="Layer">Layer name.</param>
+/// <param name="WeightBits">Weight bits, or 0 for a float weight.</param>
+/// <param name="Storage">ONNX element type of the stored weight: int8, int4, int2 or float.</param>
+/// <param name="Elements">Weight elements.</param>
+/// <param name="AccountedBytes">⌈Elements·bits/8⌉ (4·Elements for float), the configuration's size accounting.</param>
+/// <param name="StoredBytes">Bytes of the stored weight payload (greater than accounted for 3, 5, 6 and 7 bits, which use a wider container).</param>
+/// <param name="ScaleBytes">Bytes of the float32 scales.</param>
+/// <param name="ActivationBits">Bits of the input activation Q/DQ, or 0.</param>
+public sealed record ExportedLayer(string Layer, int WeightBits, string Storage, long Elements, long AccountedBytes, long StoredBytes, long ScaleBytes, int ActivationBits);
+
+/// <summary>Result of <see cref="QdqExporter.Export"/>.</summary>
+/// <param name="Model">The QDQ model.</param>
+/// <param name="Opset">Its default-domain opset.</param>
+/// <param name="Layers">Per-layer storage.</param>
+/// <param name="ModelBytes">Size of the serialized model.</param>
+/// <param name="CheckOutput">Output of the verification run (first input batch) at ORT_ENABLE_ALL.</param>
+public sealed record ExportResult(OnnxModel Model, long Opset, IReadOnlyList<ExportedLayer> Layers, long ModelBytes, float[] CheckOutput)
+{
+    /// <summary>Σ accounted weight bytes.</summary>
+    public long AccountedWeightBytes => Layers.Sum(l => l.AccountedBytes);
+
+    /// <summary>Σ stored weight payload bytes.</summary>
+    public long StoredWeightBytes => Layers.Sum(l => l.StoredBytes);
+}
+
+/// <summary>Options of <see cref="QdqExporter.Export"/>.</summary>
+public sealed record ExportOptions
+{
+    /// <summary>Input for the verification run (NCHW, batch inferred); null runs one zero image.</summary>
+    public float[]? CheckInput { get; init; }
+
+    /// <summary>Runtime for the verification run; the optimization level is always ORT_ENABLE_ALL.</summary>
+    public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
+
+    /// <summary>Tests only: real Q/DQ on int2-weight layer inputs, to show the ONNX Runtime failure the emulation avoids.</summary>
+    internal bool RealQdqOnInt2Inputs { get; init; }
+}
+
+/// <summary>
+/// Writes a real QDQ ONNX model: quantized weights stored as integers (int8 for 5–8 bits, INT4 packed two per byte for 3–4,
+/// INT2 packed four per byte for 2) followed by DequantizeLinear with per-channel scales; activation Q/DQ on layer inputs.
+/// </summary>
+public static class QdqExporter
+{
+    /// <summary>Builds the QDQ model and checks that ONNX Runtime loads it at ORT_ENABLE_ALL and runs one batch.</summary>
+    /// <exception cref="BitBudgetException">The opset cannot be raised, calibration is missing, or ONNX Runtime rejects the result.</exception>
+    public static ExportResult Export(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, IReadOnlyList<LayerBits> config,
+        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null, ExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(prepared);
+        ArgumentNullException.ThrowIfNull(weights);
+        options ??= new ExportOptions();
+        QdqGraph.CheckConfig(layers, config);
+        foreach (LayerBits b in config) { QdqGraph.ActivationFor(b, activations); }   // fail before any work
+        OnnxModel model = prepared.Clone();
+        long opset = Math.Max(model.Opset, QdqGraph.RequiredOpset(config, storedWeights: true));
+        OpsetUpgrade.Raise(model, opset);
+        if (config.Any(b => b.WeightBits == 2)) { model.Proto.IrVersion = Math.Max(model.Proto.IrVersion, 13); }   // INT2 arrived with IR 13
+
+        var exported = new List<ExportedLayer>(layers.Count);
+        var dequantizeNodes = new List<NodeProto>();
+        for (int i = 0; i < layers.Count; i++)
+        {
+            LayerInfo layer = layers[i];
+            LayerBits b = config[i];
+            if (b.IsFloat)
+            {
+                exported.Add(new ExportedLayer(layer.Name, 0, "float", layer.WeightCount, layer.WeightCount * 4, layer.WeightCount * 4, 0, b.ActivationBits));
+                continue;
+            }
+            QuantizedTensor q = weights.Get(b);
+            (TensorProto.Types.DataType type, byte[] payload) = SubBytePacking.Pack(q.Values.Span, b.WeightBits);
+            TensorProto original = model.FindInitializer(layer.WeightName)!;
+            model.Graph.Initializer.Remove(original);
+            string stored = ModelPreparer.UniqueName(model, $"{layer.WeightName}_quantized");
+            model.Graph.Initializer.Add(TensorData.Raw(stored, type, [.. layer.WeightShape], payload));
+            string scale = ModelPreparer.UniqueName(model, $"{layer.WeightName}_scale");
+            ReadOnlySpan<float> scales = q.Scales.Span;
+            model.Graph.Initializer.Add(q.Axis < 0 ? TensorData.Float(scale, [], scales) : TensorData.Float(scale, [scales.Length], scales));
+            dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", [stored, scale], [layer.WeightName], q.Axis < 0 ? null : q.Axis));
+            exported.Add(new ExportedLayer(layer.Name, b.WeightBits, type.ToString().ToLowerInvariant(), layer.WeightCount,
+                BitConfig.WeightBytes(layer.WeightCount, b.WeightBits), payload.Length, scales.Length * 4L, b.ActivationBits));
+        }
+        for (int i = dequantizeNodes.Count - 1; i >= 0; i--) { model.Graph.Node.Insert(0, dequantizeNodes[i]); }
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2 && !options.RealQdqOnInt2Inputs); }
+        }
+        model.Proto.ProducerName = "bitbudget";
+        byte[] bytes = model.ToBytes();
+        float[] output = Check(bytes, model, options);
+        return new ExportResult(model, opset, exported, bytes.LongLength, output);
+    }
+
+    /// <summary>Exports and writes the model to <paramref name="path"/> atomically; refuses an existing file unless <paramref name="force"/>.</summary>
+    public static ExportResult ExportToFile(string path, bool force, OnnxModel prepared, IReadOnlyList<LayerInfo> layers, IReadOnlyList<LayerBits> config,
+        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null, ExportOptions? options = null)
+    {
+        if (File.Exists(path) && !force)
+        {
+            throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{path}' already exists; use --force to overwrite it.");
+        }
+        ExportResult result = Export(prepared, layers, config, weights, activations, options);
+        AtomicFile.WriteAllBytes(path, result.Model.ToBytes());
+        return result;
+    }
+
+    /// <summary>Loads the model at ORT_ENABLE_ALL (what users get) and runs one batch, so a model ONNX Runtime rejects is never reported as a success.</summary>
+    static float[] Check(byte[] bytes, OnnxModel model, ExportOptions options)
+    {
+        long[] shape = ModelInspector.ConcreteInputShape(model);
+        long perImage = shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+        float[] input = options.CheckInput ?? new float[perImage];
+        if (input.Length == 0 || input.Length % perImage != 0)
+        {
+            throw new ArgumentException($"The check input has {input.Length} values, not a multiple of {perImage}.", nameof(options));
+        }
+        shape[0] = input.Length / perImage;
+        using InferenceSession session = OrtSessions.Create(bytes, options.Runtime with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL }, "the exported QDQ model");
+        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        try
+        {
+            using var outputs = session.Run(runOptions, [model.InputName], [value], [model.OutputName]);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime loads the exported QDQ model but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using BitBudget.Graph;
+using BitBudget.Graph.Onnx;
+
+namespace BitBudget.Quantization;
+
+/// <summary>
+/// Builds the fake-quantized model that evaluation runs: each quantized layer's float weight replaced by its dequantized
+/// values (from a <see cref="QuantizedWeights"/> cache, so a weight is quantized once however many configurations use it),
+/// and QuantizeLinear/DequantizeLinear on the inputs of layers with activation bits.
+/// </summary>
+public static class QuantSimulator
+{
+    /// <summary>A new simulated model; <paramref name="prepared"/> is not changed.</summary>
+    /// <param name="prepared">The prepared model the layers were listed from.</param>
+    /// <param name="layers">Its quantizable layers.</param>
+    /// <param name="config">Resolved bits, one entry per layer (see <see cref="BitConfig.Resolve"/>).</param>
+    /// <param name="weights">Quantized-weight cache for this model.</param>
+    /// <param name="activations">Calibrated activation parameters by layer name; needed for every layer with activation bits.</param>
+    public static OnnxModel Build(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, IReadOnlyList<LayerBits> config,
+        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null)
+    {
+        ArgumentNullException.ThrowIfNull(prepared);
+        ArgumentNullException.ThrowIfNull(weights);
+        QdqGraph.CheckConfig(layers, config);
+        OnnxModel model = prepared.Clone();
+        var initializers = model.InitializerMap();
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (config[i].IsFloat) { continue; }
+            SetWeight(initializers, layers[i], weights.Get(config[i]).Dequantized.Span);
+        }
+        long opset = QdqGraph.RequiredOpset(config, storedWeights: false);
+        if (opset > model.Opset) { OpsetUpgrade.Raise(model, opset); }
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2); }
+        }
+        return model;
+    }
+
+    /// <summary>
+    /// Overwrites one layer's weight in a model built by <see cref="Build"/> (or the prepared model) in place: the dequantized
+    /// values of <paramref name="tensor"/>, or the float original when it is null. Cheap way to flip a layer's bits.
+    /// </summary>
+    public static void SetLayerWeight(OnnxModel model, LayerInfo layer, QuantizedTensor? tensor, QuantizedWeights weights)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(weights);
+        SetWeight(model.InitializerMap(), layer, tensor is null ? weights.Original(layer.Index).Span : tensor.Dequantized.Span);
+    }
+
+    static void SetWeight(Dictionary<string, TensorProto> initializers, LayerInfo layer, ReadOnlySpan<float> values)
+    {
+        if (!initializers.TryGetValue(layer.WeightName, out TensorProto? tensor))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' weight '{layer.WeightName}' is not in the model.");
+        }
+        TensorData.SetFloats(tensor, values);
+    }
+}
