@@ -16,8 +16,13 @@ public static class QuantSimulator
     /// <param name="config">Resolved bits, one entry per layer (see <see cref="BitConfig.Resolve"/>).</param>
     /// <param name="weights">Quantized-weight cache for this model.</param>
     /// <param name="activations">Calibrated activation parameters by layer name; needed for every layer with activation bits.</param>
+    /// <param name="emulateActivations">
+    /// Write activation fake quantization with float operators (bit-identical values) instead of QuantizeLinear/DequantizeLinear,
+    /// so ONNX Runtime's QDQ rewrites (which move or fuse the pairs and change rounding) cannot make a model and its
+    /// slices compute different values. CLADO's measurement uses it; export never does.
+    /// </param>
     public static OnnxModel Build(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, IReadOnlyList<LayerBits> config,
-        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null)
+        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null, bool emulateActivations = false)
     {
         ArgumentNullException.ThrowIfNull(prepared);
         ArgumentNullException.ThrowIfNull(weights);
@@ -33,7 +38,7 @@ public static class QuantSimulator
         if (opset > model.Opset) { OpsetUpgrade.Raise(model, opset); }
         for (int i = 0; i < layers.Count; i++)
         {
-            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2); }
+            if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: emulateActivations || config[i].WeightBits == 2); }
         }
         return model;
     }

@@ -34,6 +34,7 @@ internal static class OrtSessions
         };
         try
         {
+            if (!options.AllowSpinning) { sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); }
             AppendProvider(sessionOptions, options.Device);
             return sessionOptions;
         }

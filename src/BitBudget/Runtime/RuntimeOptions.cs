@@ -27,6 +27,12 @@ public sealed record RuntimeOptions
     /// <summary>Execution provider.</summary>
     public Device Device { get; init; } = Device.Cpu;
 
+    /// <summary>
+    /// Let idle intra-op threads spin for more work. Right for one busy session; wrong when many sessions run one after
+    /// another (CLADO's segments), where every session's pool would spin and steal the cores from the next.
+    /// </summary>
+    public bool AllowSpinning { get; init; } = true;
+
     /// <summary>The defaults: all cores, all optimizations, CPU.</summary>
     public static RuntimeOptions Default { get; } = new();
 }

@@ -1,0 +1,85 @@
+using BitBudget.Graph.Onnx;
+
+namespace BitBudget.Graph;
+
+/// <summary>
+/// Cuts a model into contiguous node ranges that run as separate models: the range [from, to) takes the tensors live before
+/// node <c>from</c> as inputs and produces those live before node <c>to</c> (or the graph outputs at the end).
+/// Nodes are in the file's topological order.
+/// </summary>
+internal sealed class ModelSlicer
+{
+    readonly OnnxModel _model;
+    readonly Dictionary<string, int> _producer = new(StringComparer.Ordinal);
+    readonly Dictionary<string, int> _lastUse = new(StringComparer.Ordinal);
+    readonly HashSet<string> _outputs;
+    readonly HashSet<string> _initializers;
+
+    public ModelSlicer(OnnxModel model)
+    {
+        _model = model;
+        _initializers = model.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        _outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var input in model.DataInputs) { _producer[input.Name] = -1; }
+        for (int i = 0; i < model.Graph.Node.Count; i++)
+        {
+            NodeProto node = model.Graph.Node[i];
+            foreach (string output in node.Output) { if (output.Length > 0) { _producer[output] = i; } }
+            foreach (string input in node.Input) { if (input.Length > 0 && !_initializers.Contains(input)) { _lastUse[input] = i; } }
+        }
+    }
+
+    /// <summary>Number of nodes.</summary>
+    public int NodeCount => _model.Graph.Node.Count;
+
+    /// <summary>Index of the node named <paramref name="name"/> (or whose first output is that name).</summary>
+    public int IndexOf(string name)
+    {
+        for (int i = 0; i < _model.Graph.Node.Count; i++)
+        {
+            NodeProto n = _model.Graph.Node[i];
+            if ((n.Name.Length > 0 ? n.Name : n.Output[0]) == name) { return i; }
+        }
+        throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{_model.Source}' has no node '{name}'.");
+    }
+
+    /// <summary>Tensors produced before node <paramref name="position"/> and still needed at or after it, in a stable order.</summary>
+    public string[] LiveAt(int position)
+    {
+        if (position >= NodeCount) { return [.. _model.Graph.Output.Select(o => o.Name)]; }
+        return [.. _producer.Where(p => p.Value < position && ((_lastUse.TryGetValue(p.Key, out int last) && last >= position) || _outputs.Contains(p.Key)))
+            .OrderBy(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key)];
+    }
+
+    /// <summary>Nodes [<paramref name="from"/>, <paramref name="to"/>) as a model of their own.</summary>
+    public OnnxModel Slice(int from, int to)
+    {
+        var graph = new GraphProto { Name = $"{_model.Graph.Name}_{from}_{to}" };
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = from; i < to; i++)
+        {
+            NodeProto node = _model.Graph.Node[i];
+            graph.Node.Add(node.Clone());
+            foreach (string input in node.Input) { used.Add(input); }
+        }
+        foreach (TensorProto t in _model.Graph.Initializer) { if (used.Contains(t.Name)) { graph.Initializer.Add(t.Clone()); } }
+        foreach (string name in from == 0 ? _model.DataInputs.Select(i => i.Name).ToArray() : LiveAt(from)) { graph.Input.Add(FloatValue(name)); }
+        if (to >= NodeCount)
+        {
+            foreach (ValueInfoProto o in _model.Graph.Output) { graph.Output.Add(o.Clone()); }
+        }
+        else
+        {
+            foreach (string name in LiveAt(to)) { graph.Output.Add(FloatValue(name)); }
+        }
+        var proto = new ModelProto { IrVersion = _model.Proto.IrVersion, Graph = graph, ProducerName = "bitbudget-slice" };
+        proto.OpsetImport.Add(_model.Proto.OpsetImport);
+        return new OnnxModel(proto) { Source = $"{_model.Source} nodes {from}–{to}" };
+    }
+
+    static ValueInfoProto FloatValue(string name) => new()
+    {
+        Name = name,
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+    };
+}

@@ -1,0 +1,315 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using BitBudget.Evaluation;
+using BitBudget.Graph;
+using BitBudget.Quantization;
+using BitBudget.Runtime;
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Sensitivity;
+
+/// <summary>
+/// CLADO's measurement: the loss change of quantizing every searched layer alone (ΔL_u) and every pair of layers
+/// (ΔL_uv), forward passes only, averaged over batches, assembled into Ω.
+/// <para>
+/// The fast path cuts the model before every searched layer into segments and suffixes baked with each layer's
+/// quantized weights. Per batch, the unperturbed states at every cut are computed once; a single (u, s) runs only the
+/// suffix from u; a pair (u, s; v, t) reuses the state after u's perturbed segment, advanced in full precision, and runs
+/// only the suffix from v. The reference loop (<see cref="SensitivityOptions.Naive"/>) rebuilds and runs the whole model
+/// for every evaluation, as the paper's code does.
+/// </para>
+/// </summary>
+public static class CladoSensitivity
+{
+    /// <summary>Measures (or completes from the store) the sensitivities of <paramref name="input"/>.</summary>
+    public static SensitivityResult Measure(SensitivityInput input, SensitivityOptions? options = null,
+        IProgress<SensitivityProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        options ??= new SensitivityOptions();
+        var plan = MeasurementPlan.Create(input, options);
+        using var store = options.StorePath is null ? null : new MeasurementStore(options.StorePath);
+        if (options.Shard is not null && store is null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "A shard needs a measurement store (--store) to write its share into.");
+        }
+        store?.Register(plan.Context, plan.Description);
+        var completed = store?.CompletedUnits(plan.Context) ?? [];
+        var losses = store?.Losses(plan.Context) ?? [];
+
+        // Which units of which batches still need measuring in this run.
+        var todo = new List<(int Batch, List<(int U, int S)> Units)>();
+        long totalEvaluations = 0, reused = 0, unitIndex = 0;
+        for (int b = 0; b < plan.BatchCount; b++)
+        {
+            var units = new List<(int, int)>();
+            for (int u = 0; u < plan.L; u++)
+            {
+                for (int s = 0; s < plan.S; s++, unitIndex++)
+                {
+                    if (options.Shard is Shard shard && !shard.Owns(unitIndex)) { continue; }
+                    if (completed.Contains((b, u, s))) { reused++; continue; }
+                    units.Add((u, s));
+                    totalEvaluations += 1 + (long)plan.S * (plan.L - 1 - u);
+                }
+            }
+            bool needReference = !completed.Contains((b, -1, 0));
+            if (units.Count > 0 || needReference) { todo.Add((b, units)); }
+        }
+
+        var watch = Stopwatch.StartNew();
+        double executedMacs = 0;
+        TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
+        TimeSpan? rawTime = null;
+        long done = 0;
+        if (todo.Count > 0)
+        {
+            using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
+            setup = watch.Elapsed;
+            var loop = Stopwatch.StartNew();
+            foreach ((int batch, var units) in todo)
+            {
+                cancel.ThrowIfCancellationRequested();
+                evaluator.BeginBatch(batch);
+                if (!completed.Contains((batch, -1, 0)))
+                {
+                    double reference = evaluator.ReferenceLoss;
+                    store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
+                    losses[(batch, -1, 0, -1, 0)] = reference;
+                }
+                foreach ((int u, int s) in units)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    var rows = evaluator.MeasureUnit(u, s, cancel);
+                    store?.CommitUnit(plan.Context, batch, u, s, rows);
+                    foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
+                    done += rows.Count;
+                    progress?.Report(new SensitivityProgress(done, totalEvaluations, done / Math.Max(1e-9, loop.Elapsed.TotalSeconds)));
+                }
+                evaluator.EndBatch();
+            }
+            measuring = loop.Elapsed;
+            executedMacs = evaluator.ExecutedMacs;
+            rawTime = evaluator.RawThroughputTime(executedMacs);
+        }
+
+        return plan.Assemble(losses, new MeasurementCost
+        {
+            ExecutedMacs = executedMacs,
+            ReferenceMacs = todo.Count == 0 ? 0 : plan.ReferenceMacs(todo.Select(t => t.Batch)),
+            Evaluations = done,
+            ReusedUnits = reused,
+            Measuring = measuring,
+            Setup = setup,
+            RawThroughputTime = rawTime,
+        });
+    }
+
+    /// <summary>Combines measurement stores (e.g. from <see cref="Shard"/> workers) into <paramref name="target"/>; returns the losses added.</summary>
+    public static long MergeStores(string target, IEnumerable<string> sources)
+    {
+        ArgumentNullException.ThrowIfNull(sources);
+        using var store = new MeasurementStore(target);
+        long added = 0;
+        foreach (string source in sources)
+        {
+            if (Path.GetFullPath(source) == Path.GetFullPath(target)) { continue; }
+            added += store.MergeFrom(source);
+        }
+        return added;
+    }
+}
+
+/// <summary>Runs singles and pairs for one batch at a time.</summary>
+internal interface IEvaluator : IDisposable
+{
+    void BeginBatch(int batch);
+    double ReferenceLoss { get; }
+    List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel);
+    void EndBatch();
+    double ExecutedMacs { get; }
+    TimeSpan? RawThroughputTime(double macs);
+}
+
+/// <summary>The searched layers, schemes, batches and the unperturbed base model, shared by both evaluators.</summary>
+internal sealed class MeasurementPlan
+{
+    public required SensitivityInput Input { get; init; }
+    public required SensitivityOptions Options { get; init; }
+    public required LayerInfo[] Searched { get; init; }
+    public required int[] Bits { get; init; }
+    public required OnnxModel Base { get; init; }
+    public required string Context { get; init; }
+    public required string Description { get; init; }
+    public int L => Searched.Length;
+
+    /// <summary>
+    /// Session settings of both evaluators. ORT_ENABLE_ALL adds the NCHWc layout rewrite, whose kernels accumulate
+    /// differently depending on where a slice starts, so slices and the whole model would disagree by more than float
+    /// noise (measured: 0.9 % of max |Ω| on ResNet-20); up to ORT_ENABLE_EXTENDED they agree.
+    /// </summary>
+    public RuntimeOptions Runtime => Options.Runtime with
+    {
+        Optimization = (Microsoft.ML.OnnxRuntime.GraphOptimizationLevel)Math.Min((int)Options.Runtime.Optimization, (int)Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+    };
+    public int S => Bits.Length;
+    public int BatchCount => (Input.Data.Count + Options.BatchSize - 1) / Options.BatchSize;
+    public long FullMacs => Input.Layers.Sum(l => l.MacsPerImage);
+
+    public static MeasurementPlan Create(SensitivityInput input, SensitivityOptions options)
+    {
+        if (options.BatchSize <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Sensitivity batch size must be positive, got {options.BatchSize}."); }
+        if (options.CandidateBits.Count == 0 || options.CandidateBits.Any(b => b is < 2 or > 8) || options.CandidateBits.Distinct().Count() != options.CandidateBits.Count)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Candidate bits {string.Join(",", options.CandidateBits)} must be distinct values in 2–8.");
+        }
+        if (input.Data.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity set is empty."); }
+        var searched = input.Layers.Where(l => input.Config[l.Index].Searchable).ToArray();
+        if (searched.Length < 2) { throw new BitBudgetException(ErrorKind.InvalidInput, $"CLADO needs at least two searched layers; the configuration searches {searched.Length}."); }
+        int[] bits = [.. options.CandidateBits];
+
+        // The base: fixed layers quantized as configured, searched layers in float with float inputs.
+        var baseConfig = input.Config.Select(c => c.Searchable ? c with { WeightBits = 0, ActivationBits = 0 } : c).ToArray();
+        OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true);
+
+        // Everything that determines a measured value goes into the context hash, including every quantized tensor.
+        var text = new System.Text.StringBuilder();
+        text.AppendLine("bitbudget-clado-v1").AppendLine(input.Prepared.ComputeHash()).AppendLine(input.Data.Hash)
+            .AppendLine($"batch={options.BatchSize} images={input.Data.Count} loss={options.Loss} naive={options.Naive} bits={string.Join(",", bits)}")
+            .AppendLine(options.SettingsNote);
+        foreach (LayerBits c in input.Config) { text.AppendLine(c.ToString()); }
+        if (input.Activations is not null)
+        {
+            foreach (var (name, p) in input.Activations.OrderBy(p => p.Key, StringComparer.Ordinal)) { text.AppendLine($"{name}:{p}"); }
+        }
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(text.ToString()));
+        foreach (LayerInfo layer in searched)
+        {
+            foreach (int b in bits)
+            {
+                sha.AppendData(MemoryMarshal.AsBytes(input.Weights.Get(input.Config[layer.Index] with { WeightBits = b }).Dequantized.Span));
+            }
+        }
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(baseModel.ComputeHash()));
+        string context = Convert.ToHexStringLower(sha.GetHashAndReset())[..32];
+        string description = $"{Path.GetFileName(input.Prepared.Source)}; {input.Data.Description}; {searched.Length} searched layers × bits {string.Join(",", bits)}; " +
+            $"batch {options.BatchSize}; loss {options.Loss}{(options.Naive ? "; naive" : "")}{(options.SettingsNote.Length > 0 ? "; " + options.SettingsNote : "")}";
+        return new MeasurementPlan { Input = input, Options = options, Searched = searched, Bits = bits, Base = baseModel, Context = context, Description = description };
+    }
+
+    public (int Start, int Count) BatchRange(int batch)
+    {
+        int start = batch * Options.BatchSize;
+        return (start, Math.Min(Options.BatchSize, Input.Data.Count - start));
+    }
+
+    /// <summary>A segment or suffix model with searched layer <paramref name="layer"/> quantized at <paramref name="bits"/> (its input activation too, if configured).</summary>
+    public OnnxModel Perturb(OnnxModel model, LayerInfo layer, int bits)
+    {
+        OnnxModel copy = model.Clone();
+        LayerBits spec = Input.Config[layer.Index] with { WeightBits = bits };
+        QuantSimulator.SetLayerWeight(copy, layer, Input.Weights.Get(spec), Input.Weights);
+        if (QdqGraph.ActivationFor(spec, Input.Activations) is ActivationParams p)
+        {
+            QdqGraph.InsertActivationQdq(copy, layer, p, emulate: true);   // see QuantSimulator.Build: slices must compute what the whole model does
+        }
+        return copy;
+    }
+
+    /// <summary>Mean loss of a batch of logits: cross-entropy vs labels, or KL to the reference logits.</summary>
+    public double Loss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference)
+    {
+        int n = labels.Length, classes = logits.Length / n;
+        Span<float> logp = classes <= 4096 ? stackalloc float[classes] : new float[classes];
+        Span<float> refp = Options.Loss == SensitivityLoss.KlDivergence ? (classes <= 4096 ? stackalloc float[classes] : new float[classes]) : default;
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+        {
+            Metrics.LogSoftmax(logits.Slice(i * classes, classes), logp);
+            if (Options.Loss == SensitivityLoss.CrossEntropy)
+            {
+                sum -= logp[labels[i]];
+                continue;
+            }
+            Metrics.LogSoftmax(reference.Slice(i * classes, classes), refp);
+            for (int c = 0; c < classes; c++) { sum += Math.Exp(refp[c]) * (refp[c] - logp[c]); }
+        }
+        return sum / n;
+    }
+
+    public double ReferenceMacs(IEnumerable<int> batches)
+    {
+        double forwards = 1 + (double)L * S + (double)S * S * L * (L - 1) / 2;
+        return batches.Sum(b => BatchRange(b).Count) * forwards * FullMacs;
+    }
+
+    public SensitivityResult Assemble(Dictionary<(int Batch, int U, int Su, int V, int Sv), double> losses, MeasurementCost cost)
+    {
+        int n = L * S;
+        var single = new double[n];
+        var pair = new double[n * n];
+        double reference = 0;
+        int batches = 0;
+        bool complete = true;
+        for (int b = 0; b < BatchCount; b++)
+        {
+            if (!losses.TryGetValue((b, -1, 0, -1, 0), out double l0)) { complete = false; continue; }
+            bool ok = true;
+            var bs = new double[n];
+            var bp = new double[n * n];
+            for (int u = 0; u < L && ok; u++)
+            {
+                for (int s = 0; s < S && ok; s++)
+                {
+                    if (!losses.TryGetValue((b, u, s, -1, 0), out double lu)) { ok = false; break; }
+                    bs[u * S + s] = lu - l0;
+                    for (int v = u + 1; v < L && ok; v++)
+                    {
+                        for (int t = 0; t < S; t++)
+                        {
+                            if (!losses.TryGetValue((b, u, s, v, t), out double luv)) { ok = false; break; }
+                            bp[(u * S + s) * n + v * S + t] = luv - l0;
+                        }
+                    }
+                }
+            }
+            if (!ok) { complete = false; continue; }
+            batches++;
+            reference += l0;
+            for (int i = 0; i < n; i++) { single[i] += bs[i]; }
+            for (int i = 0; i < n * n; i++) { pair[i] += bp[i]; }
+        }
+        var omega = new double[n * n];
+        if (batches > 0)
+        {
+            for (int i = 0; i < n; i++) { single[i] /= batches; }
+            for (int i = 0; i < n * n; i++) { pair[i] /= batches; }
+            for (int u = 0; u < n; u++)
+            {
+                omega[u * n + u] = 2 * single[u];
+                for (int v = u + 1; v < n; v++)
+                {
+                    if (u / S == v / S) { continue; }   // same layer, other scheme: never both chosen
+                    double value = pair[u * n + v] - single[u] - single[v];
+                    omega[u * n + v] = value;
+                    omega[v * n + u] = value;
+                }
+            }
+        }
+        int images = Enumerable.Range(0, BatchCount).Sum(b => BatchRange(b).Count);
+        return new SensitivityResult
+        {
+            SearchedLayers = Searched,
+            CandidateBits = Bits,
+            ReferenceLoss = batches > 0 ? reference / batches : double.NaN,
+            DeltaSingle = single,
+            Omega = omega,
+            Batches = batches,
+            Images = images,
+            Context = Context,
+            Cost = cost,
+            Complete = complete,
+        };
+    }
+}

@@ -1,0 +1,142 @@
+using BitBudget.Data;
+using BitBudget.Graph;
+using BitBudget.Quantization;
+using BitBudget.Runtime;
+
+namespace BitBudget.Sensitivity;
+
+/// <summary>Loss whose change CLADO measures.</summary>
+public enum SensitivityLoss
+{
+    /// <summary>Cross-entropy against the labels (the paper's CNN experiments).</summary>
+    CrossEntropy,
+    /// <summary>KL divergence of the perturbed output to the unperturbed model's output (no labels needed).</summary>
+    KlDivergence,
+}
+
+/// <summary>A deterministic share of the work: units whose index modulo <see cref="Count"/> equals <see cref="Index"/>.</summary>
+public readonly record struct Shard(int Index, int Count)
+{
+    /// <summary>Parses <c>k/n</c> with 0 ≤ k &lt; n.</summary>
+    public static Shard Parse(string text)
+    {
+        string[] parts = (text ?? "").Split('/');
+        if (parts.Length == 2 && int.TryParse(parts[0], out int k) && int.TryParse(parts[1], out int n) && n > 0 && k >= 0 && k < n)
+        {
+            return new Shard(k, n);
+        }
+        throw new BitBudgetException(ErrorKind.InvalidInput, $"Shard '{text}' is not k/n with 0 ≤ k < n (e.g. 0/4).");
+    }
+
+    /// <summary>Whether work unit number <paramref name="unit"/> belongs to this shard.</summary>
+    public bool Owns(long unit) => unit % Count == Index;
+}
+
+/// <summary>How the CLADO measurement runs.</summary>
+public sealed record SensitivityOptions
+{
+    /// <summary>Candidate weight bit-widths of every searched layer (the schemes).</summary>
+    public IReadOnlyList<int> CandidateBits { get; init; } = [2, 4, 8];
+
+    /// <summary>Images per sensitivity batch; Ω is the mean of the per-batch matrices.</summary>
+    public int BatchSize { get; init; } = 256;
+
+    /// <summary>The loss whose change is measured.</summary>
+    public SensitivityLoss Loss { get; init; } = SensitivityLoss.CrossEntropy;
+
+    /// <summary>Run the reference loop instead: one full forward of a fully rebuilt model per single and pair.</summary>
+    public bool Naive { get; init; }
+
+    /// <summary>SQLite store that keeps every measured loss (resume, shards); null keeps nothing.</summary>
+    public string? StorePath { get; init; }
+
+    /// <summary>Measure only this share of the work (needs a store).</summary>
+    public Shard? Shard { get; init; }
+
+    /// <summary>ONNX Runtime settings.</summary>
+    public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
+
+    /// <summary>Extra text identifying settings that change the measured values but are invisible in the tensors (e.g. a preset name).</summary>
+    public string SettingsNote { get; init; } = "";
+}
+
+/// <summary>What the measurement runs on: the prepared model, its layers, the resolved configuration, the quantized weights.</summary>
+/// <param name="Prepared">The prepared model.</param>
+/// <param name="Layers">Its quantizable layers.</param>
+/// <param name="Config">One entry per layer: searchable layers are searched (their activation bits apply when quantized); the others keep their bits.</param>
+/// <param name="Weights">Quantized tensors of every (layer, bits), computed once (RTN or GPTQ).</param>
+/// <param name="Activations">Input-activation parameters by layer name, for every layer with activation bits.</param>
+/// <param name="Data">The sensitivity images.</param>
+public sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
+    QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data);
+
+/// <summary>Progress of a measurement: forward evaluations (singles and pairs) done and in total, for this run.</summary>
+public readonly record struct SensitivityProgress(long Done, long Total, double EvaluationsPerSecond);
+
+/// <summary>What the measurement cost, against the reference loop (L·S + S²·L(L−1)/2 full forwards per batch).</summary>
+public sealed record MeasurementCost
+{
+    /// <summary>Forward MACs executed per batch image (all batches summed, divided by the images).</summary>
+    public double ExecutedMacs { get; init; }
+
+    /// <summary>MACs the reference loop executes for the same batches.</summary>
+    public double ReferenceMacs { get; init; }
+
+    /// <summary>Executed ÷ reference.</summary>
+    public double FlopRatio => ReferenceMacs > 0 ? ExecutedMacs / ReferenceMacs : double.NaN;
+
+    /// <summary>Singles and pairs evaluated in this run (stored ones excluded).</summary>
+    public long Evaluations { get; init; }
+
+    /// <summary>Units (one batch's single + its pairs) taken from the store instead of measured.</summary>
+    public long ReusedUnits { get; init; }
+
+    /// <summary>Wall time of the measurement loop.</summary>
+    public TimeSpan Measuring { get; init; }
+
+    /// <summary>Wall time to build and load the sub-model sessions.</summary>
+    public TimeSpan Setup { get; init; }
+
+    /// <summary>Time the executed MACs cost at the full-precision model's own ORT throughput on the same batch (null if not measured).</summary>
+    public TimeSpan? RawThroughputTime { get; init; }
+
+    /// <summary>Measuring ÷ raw-throughput time.</summary>
+    public double? TimeRatio => RawThroughputTime is TimeSpan t && t > TimeSpan.Zero ? Measuring / t : null;
+}
+
+/// <summary>The measured CLADO sensitivities and the cross-layer matrix Ω.</summary>
+public sealed record SensitivityResult
+{
+    /// <summary>The searched layers, in Ω's order.</summary>
+    public required IReadOnlyList<LayerInfo> SearchedLayers { get; init; }
+
+    /// <summary>Candidate bits (schemes), in Ω's order within a layer.</summary>
+    public required IReadOnlyList<int> CandidateBits { get; init; }
+
+    /// <summary>Mean loss of the unperturbed model (searched layers in float, fixed layers quantized) over the batches.</summary>
+    public double ReferenceLoss { get; init; }
+
+    /// <summary>Mean single-layer loss change ΔL_u, index = layer·S + scheme.</summary>
+    public required double[] DeltaSingle { get; init; }
+
+    /// <summary>Ω (n × n, n = L·S, row-major): diagonal 2·ΔL_u, different layers ΔL_uv − ΔL_u − ΔL_v, same layer 0. Not projected.</summary>
+    public required double[] Omega { get; init; }
+
+    /// <summary>Number of batches averaged.</summary>
+    public int Batches { get; init; }
+
+    /// <summary>Images measured.</summary>
+    public int Images { get; init; }
+
+    /// <summary>Hash of everything that determines the values (model, data, settings, quantized tensors).</summary>
+    public required string Context { get; init; }
+
+    /// <summary>Cost of this run.</summary>
+    public required MeasurementCost Cost { get; init; }
+
+    /// <summary>Whether every unit was available (false for a shard that measured only its share).</summary>
+    public bool Complete { get; init; } = true;
+
+    /// <summary>Ω's side.</summary>
+    public int Size => SearchedLayers.Count * CandidateBits.Count;
+}
