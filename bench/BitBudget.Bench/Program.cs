@@ -12,6 +12,7 @@ static class Program
     static readonly Dictionary<string, (string Description, Func<string[], int> Run)> s_benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
+        ["rounding"] = ("Statistics + gptq time and weights-only top-1 of rtn / gptq / bias correction (args: resnet|squeezenet|gram).", RoundingBench.Run),
     };
 
     static int Main(string[] args)
