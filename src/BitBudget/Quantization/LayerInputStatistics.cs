@@ -1,0 +1,363 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+using BitBudget.Graph;
+using BitBudget.Graph.Onnx;
+using BitBudget.Runtime;
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Quantization;
+
+/// <summary>
+/// Second-moment statistics of one layer's full-precision input columns: H = Σ x xᵀ and the mean column,
+/// per group (a Conv column is one im2col patch of one group: K = Cin/groups·kh·kw; a Gemm/MatMul column is one input row).
+/// </summary>
+internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
+{
+    public LayerInfo Layer { get; } = layer;
+    public int Groups { get; } = groups;
+    /// <summary>Inputs per column (the width of one weight row).</summary>
+    public int K { get; } = k;
+    /// <summary>Groups × K × K, row-major per group; the sum (not the mean) over <see cref="Columns"/> columns.</summary>
+    public double[] Hessian { get; } = new double[(long)groups * k * k];
+    /// <summary>Groups × K sums of the columns (divide by <see cref="Columns"/> for the mean).</summary>
+    public double[] Sum { get; } = new double[(long)groups * k];
+    /// <summary>Columns accumulated per group.</summary>
+    public long Columns { get; internal set; }
+
+    public Span<double> H(int group) => Hessian.AsSpan(group * K * K, K * K);
+
+    /// <summary>The mean input column of <paramref name="group"/>.</summary>
+    public double[] Mean(int group)
+    {
+        var mean = new double[K];
+        ReadOnlySpan<double> sum = Sum.AsSpan(group * K, K);
+        for (int i = 0; i < K; i++) { mean[i] = Columns == 0 ? 0 : sum[i] / Columns; }
+        return mean;
+    }
+}
+
+/// <summary>
+/// The statistics pass: one ORT run per calibration batch with every quantized layer's input exposed as an extra output,
+/// then im2col (Conv) into a pooled buffer and X·Xᵀ by ORT's own Gemm (MLAS) in a one-node session.
+/// </summary>
+/// <remarks>
+/// Each chunk's Gemm accumulates in float over at most <see cref="ChunkFloats"/>/K columns (MLAS, FMA); chunks are summed in
+/// double, so the error does not grow with the number of images (docs/rounding.md has the benchmark of the alternatives).
+/// </remarks>
+internal static class LayerInputStatistics
+{
+    /// <summary>Largest im2col buffer (floats) handed to one Gemm; bigger chunks mean fewer ORT calls, smaller ones less memory.</summary>
+    internal const int ChunkFloats = 1 << 22;
+
+    /// <summary>Accumulates the statistics of <paramref name="layers"/> over <paramref name="batches"/> (NCHW floats and their shape).</summary>
+    /// <exception cref="BitBudgetException">A layer's input holds NaN or infinite values, or a Conv is not 2-D.</exception>
+    public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
+        IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default)
+    {
+        runtime ??= RuntimeOptions.Default;
+        var plans = new List<Plan>(layers.Count);
+        for (int i = 0; i < layers.Count; i++) { plans.AddRange(PlanLayer(prepared, layers[i], i)); }
+        var stats = new LayerStatistics[layers.Count];
+        for (int i = 0; i < layers.Count; i++)
+        {
+            LayerInfo layer = layers[i];
+            int k = layer.OpType == "Conv" ? (int)(layer.WeightCount / layer.WeightShape[0]) : (int)layer.WeightShape[layer.ChannelAxis == 0 ? 1 : 0];
+            stats[i] = new LayerStatistics(layer, layer.Groups, k);
+        }
+
+        OnnxModel probe = prepared.Clone();
+        string dataInput = prepared.InputName;
+        var existing = probe.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var captured = new List<string>();
+        foreach (string name in plans.Select(p => p.InputName).Distinct())
+        {
+            if (name == dataInput) { continue; }
+            captured.Add(name);
+            if (existing.Add(name))
+            {
+                probe.Graph.Output.Add(new ValueInfoProto
+                {
+                    Name = name,
+                    Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+                });
+            }
+        }
+
+        using InferenceSession model = OrtSessions.Create(probe.ToBytes(), runtime, $"model '{prepared.Source}' with its layer inputs exposed");
+        using var gram = new GramSessions(runtime);
+        using var runOptions = new RunOptions();
+        float[] buffer = ArrayPool<float>.Shared.Rent(ChunkFloats);
+        try
+        {
+            foreach ((float[] data, long[] shape) in batches)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var input = OrtValue.CreateTensorValueFromMemory(data, shape);
+                IDisposableReadOnlyCollection<OrtValue> outputs;
+                try
+                {
+                    outputs = model.Run(runOptions, [dataInput], [input], captured);
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new BitBudgetException(ErrorKind.Runtime,
+                        $"ONNX Runtime cannot run model '{prepared.Source}' on a calibration batch of shape [{string.Join(",", shape)}]: {OrtSessions.OneLine(e.Message)}", e);
+                }
+                using (outputs)
+                {
+                    foreach (Plan plan in plans)
+                    {
+                        if (plan.InputName == dataInput)
+                        {
+                            Accumulate(stats[plan.LayerIndex], plan, data, shape, buffer, gram);
+                            continue;
+                        }
+                        OrtValue value = outputs[captured.IndexOf(plan.InputName)];
+                        ReadOnlySpan<float> x = value.GetTensorDataAsSpan<float>();
+                        long[] xShape = value.GetTensorTypeAndShape().Shape;
+                        Accumulate(stats[plan.LayerIndex], plan, x, xShape, buffer, gram);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+        foreach (LayerStatistics s in stats)
+        {
+            s.Columns /= s.Groups;
+            CheckFinite(s);
+        }
+        return stats;
+    }
+
+    /// <summary>One node that reads a layer's weight (a shared weight has several) and how its input becomes columns.</summary>
+    internal sealed record Plan(int LayerIndex, string InputName, bool IsConv, int Groups, int Kh, int Kw,
+        int StrideH, int StrideW, int DilationH, int DilationW, int PadTop, int PadLeft, int PadBottom, int PadRight, string AutoPad);
+
+    static IEnumerable<Plan> PlanLayer(OnnxModel prepared, LayerInfo layer, int position)
+    {
+        foreach (NodeProto node in prepared.Graph.Node)
+        {
+            if (node.Input.Count < 2 || node.Input[1] != layer.WeightName || node.OpType != layer.OpType) { continue; }
+            if (node.OpType != "Conv")
+            {
+                yield return new Plan(position, node.Input[0], false, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, "NOTSET");
+                continue;
+            }
+            if (layer.WeightShape.Count != 4)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"Layer '{layer.Name}' is a {layer.WeightShape.Count - 2}-D Conv; the rounding statistics support 2-D Conv only.");
+            }
+            long[] Ints(string name, long fallback, int count)
+            {
+                AttributeProto? a = node.Attribute.FirstOrDefault(x => x.Name == name);
+                return a is null || a.Ints.Count == 0 ? Enumerable.Repeat(fallback, count).ToArray() : [.. a.Ints];
+            }
+            long[] strides = Ints("strides", 1, 2), dilations = Ints("dilations", 1, 2), pads = Ints("pads", 0, 4);
+            string autoPad = node.Attribute.FirstOrDefault(x => x.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+            if (autoPad is "VALID") { pads = [0, 0, 0, 0]; }
+            yield return new Plan(position, node.Input[0], true, layer.Groups, (int)layer.WeightShape[2], (int)layer.WeightShape[3],
+                (int)strides[0], (int)strides[1], (int)dilations[0], (int)dilations[1], (int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3],
+                autoPad is "" ? "NOTSET" : autoPad);
+        }
+    }
+
+    static void Accumulate(LayerStatistics s, Plan plan, ReadOnlySpan<float> x, long[] shape, float[] buffer, GramSessions gram)
+    {
+        int k = s.K;
+        if (!plan.IsConv)
+        {
+            long rows = x.Length / k;
+            int rowsPerChunk = Math.Max(1, ChunkFloats / k);
+            for (long r0 = 0; r0 < rows; r0 += rowsPerChunk)
+            {
+                int m = (int)Math.Min(rowsPerChunk, rows - r0);
+                Span<float> chunk = buffer.AsSpan(0, m * k);
+                x.Slice((int)(r0 * k), m * k).CopyTo(chunk);
+                gram.AccumulateRows(buffer, m, k, s.H(0), s.Sum.AsSpan(0, k));
+            }
+            s.Columns += rows;
+            return;
+        }
+        int n = (int)shape[0], c = (int)shape[1], h = (int)shape[2], w = (int)shape[3];
+        var g = Geometry.For(plan, h, w);
+        int cPerGroup = c / plan.Groups;
+        int positions = g.OutH * g.OutW;
+        int imagesPerChunk = Math.Max(1, ChunkFloats / (k * positions));
+        if ((long)k * positions > ChunkFloats)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"Layer '{s.Layer.Name}' has {k}×{positions} im2col values per image, more than the {ChunkFloats} the statistics buffer holds.");
+        }
+        for (int group = 0; group < plan.Groups; group++)
+        {
+            for (int n0 = 0; n0 < n; n0 += imagesPerChunk)
+            {
+                int images = Math.Min(imagesPerChunk, n - n0);
+                int m = images * positions;
+                for (int image = 0; image < images; image++)
+                {
+                    ReadOnlySpan<float> source = x.Slice(((n0 + image) * c + group * cPerGroup) * h * w, cPerGroup * h * w);
+                    Im2Col(source, cPerGroup, h, w, plan, g, buffer, m, image * positions);
+                }
+                gram.AccumulateColumns(buffer, k, m, s.H(group), s.Sum.AsSpan(group * k, k));
+            }
+        }
+        s.Columns += (long)n * positions * plan.Groups;
+    }
+
+    internal readonly record struct Geometry(int OutH, int OutW, int PadTop, int PadLeft)
+    {
+        public static Geometry For(Plan p, int h, int w)
+        {
+            (int top, int bottom) = Pads(p.AutoPad, h, p.Kh, p.StrideH, p.DilationH, p.PadTop, p.PadBottom);
+            (int left, int right) = Pads(p.AutoPad, w, p.Kw, p.StrideW, p.DilationW, p.PadLeft, p.PadRight);
+            int outH = (h + top + bottom - p.DilationH * (p.Kh - 1) - 1) / p.StrideH + 1;
+            int outW = (w + left + right - p.DilationW * (p.Kw - 1) - 1) / p.StrideW + 1;
+            return new Geometry(outH, outW, top, left);
+        }
+
+        static (int Begin, int End) Pads(string autoPad, int size, int kernel, int stride, int dilation, int begin, int end)
+        {
+            if (autoPad is not ("SAME_UPPER" or "SAME_LOWER")) { return (begin, end); }
+            int total = Math.Max(0, ((size + stride - 1) / stride - 1) * stride + (kernel - 1) * dilation + 1 - size);
+            return autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2);
+        }
+    }
+
+    /// <summary>Writes one image's patches of one group as rows k = (c, i, j) of a K × <paramref name="m"/> matrix, from column <paramref name="column0"/>; padding is zeros.</summary>
+    internal static void Im2Col(ReadOnlySpan<float> image, int channels, int h, int w, Plan p, Geometry g, Span<float> destination, int m, int column0)
+    {
+        int row = 0;
+        for (int ch = 0; ch < channels; ch++)
+        {
+            ReadOnlySpan<float> plane = image.Slice(ch * h * w, h * w);
+            for (int i = 0; i < p.Kh; i++)
+            {
+                for (int j = 0; j < p.Kw; j++, row++)
+                {
+                    Span<float> target = destination.Slice(row * m + column0, g.OutH * g.OutW);
+                    int dx = j * p.DilationW - g.PadLeft;
+                    // Output columns whose input x = ox·stride + dx lies inside the image.
+                    int oxLo = dx >= 0 ? 0 : (-dx + p.StrideW - 1) / p.StrideW;
+                    int oxHi = Math.Min(g.OutW, w - dx <= 0 ? 0 : (w - dx - 1) / p.StrideW + 1);
+                    for (int oy = 0; oy < g.OutH; oy++)
+                    {
+                        Span<float> outRow = target.Slice(oy * g.OutW, g.OutW);
+                        int iy = oy * p.StrideH + i * p.DilationH - g.PadTop;
+                        if (iy < 0 || iy >= h || oxLo >= oxHi)
+                        {
+                            outRow.Clear();
+                            continue;
+                        }
+                        outRow[..oxLo].Clear();
+                        outRow[oxHi..].Clear();
+                        ReadOnlySpan<float> inRow = plane.Slice(iy * w, w);
+                        if (p.StrideW == 1)
+                        {
+                            inRow.Slice(oxLo + dx, oxHi - oxLo).CopyTo(outRow[oxLo..oxHi]);
+                        }
+                        else
+                        {
+                            for (int ox = oxLo, ix = oxLo * p.StrideW + dx; ox < oxHi; ox++, ix += p.StrideW) { outRow[ox] = inRow[ix]; }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static void CheckFinite(LayerStatistics s)
+    {
+        for (int g = 0; g < s.Groups; g++)
+        {
+            Span<double> h = s.H(g);
+            for (int i = 0; i < s.K; i++)
+            {
+                if (!double.IsFinite(h[i * s.K + i]))
+                {
+                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                        $"Layer '{s.Layer.Name}' receives NaN or infinite input values on the calibration images; check the images and their preprocessing.");
+                }
+            }
+        }
+    }
+
+    /// <summary>Two one-node ORT sessions computing X·Xᵀ (columns layout, K × M) and XᵀX (rows layout, M × K) with MLAS.</summary>
+    internal sealed class GramSessions : IDisposable
+    {
+        readonly InferenceSession _columns, _rows;
+        readonly RunOptions _runOptions = new();
+
+        public GramSessions(RuntimeOptions runtime)
+        {
+            _columns = OrtSessions.Create(GramModel(transA: false), runtime, "the Gram-matrix model");
+            try { _rows = OrtSessions.Create(GramModel(transA: true), runtime, "the Gram-matrix model"); }
+            catch { _columns.Dispose(); _runOptions.Dispose(); throw; }
+        }
+
+        /// <summary>H += X·Xᵀ and sum += row sums of X, for X = <paramref name="x"/>[0 .. k·m) as K × M.</summary>
+        public void AccumulateColumns(float[] x, int k, int m, Span<double> h, Span<double> sum)
+        {
+            Run(_columns, x, [k, m], k, h);
+            for (int r = 0; r < k; r++) { sum[r] += TensorPrimitives.Sum(x.AsSpan(r * m, m)); }
+        }
+
+        /// <summary>H += XᵀX and sum += column sums of X, for X = <paramref name="x"/>[0 .. m·k) as M × K.</summary>
+        public void AccumulateRows(float[] x, int m, int k, Span<double> h, Span<double> sum)
+        {
+            Run(_rows, x, [m, k], k, h);
+            for (int r = 0; r < m; r++)
+            {
+                ReadOnlySpan<float> row = x.AsSpan(r * k, k);
+                for (int j = 0; j < k; j++) { sum[j] += row[j]; }
+            }
+        }
+
+        void Run(InferenceSession session, float[] x, long[] shape, int k, Span<double> h)
+        {
+            using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(0, (int)(shape[0] * shape[1])), shape);
+            using var outputs = session.Run(_runOptions, ["x"], [input], ["h"]);
+            ReadOnlySpan<float> gram = outputs[0].GetTensorDataAsSpan<float>();
+            for (int i = 0; i < k * k; i++) { h[i] += gram[i]; }
+        }
+
+        static byte[] GramModel(bool transA)
+        {
+            var graph = new GraphProto { Name = "gram" };
+            var node = new NodeProto { OpType = "Gemm", Name = "gram" };
+            node.Input.Add("x");
+            node.Input.Add("x");
+            node.Output.Add("h");
+            node.Attribute.Add(new AttributeProto { Name = transA ? "transA" : "transB", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            graph.Node.Add(node);
+            graph.Input.Add(Value("x", "A", "B"));
+            graph.Output.Add(Value("h", "K", "K"));
+            var proto = new ModelProto { IrVersion = 8, ProducerName = "bitbudget", Graph = graph };
+            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
+            return new OnnxModel(proto).ToBytes();
+        }
+
+        static ValueInfoProto Value(string name, string d0, string d1)
+        {
+            var shape = new TensorShapeProto();
+            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = d0 });
+            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = d1 });
+            return new ValueInfoProto
+            {
+                Name = name,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+            };
+        }
+
+        public void Dispose()
+        {
+            _columns.Dispose();
+            _rows.Dispose();
+            _runOptions.Dispose();
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using BitBudget.Graph;
+
+namespace BitBudget.Quantization;
+
+/// <summary>How a layer's weights are rounded onto the integer grid.</summary>
+internal enum RoundingMethod
+{
+    /// <summary>Round to nearest.</summary>
+    Rtn,
+    /// <summary>Error-feedback rounding against the layer's input statistics (GPTQ).</summary>
+    Gptq,
+}
+
+/// <summary>One layer quantized at one bit-width, in the weight's own layout.</summary>
+/// <param name="Levels">Integer levels, same layout as the ONNX weight.</param>
+/// <param name="Dequantized">Levels × scale, same layout as the ONNX weight (what a fake-quant model uses).</param>
+/// <param name="Scales">One scale per output channel.</param>
+/// <param name="Bias">The (corrected) bias, one per output channel; null when the layer has no bias and no correction was asked.</param>
+internal sealed record RoundedLayer(sbyte[] Levels, float[] Dequantized, float[] Scales, float[]? Bias);
+
+/// <summary>Applies a rounding method to one layer: weight layout ↔ rows × K per group, scales, rounding, bias correction.</summary>
+internal static class LayerRounder
+{
+    /// <summary>The weight of <paramref name="layer"/> as output channels × K, row-major (Conv weights are already in that order).</summary>
+    public static float[] WeightRows(OnnxModel prepared, LayerInfo layer)
+    {
+        float[] w = TensorData.ReadFloats(prepared.FindInitializer(layer.WeightName)
+            ?? throw new InvalidOperationException($"Initializer '{layer.WeightName}' is missing."));
+        return layer.ChannelAxis == 0 ? w : Transpose(w, (int)layer.WeightShape[0], (int)layer.WeightShape[1]);
+    }
+
+    /// <summary>Transposes a rows × cols matrix (row-major).</summary>
+    internal static T[] Transpose<T>(T[] m, int rows, int cols)
+    {
+        var t = new T[m.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++) { t[c * rows + r] = m[r * cols + c]; }
+        }
+        return t;
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="layer"/> at <paramref name="bits"/>. <paramref name="scales"/> (one per output channel) default to
+    /// <see cref="Gptq.MseScales"/>; <paramref name="statistics"/> are needed for GPTQ and bias correction.
+    /// </summary>
+    public static RoundedLayer Round(OnnxModel prepared, LayerInfo layer, int bits, RoundingMethod method, bool biasCorrection,
+        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null)
+    {
+        float[] rows = WeightRows(prepared, layer);
+        int outputs = (int)layer.OutputChannels;
+        int k = rows.Length / outputs;
+        scales ??= Gptq.MseScales(rows, outputs, k, bits);
+        var levels = new sbyte[rows.Length];
+        var dequantized = new float[rows.Length];
+        int groups = layer.Groups, perGroup = outputs / groups;
+        for (int g = 0; g < groups; g++)
+        {
+            ReadOnlySpan<float> w = rows.AsSpan(g * perGroup * k, perGroup * k);
+            ReadOnlySpan<float> s = scales.AsSpan(g * perGroup, perGroup);
+            RoundedWeights r = method == RoundingMethod.Rtn
+                ? Gptq.RoundToNearest(w, perGroup, k, s, bits)
+                : Gptq.Quantize(w, perGroup, s, bits, factors?[g] ?? Gptq.Factor(Require(statistics, layer).H(g), k, options), options);
+            r.Levels.CopyTo(levels, g * perGroup * k);
+            r.Dequantized.CopyTo(dequantized, g * perGroup * k);
+        }
+        float[]? bias = layer.BiasName is null ? null : TensorData.ReadFloats(prepared.FindInitializer(layer.BiasName)!);
+        if (biasCorrection)
+        {
+            LayerStatistics st = Require(statistics, layer);
+            var means = new double[groups][];
+            for (int g = 0; g < groups; g++) { means[g] = st.Mean(g); }
+            bias = BiasCorrection.Apply(rows, dequantized, bias, outputs, k, means);
+        }
+        if (layer.ChannelAxis != 0)
+        {
+            levels = Transpose(levels, outputs, k);
+            dequantized = Transpose(dequantized, outputs, k);
+        }
+        return new RoundedLayer(levels, dequantized, scales, bias);
+    }
+
+    /// <summary>The GPTQ factor of every group of a layer, computed once and shared by every bit-width.</summary>
+    public static GptqFactor[] Factors(LayerStatistics statistics, GptqOptions? options = null)
+    {
+        var factors = new GptqFactor[statistics.Groups];
+        for (int g = 0; g < statistics.Groups; g++) { factors[g] = Gptq.Factor(statistics.H(g), statistics.K, options); }
+        return factors;
+    }
+
+    static LayerStatistics Require(LayerStatistics? statistics, LayerInfo layer) =>
+        statistics ?? throw new ArgumentException($"Layer '{layer.Name}' needs input statistics for this rounding.", nameof(statistics));
+}
