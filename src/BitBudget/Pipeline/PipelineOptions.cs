@@ -1,0 +1,82 @@
+using BitBudget.Optimization;
+using BitBudget.Quantization;
+using BitBudget.Runtime;
+using BitBudget.Sensitivity;
+
+namespace BitBudget.Pipeline;
+
+/// <summary>Everything that decides how a model is quantized, measured and searched; one immutable record.</summary>
+public sealed record PipelineOptions
+{
+    /// <summary>Name of the preset these settings came from (<c>default</c> or <c>clado-paper</c>); recorded in reports and store keys.</summary>
+    public string Preset { get; init; } = "default";
+
+    /// <summary>ONNX Runtime settings.</summary>
+    public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
+
+    /// <summary>Candidate weight bits of searched layers.</summary>
+    public IReadOnlyList<int> CandidateBits { get; init; } = [2, 4, 8];
+
+    /// <summary>Bits of the first quantizable layer (outside the search); 0 keeps it in float; null searches it.</summary>
+    public int? FirstLayerBits { get; init; } = 8;
+
+    /// <summary>Bits of the last quantizable layer (outside the search); 0 keeps it in float; null searches it.</summary>
+    public int? LastLayerBits { get; init; } = 8;
+
+    /// <summary>Input-activation bits of quantized layers; 0 = weights only.</summary>
+    public int ActivationBits { get; init; } = 8;
+
+    /// <summary>How activation ranges are calibrated.</summary>
+    public ActivationCalibration ActivationCalibration { get; init; } = ActivationCalibration.MinMax;
+
+    /// <summary>Per-output-channel weight scales (else per tensor).</summary>
+    public bool PerChannel { get; init; } = true;
+
+    /// <summary>How the weight clipping range is chosen.</summary>
+    public WeightRange WeightRange { get; init; } = WeightRange.Mse;
+
+    /// <summary>Images of the calibration set used for activation ranges (the rest are ignored).</summary>
+    public int CalibrationImages { get; init; } = 512;
+
+    /// <summary>CLADO measurement settings (batch size, loss, store, shard, naive).</summary>
+    public SensitivityOptions Sensitivity { get; init; } = new();
+
+    /// <summary>Solver settings.</summary>
+    public SearchOptions Search { get; init; } = new() { TimeLimit = TimeSpan.FromSeconds(30) };
+
+    /// <summary>OMPQ settings.</summary>
+    public OmpqOptions Ompq { get; init; } = new();
+
+    /// <summary>Images of the OMPQ feature batch.</summary>
+    public int OmpqImages { get; init; } = 32;
+
+    /// <summary>BitBudget's defaults: per-channel MSE weights, A8 min/max inputs, first and last layer fixed at 8 bits, bits {2,4,8}.</summary>
+    public static PipelineOptions Default { get; } = new();
+
+    /// <summary>
+    /// The CLADO paper code's CNN settings: per-tensor MSE weight ranges, A8 asymmetric MSE-calibrated inputs,
+    /// first conv and classifier left in float and out of the search.
+    /// </summary>
+    public static PipelineOptions CladoPaper { get; } = new()
+    {
+        Preset = "clado-paper",
+        PerChannel = false,
+        ActivationCalibration = ActivationCalibration.Mse,
+        FirstLayerBits = 0,
+        LastLayerBits = 0,
+    };
+
+    /// <summary>A preset by name.</summary>
+    public static PipelineOptions FromPreset(string name) => name switch
+    {
+        "default" => Default,
+        "clado-paper" => CladoPaper,
+        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown quantization preset '{name}'; expected default or clado-paper."),
+    };
+
+    /// <summary>A stable one-line text of the settings that change quantized values.</summary>
+    public string Fingerprint() =>
+        $"preset={Preset} bits={string.Join(",", CandidateBits)} first={FirstLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} " +
+        $"last={LastLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} act={ActivationBits}/{ActivationCalibration} " +
+        $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages}";
+}
