@@ -28,23 +28,7 @@ static class ReportCharts
 
         foreach (var group in Series(front.Points, p => p.Top1))
         {
-            Color color = methodColors[group.Method];
-            double[] xs = [.. group.Points.Select(p => p.X / scale)];
-            double[] ys = [.. group.Points.Select(p => p.Y * 100)];
-            if (group.Uniform)
-            {
-                var markers = plot.Add.Markers(xs, ys, MarkerShape.FilledSquare, 9, color);
-                markers.LegendText = $"uniform ({group.Rounding})";
-            }
-            else
-            {
-                var line = plot.Add.Scatter(xs, ys, color);
-                line.LegendText = $"{group.Method} ({group.Rounding})";
-                line.LineWidth = 2;
-                line.MarkerSize = 7;
-                line.LinePattern = group.Rounding.Equals("rtn", StringComparison.OrdinalIgnoreCase) ? LinePattern.Dashed : LinePattern.Solid;
-            }
-            AddDraws(plot, group, scale, 100, color);
+            AddSeries(plot, group, methodColors[group.Method], scale, 100);
         }
 
         var fp = plot.Add.HorizontalLine(front.FpTop1 * 100, 1.5f, Colors.Gray, LinePattern.Dotted);
@@ -65,22 +49,7 @@ static class ReportCharts
         foreach (var group in Series(front.Points, p => p.PredictedLoss))
         {
             any = true;
-            Color color = methodColors[group.Method];
-            double[] xs = [.. group.Points.Select(p => p.X / scale)];
-            double[] ys = [.. group.Points.Select(p => p.Y)];
-            if (group.Uniform)
-            {
-                plot.Add.Markers(xs, ys, MarkerShape.FilledSquare, 9, color).LegendText = $"uniform ({group.Rounding})";
-            }
-            else
-            {
-                var line = plot.Add.Scatter(xs, ys, color);
-                line.LegendText = $"{group.Method} ({group.Rounding})";
-                line.LineWidth = 2;
-                line.MarkerSize = 7;
-                line.LinePattern = group.Rounding.Equals("rtn", StringComparison.OrdinalIgnoreCase) ? LinePattern.Dashed : LinePattern.Solid;
-            }
-            AddDraws(plot, group, scale, 1, color);
+            AddSeries(plot, group, methodColors[group.Method], scale, 1);
         }
         if (any)
         {
@@ -91,6 +60,26 @@ static class ReportCharts
             plot.Add.Text("no method predicted a loss", 0, 0);
         }
         return plot;
+    }
+
+    /// <summary>A method's line (rtn dashed, anything else solid), or squares for uniform configurations, plus its single draws.</summary>
+    static void AddSeries(Plot plot, PointSeries group, Color color, double xScale, double yScale)
+    {
+        double[] xs = [.. group.Points.Select(p => p.X / xScale)];
+        double[] ys = [.. group.Points.Select(p => p.Y * yScale)];
+        if (group.Uniform)
+        {
+            plot.Add.Markers(xs, ys, MarkerShape.FilledSquare, 9, color).LegendText = $"uniform ({group.Rounding})";
+        }
+        else
+        {
+            var line = plot.Add.Scatter(xs, ys, color);
+            line.LegendText = $"{group.Method} ({group.Rounding})";
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+            line.LinePattern = group.Rounding.Equals("rtn", StringComparison.OrdinalIgnoreCase) ? LinePattern.Dashed : LinePattern.Solid;
+        }
+        AddDraws(plot, group, xScale, yScale, color);
     }
 
     /// <summary>Every single draw as a small hollow marker when a series averages several draws.</summary>
