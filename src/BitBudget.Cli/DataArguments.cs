@@ -8,7 +8,7 @@ namespace BitBudget.Cli;
 sealed class DataArguments
 {
     readonly string _prefix;
-    public Option<string?> Preset { get; }
+    public Option<string[]> Preset { get; }
     public Option<FileInfo?> PreprocessFile { get; }
     public Option<int?> Resize { get; }
     public Option<int?> Crop { get; }
@@ -25,7 +25,10 @@ sealed class DataArguments
     public DataArguments(string prefix = "")
     {
         _prefix = prefix;
-        Preset = new Option<string?>("--preset") { Description = $"Preprocessing preset: {string.Join(", ", Data.Preprocessing.PresetNames)} (default: guessed from the model input shape).", Recursive = false };
+        Preset = new Option<string[]>("--preset")
+        {
+            Description = $"Preprocessing preset ({string.Join(", ", Data.Preprocessing.PresetNames)}; default: guessed from the model input) and/or quantization preset (default, clado-paper); repeat for both.",
+        };
         PreprocessFile = new Option<FileInfo?>("--preprocess") { Description = "Preprocessing JSON file (fields of the preset, snake_case); overrides the preset." };
         Resize = new Option<int?>("--resize") { Description = "Resize the shorter side to this many pixels (bilinear)." };
         Crop = new Option<int?>("--crop") { Description = "Center-crop a square of this side." };
@@ -53,7 +56,7 @@ sealed class DataArguments
     {
         Preprocessing pre;
         if (parse.GetValue(PreprocessFile) is FileInfo file) { pre = Data.Preprocessing.Load(file.FullName); }
-        else if (parse.GetValue(Preset) is string name) { pre = Data.Preprocessing.FromPreset(name); }
+        else if (DataPreset(parse) is string name) { pre = Data.Preprocessing.FromPreset(name); }
         else { pre = Guess(modelInput); }
         if (parse.GetValue(Resize) is int r) { pre = pre with { ResizeShorter = r }; }
         if (parse.GetValue(Crop) is int c) { pre = pre with { CenterCrop = c }; }
@@ -64,6 +67,28 @@ sealed class DataArguments
         if (parse.GetValue(Bgr)) { pre = pre with { ChannelOrder = ChannelOrder.Bgr }; }
         if (parse.GetValue(Nhwc)) { pre = pre with { Layout = TensorLayout.Nhwc }; }
         return pre.Validated("preprocessing options");
+    }
+
+    /// <summary>The quantization presets accepted by --preset beside the data presets.</summary>
+    public static IReadOnlyList<string> QuantizationPresets { get; } = ["default", "clado-paper"];
+
+    string? DataPreset(ParseResult parse) => Presets(parse).FirstOrDefault(p => !QuantizationPresets.Contains(p));
+
+    /// <summary>The quantization preset named by --preset, or "default".</summary>
+    public string QuantizationPreset(ParseResult parse) => Presets(parse).FirstOrDefault(p => QuantizationPresets.Contains(p)) ?? "default";
+
+    string[] Presets(ParseResult parse)
+    {
+        string[] values = parse.GetValue(Preset) ?? [];
+        foreach (string v in values)
+        {
+            if (!QuantizationPresets.Contains(v) && !Data.Preprocessing.PresetNames.Contains(v.ToLowerInvariant()))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"Unknown preset '{v}'; expected a data preset ({string.Join(", ", Data.Preprocessing.PresetNames)}) or a quantization preset ({string.Join(", ", QuantizationPresets)}).");
+            }
+        }
+        return values;
     }
 
     static Preprocessing Guess(IReadOnlyList<long> shape)

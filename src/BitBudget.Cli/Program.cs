@@ -16,6 +16,9 @@ static class Program   // the one place that turns exceptions into a message and
             EvalCommand.Create(),
             OmpqCommand.Create(),
             QuantizeCommand.Create(),
+            SensitivityCommand.Create(),
+            MergeCommand.Create(),
+            SearchCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);

@@ -50,6 +50,26 @@ static class Ui
         return result;
     }
 
+    /// <summary>Runs <paramref name="work"/> with a bar whose total and caption it sets as it goes (done, total, caption).</summary>
+    public static T WithDynamicProgress<T>(string title, Func<Action<long, long, string?>, T> work)
+    {
+        if (Quiet || Console.IsErrorRedirected) { return work((_, _, _) => { }); }
+        T result = default!;
+        Err.Progress().AutoClear(true).HideCompleted(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1);
+                result = work((done, total, caption) =>
+                {
+                    task.MaxValue = Math.Max(1, total);
+                    task.Value = done;
+                    if (caption is not null) { task.Description = Markup.Escape($"{title} {caption}"); }
+                });
+            });
+        return result;
+    }
+
     /// <summary>Loads a dataset with a decode progress bar and prints the label order.</summary>
     public static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options)
     {

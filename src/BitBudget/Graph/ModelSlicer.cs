@@ -51,8 +51,11 @@ internal sealed class ModelSlicer
             .OrderBy(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key)];
     }
 
-    /// <summary>Nodes [<paramref name="from"/>, <paramref name="to"/>) as a model of their own.</summary>
-    public OnnxModel Slice(int from, int to)
+    /// <summary>Whether <paramref name="tensor"/> is produced by a node in [<paramref name="from"/>, <paramref name="to"/>).</summary>
+    public bool ProducedIn(string tensor, int from, int to) => _producer.TryGetValue(tensor, out int p) && p >= from && p < to;
+
+    /// <summary>Nodes [<paramref name="from"/>, <paramref name="to"/>) as a model of their own, optionally also outputting <paramref name="extraOutputs"/> (produced in the range).</summary>
+    public OnnxModel Slice(int from, int to, IEnumerable<string>? extraOutputs = null)
     {
         var graph = new GraphProto { Name = $"{_model.Graph.Name}_{from}_{to}" };
         var used = new HashSet<string>(StringComparer.Ordinal);
@@ -71,6 +74,12 @@ internal sealed class ModelSlicer
         else
         {
             foreach (string name in LiveAt(to)) { graph.Output.Add(FloatValue(name)); }
+        }
+        var listed = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (string name in extraOutputs ?? [])
+        {
+            if (!ProducedIn(name, from, to)) { throw new ArgumentException($"Tensor '{name}' is not produced by nodes {from}–{to}.", nameof(extraOutputs)); }
+            if (listed.Add(name)) { graph.Output.Add(FloatValue(name)); }
         }
         var proto = new ModelProto { IrVersion = _model.Proto.IrVersion, Graph = graph, ProducerName = "bitbudget-slice" };
         proto.OpsetImport.Add(_model.Proto.OpsetImport);

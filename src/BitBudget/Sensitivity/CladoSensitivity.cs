@@ -60,7 +60,7 @@ public static class CladoSensitivity
         var watch = Stopwatch.StartNew();
         double executedMacs = 0;
         TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
-        TimeSpan? rawTime = null;
+        TimeSpan? rawTime = null, rawSame = null;
         long done = 0;
         if (todo.Count > 0)
         {
@@ -90,7 +90,8 @@ public static class CladoSensitivity
             }
             measuring = loop.Elapsed;
             executedMacs = evaluator.ExecutedMacs;
-            rawTime = evaluator.RawThroughputTime(executedMacs);
+            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs);
+            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs);
         }
 
         return plan.Assemble(losses, new MeasurementCost
@@ -102,6 +103,7 @@ public static class CladoSensitivity
             Measuring = measuring,
             Setup = setup,
             RawThroughputTime = rawTime,
+            RawThroughputTimeSameSettings = rawSame,
         });
     }
 
@@ -128,7 +130,6 @@ internal interface IEvaluator : IDisposable
     List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel);
     void EndBatch();
     double ExecutedMacs { get; }
-    TimeSpan? RawThroughputTime(double macs);
 }
 
 /// <summary>The searched layers, schemes, batches and the unperturbed base model, shared by both evaluators.</summary>

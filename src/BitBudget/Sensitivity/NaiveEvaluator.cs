@@ -60,8 +60,6 @@ internal sealed class NaiveEvaluator(MeasurementPlan plan) : IEvaluator
         _input = null;
     }
 
-    public TimeSpan? RawThroughputTime(double macs) => RawThroughput.TimeFor(plan, plan.Options.Runtime, macs);
-
     public void Dispose()
     {
         EndBatch();

@@ -6,26 +6,27 @@ using Microsoft.ML.OnnxRuntime;
 namespace BitBudget.Sensitivity;
 
 /// <summary>
-/// The fast path: sessions for the model cut before every searched layer. Per batch, the full-precision states at every cut
-/// are computed once; singles run one suffix; a pair's trunk (state after the earlier layer's perturbed segment, advanced
-/// segment by segment in full precision) serves every later layer.
+/// The fast path. The model is cut before every searched layer. Per batch, one full-precision run exposes the state (the
+/// live tensors) at every cut. A single (u, s) runs only the suffix from u with u quantized, and that same run exposes the
+/// perturbed state at every later cut: it is the trunk from which each pair (u, s; v, t) runs only the suffix from v.
+/// Executed FLOPs are the exact-reuse limit: nothing before a perturbed layer is recomputed, nothing is run twice.
 /// </summary>
 internal sealed class SegmentEvaluator : IEvaluator
 {
     readonly MeasurementPlan _plan;
-    readonly RuntimeOptions _runtime;
-    readonly InferenceSession? _prefix;
-    readonly InferenceSession[] _segmentFp;          // [k] for k < L−1: cut k → cut k+1, all float
-    readonly InferenceSession[][] _segmentQ;         // [k][s]: same range, layer k quantized at scheme s
-    readonly InferenceSession[][] _suffix;           // [k][s]: cut k → logits, layer k quantized at scheme s
-    readonly InferenceSession _suffixFp;             // last cut → logits, all float
-    readonly string[][] _live;                       // tensors live at cut k
-    readonly string[] _inputName;
-    readonly string[] _outputName;
-    readonly double[] _segmentMacs, _suffixMacs;
-    readonly double _prefixMacs;
+    readonly InferenceSession _full;                // whole model, FP, exposing every cut's state
+    readonly InferenceSession[][] _suffix;          // [k][s]: cut k → logits with layer k at scheme s, exposing later cuts' states
+    readonly string[][] _live;                      // tensors live at cut k (the suffix inputs)
+    readonly string[] _fullOutputs;
+    readonly string[][] _suffixOutputs;             // [k]: logits, then the later cuts' tensors produced inside the suffix
+    readonly Dictionary<string, int>[] _suffixIndex;
+    readonly Dictionary<string, int> _fullIndex;
+    readonly int[] _cut;
+    readonly ModelSlicer _slicer;
+    readonly double _fullMacs;
+    readonly double[] _suffixMacs;
     readonly RunOptions _runOptions = new();
-    IDisposableReadOnlyCollection<OrtValue>?[] _states;
+    IDisposableReadOnlyCollection<OrtValue>? _fpOutputs;
     OrtValue? _input;
     float[]? _referenceLogits;
     int _start, _count;
@@ -33,53 +34,51 @@ internal sealed class SegmentEvaluator : IEvaluator
     public SegmentEvaluator(MeasurementPlan plan)
     {
         _plan = plan;
-        // Many small sessions run one after another: idle pools must not spin against the next one.
-        _runtime = plan.Runtime with { AllowSpinning = false };
-        var slicer = new ModelSlicer(plan.Base);
-        int L = plan.L, S = plan.S;
-        int[] cut = plan.Searched.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
+        // Many sessions run one after another: idle pools must not spin against the next one.
+        RuntimeOptions runtime = plan.Runtime with { AllowSpinning = false };
+        _slicer = new ModelSlicer(plan.Base);
+        int L = plan.L, S = plan.S, end = _slicer.NodeCount;
+        _cut = plan.Searched.Select(l => _slicer.IndexOf(l.NodeNames[0])).ToArray();
         for (int k = 1; k < L; k++)
         {
-            if (cut[k] <= cut[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
+            if (_cut[k] <= _cut[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
         }
-        _live = cut.Select(slicer.LiveAt).ToArray();
-        _inputName = [plan.Base.InputName];
-        _outputName = [plan.Base.OutputName];
+        _live = _cut.Select(_slicer.LiveAt).ToArray();
+        string output = plan.Base.OutputName;
 
         // MACs of a node range: the quantizable layers whose node lies in it (other operators are negligible).
-        int[] layerAt = plan.Input.Layers.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
-        double Macs(int from, int to) => plan.Input.Layers.Where((l, i) => layerAt[i] >= from && layerAt[i] < to).Sum(l => (double)l.MacsPerImage);
-        int end = slicer.NodeCount;
-        _prefixMacs = Macs(0, cut[0]);
-        _segmentMacs = Enumerable.Range(0, L).Select(k => k < L - 1 ? Macs(cut[k], cut[k + 1]) : 0).ToArray();
-        _suffixMacs = Enumerable.Range(0, L).Select(k => Macs(cut[k], end)).ToArray();
+        int[] layerAt = plan.Input.Layers.Select(l => _slicer.IndexOf(l.NodeNames[0])).ToArray();
+        double Macs(int from) => plan.Input.Layers.Where((l, i) => layerAt[i] >= from).Sum(l => (double)l.MacsPerImage);
+        _fullMacs = Macs(0);
+        _suffixMacs = _cut.Select(Macs).ToArray();
+
+        _fullOutputs = [output, .. _live.SelectMany(t => t).Where(t => _slicer.ProducedIn(t, 0, end)).Distinct()];
+        _fullIndex = Index(_fullOutputs);
+        _suffixOutputs = new string[L][];
+        _suffixIndex = new Dictionary<string, int>[L];
+        for (int k = 0; k < L; k++)
+        {
+            _suffixOutputs[k] = [output, .. _live.Skip(k + 1).SelectMany(t => t).Where(t => _slicer.ProducedIn(t, _cut[k], end)).Distinct()];
+            _suffixIndex[k] = Index(_suffixOutputs[k]);
+        }
 
         var sessions = new List<IDisposable>();
         try
         {
             InferenceSession Open(OnnxModel model, string what)
             {
-                var s = OrtSessions.Create(model.ToBytes(), _runtime, what);
+                var s = OrtSessions.Create(model.ToBytes(), runtime, what);
                 sessions.Add(s);
                 return s;
             }
-            _prefix = cut[0] > 0 ? Open(slicer.Slice(0, cut[0]), "CLADO prefix") : null;
-            _segmentFp = new InferenceSession[L];
-            _segmentQ = new InferenceSession[L][];
+            _full = Open(_slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");
             _suffix = new InferenceSession[L][];
             for (int k = 0; k < L; k++)
             {
                 LayerInfo layer = plan.Searched[k];
-                OnnxModel suffix = slicer.Slice(cut[k], end);
+                OnnxModel suffix = _slicer.Slice(_cut[k], end, _suffixOutputs[k].Skip(1));
                 _suffix[k] = plan.Bits.Select(b => Open(plan.Perturb(suffix, layer, b), $"CLADO suffix of {layer.Name} at {b} bits")).ToArray();
-                if (k < L - 1)
-                {
-                    OnnxModel segment = slicer.Slice(cut[k], cut[k + 1]);
-                    _segmentFp[k] = Open(segment, $"CLADO segment of {layer.Name}");
-                    _segmentQ[k] = plan.Bits.Select(b => Open(plan.Perturb(segment, layer, b), $"CLADO segment of {layer.Name} at {b} bits")).ToArray();
-                }
             }
-            _suffixFp = Open(slicer.Slice(cut[L - 1], end), "CLADO float suffix");
         }
         catch
         {
@@ -87,7 +86,8 @@ internal sealed class SegmentEvaluator : IEvaluator
             _runOptions.Dispose();
             throw;
         }
-        _states = new IDisposableReadOnlyCollection<OrtValue>?[L];
+
+        static Dictionary<string, int> Index(string[] names) => names.Select((n, i) => (n, i)).ToDictionary(t => t.n, t => t.i, StringComparer.Ordinal);
     }
 
     public double ExecutedMacs { get; private set; }
@@ -101,81 +101,62 @@ internal sealed class SegmentEvaluator : IEvaluator
         long[] shape = [_count, .. data.SampleShape.Select(d => (long)d)];
         _input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
             System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(_start, _count)), shape);
-        if (_prefix is not null)
-        {
-            _states[0] = Run(_prefix, _inputName, [_input], _live[0], _prefixMacs);
-        }
-        for (int k = 0; k + 1 < _plan.L; k++)
-        {
-            _states[k + 1] = Run(_segmentFp[k], _live[k], State(k), _live[k + 1], _segmentMacs[k]);
-        }
-        using var logits = Run(_suffixFp, _live[^1], State(_plan.L - 1), _outputName, _suffixMacs[^1]);
-        _referenceLogits = logits[0].GetTensorDataAsSpan<float>().ToArray();
+        _fpOutputs = Run(_full, [_plan.Base.InputName], [_input], _fullOutputs, _fullMacs);
+        _referenceLogits = _fpOutputs[0].GetTensorDataAsSpan<float>().ToArray();
         ReferenceLoss = _plan.Loss(_referenceLogits, _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
     }
 
+    /// <summary>The full-precision state at cut <paramref name="k"/>.</summary>
+    OrtValue[] FpState(int k) => [.. _live[k].Select(t => _fullIndex.TryGetValue(t, out int i) ? _fpOutputs![i] : _input!)];
+
     public List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel)
     {
-        var rows = new List<(int, int, int, int, double)>(1 + _plan.S * (_plan.L - 1 - u)) { (u, s, -1, 0, Suffix(u, s, State(u))) };
-        if (u == _plan.L - 1) { return rows; }
-        IDisposableReadOnlyCollection<OrtValue> trunk = Run(_segmentQ[u][s], _live[u], State(u), _live[u + 1], _segmentMacs[u]);
-        try
+        var rows = new List<(int, int, int, int, double)>(1 + _plan.S * (_plan.L - 1 - u));
+        OrtValue[] stateU = FpState(u);
+        using var trunk = Run(_suffix[u][s], _live[u], stateU, _suffixOutputs[u], _suffixMacs[u]);
+        rows.Add((u, s, -1, 0, Loss(trunk[0])));
+        for (int v = u + 1; v < _plan.L; v++)
         {
-            for (int v = u + 1; v < _plan.L; v++)
+            cancel.ThrowIfCancellationRequested();
+            // Tensors of cut v made after u carry u's perturbation; older ones (e.g. a skip from before u) are unperturbed.
+            OrtValue[] stateV = [.. _live[v].Select(t => _suffixIndex[u].TryGetValue(t, out int i) ? trunk[i] : stateU[Array.IndexOf(_live[u], t)])];
+            for (int t = 0; t < _plan.S; t++)
             {
-                cancel.ThrowIfCancellationRequested();
-                for (int t = 0; t < _plan.S; t++) { rows.Add((u, s, v, t, Suffix(v, t, trunk))); }
-                if (v == _plan.L - 1) { break; }
-                var next = Run(_segmentFp[v], _live[v], trunk, _live[v + 1], _segmentMacs[v]);
-                trunk.Dispose();
-                trunk = next;
+                using var logits = Run(_suffix[v][t], _live[v], stateV, [_plan.Base.OutputName], _suffixMacs[v]);
+                rows.Add((u, s, v, t, Loss(logits[0])));
             }
-        }
-        finally
-        {
-            trunk.Dispose();
         }
         return rows;
     }
 
-    double Suffix(int k, int s, IReadOnlyList<OrtValue> state)
-    {
-        using var logits = Run(_suffix[k][s], _live[k], state, _outputName, _suffixMacs[k]);
-        return _plan.Loss(logits[0].GetTensorDataAsSpan<float>(), _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
-    }
+    double Loss(OrtValue logits) => _plan.Loss(logits.GetTensorDataAsSpan<float>(), _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
 
-    IReadOnlyList<OrtValue> State(int k) => k == 0 && _prefix is null ? [_input!] : _states[k]!;
-
-    IDisposableReadOnlyCollection<OrtValue> Run(InferenceSession session, string[] inputs, IReadOnlyList<OrtValue> values, string[] outputs, double macs)
+    IDisposableReadOnlyCollection<OrtValue> Run(InferenceSession session, string[] inputs, OrtValue[] values, string[] outputs, double macs)
     {
         ExecutedMacs += macs * _count;
         try
         {
-            return session.Run(_runOptions, inputs, [.. values], outputs);
+            return session.Run(_runOptions, inputs, values, outputs);
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO segment: {OrtSessions.OneLine(e.Message)}", e);
+            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO suffix: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 
     public void EndBatch()
     {
-        for (int k = 0; k < _states.Length; k++) { _states[k]?.Dispose(); _states[k] = null; }
+        _fpOutputs?.Dispose();
+        _fpOutputs = null;
         _input?.Dispose();
         _input = null;
     }
 
-    public TimeSpan? RawThroughputTime(double macs) => RawThroughput.TimeFor(_plan, _plan.Options.Runtime, macs);
-
     public void Dispose()
     {
         EndBatch();
-        _prefix?.Dispose();
-        foreach (var s in _segmentFp) { s?.Dispose(); }
-        foreach (var row in _segmentQ) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
+        _full.Dispose();
         foreach (var row in _suffix) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
-        _suffixFp.Dispose();
         _runOptions.Dispose();
     }
 }

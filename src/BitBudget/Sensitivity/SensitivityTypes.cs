@@ -100,6 +100,12 @@ public sealed record MeasurementCost
     /// <summary>Time the executed MACs cost at the full-precision model's own ORT throughput on the same batch (null if not measured).</summary>
     public TimeSpan? RawThroughputTime { get; init; }
 
+    /// <summary>The same yardstick at the measurement's own session settings (ORT_ENABLE_EXTENDED, see <see cref="CladoSensitivity"/>).</summary>
+    public TimeSpan? RawThroughputTimeSameSettings { get; init; }
+
+    /// <summary>Measuring ÷ raw-throughput time at the measurement's own session settings.</summary>
+    public double? TimeRatioSameSettings => RawThroughputTimeSameSettings is TimeSpan t && t > TimeSpan.Zero ? Measuring / t : null;
+
     /// <summary>Measuring ÷ raw-throughput time.</summary>
     public double? TimeRatio => RawThroughputTime is TimeSpan t && t > TimeSpan.Zero ? Measuring / t : null;
 }

@@ -1,0 +1,72 @@
+using System.CommandLine;
+using BitBudget.Optimization;
+using BitBudget.Pipeline;
+using BitBudget.Quantization;
+using BitBudget.Sensitivity;
+using Spectre.Console;
+
+namespace BitBudget.Cli.Commands;
+
+static class SearchCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
+        var method = new Option<string>("--method") { Description = "clado, independent, uniform or ompq.", DefaultValueFactory = _ => "clado" };
+        method.AcceptOnlyFromAmong("clado", "independent", "uniform", "ompq");
+        var budget = new Option<string>("--budget") { Description = "Budget(s): 3.5bits, 3bits-searched, 120KB, 1.5MiB, 2GBitOPs; combine with commas.", Required = true };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Bit configuration JSON to write (quantize --config reads it)." };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
+        var json = new Option<bool>("--json") { Description = "Print the search result as JSON on stdout." };
+        var args = new PipelineArguments();
+        var command = new Command("search", "Choose per-layer bits for a budget with CLADO (exact IQP), the independent ILP, uniform bits or OMPQ.") { model, method, budget, output, force, json };
+        args.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var budgets = Budget.ParseList(parse.GetRequiredValue(budget));
+            FileInfo? outFile = parse.GetValue(output);
+            if (outFile is { Exists: true } && !parse.GetValue(force))
+            {
+                throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{outFile.FullName}' already exists; use --force to overwrite it.");
+            }
+            MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
+            // An infeasible budget fails before any data is read.
+            _ = BitSearch.Solve(pipeline.Problem(budgets, null), SearchMethod.Independent, pipeline.Options.Search);
+            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
+            string name = parse.GetRequiredValue(method);
+            IReadOnlyList<LayerBits> config;
+            object report;
+            if (name == "ompq")
+            {
+                OmpqSearchResult o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation);
+                config = pipeline.Configuration(o.LayerBits);
+                if (!Ui.Quiet) { Ui.Err.WriteLine(o.Units.Format()); }
+                report = new { Method = "ompq", o.Allocation.IlpStatus, o.Allocation.AverageBits, Theta = o.Proxy.Theta, Notes = o.Proxy.Notes, Bits = config.Select(c => new { c.Layer, c.WeightBits }) };
+            }
+            else
+            {
+                SensitivityResult? s = null;
+                if (name != "uniform")
+                {
+                    pipeline.Calibrate(calibration, Ui.Cancellation);
+                    s = PipelineArguments.Measure(pipeline, sensitivity);
+                }
+                var kind = name switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
+                SearchResult r = pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation);
+                config = pipeline.Configuration(r.Bits);
+                report = System.Text.Json.JsonDocument.Parse(r.ToJson()).RootElement;
+                if (!Ui.Quiet)
+                {
+                    Ui.Err.MarkupLine($"[grey]{r.Method}: {r.Status}, objective {r.Objective:G6}, bound {r.BestBound:G6}, gap {r.Gap:P2}, {r.SolveTime.TotalSeconds:F2} s ({Markup.Escape(r.Solver)})[/]");
+                }
+            }
+            if (outFile is not null) { BitConfig.FromResolved(config).Save(outFile.FullName); }
+            if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
+            (long bytes, double avg) = pipeline.Size(config);
+            Ui.Out.MarkupLine($"[bold]{name}[/] @ {Markup.Escape(string.Join("+", budgets))}: {avg:F3} avg bits, {bytes:N0} weight bytes");
+            Ui.Out.WriteLine(BitConfig.Describe(config));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using System.Globalization;
+using BitBudget.Pipeline;
+using BitBudget.Sensitivity;
+using Spectre.Console;
+
+namespace BitBudget.Cli.Commands;
+
+static class SensitivityCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Per-layer sensitivity report: .json or .csv (ΔL per layer and bits, Ω eigenvalues)." };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout." };
+        var args = new PipelineArguments();
+        var command = new Command("sensitivity", "Measure CLADO's single-layer and pairwise loss changes into a store (resumable, shardable).") { model, output, json };
+        args.AddTo(command);
+        command.SetAction(parse =>
+        {
+            MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
+            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
+            pipeline.Calibrate(calibration, Ui.Cancellation);
+            SensitivityResult result = PipelineArguments.Measure(pipeline, sensitivity);
+            var report = Report(result);
+            if (parse.GetValue(output) is FileInfo file)
+            {
+                string text = file.Extension.Equals(".csv", StringComparison.OrdinalIgnoreCase) ? Csv(result) : System.Text.Json.JsonSerializer.Serialize(report, Ui.Json);
+                Internals.AtomicFile.WriteAllText(file.FullName, text);
+            }
+            if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
+            if (!result.Complete)
+            {
+                Ui.Out.MarkupLine($"[yellow]shard measured into {Markup.Escape(pipeline.Options.Sensitivity.StorePath ?? "")}; merge all shards (bitbudget merge) before searching.[/]");
+                return ExitCodes.Ok;
+            }
+            var table = new Table().Border(TableBorder.Rounded).Title($"ΔL per searched layer ({result.Images} images, {result.Batches} batch(es), reference loss {result.ReferenceLoss:F4})");
+            table.AddColumn("layer");
+            foreach (int b in result.CandidateBits) { table.AddColumn(new TableColumn($"W{b}").RightAligned()); }
+            int S = result.CandidateBits.Count;
+            for (int k = 0; k < result.SearchedLayers.Count; k++)
+            {
+                table.AddRow([Markup.Escape(result.SearchedLayers[k].Name), .. Enumerable.Range(0, S).Select(s => result.DeltaSingle[k * S + s].ToString("G4", CultureInfo.InvariantCulture))]);
+            }
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLine($"Ω {result.Size}×{result.Size}: λmin {report.Spectrum.Min:G4}, λmax {report.Spectrum.Max:G4}, {report.Spectrum.Negative} negative eigenvalues; context {result.Context}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    internal sealed record Spectrum(double Min, double Max, int Negative);
+
+    internal sealed record SensitivityReport(string Context, int Images, int Batches, double ReferenceLoss, IReadOnlyList<int> CandidateBits,
+        IReadOnlyList<object> Layers, Spectrum Spectrum, double FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds);
+
+    internal static SensitivityReport Report(SensitivityResult r)
+    {
+        int S = r.CandidateBits.Count, n = r.Size;
+        double[] eig = [];
+        if (r.Complete && n > 0)
+        {
+            var m = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(n, n, (i, j) => r.Omega[i * n + j]);
+            eig = [.. m.Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues.Select(c => c.Real)];
+        }
+        var layers = r.SearchedLayers.Select((l, k) => (object)new
+        {
+            l.Name,
+            l.OpType,
+            l.WeightCount,
+            DeltaLoss = r.CandidateBits.Select((b, s) => new { Bits = b, Delta = r.DeltaSingle[k * S + s] }).ToArray(),
+        }).ToArray();
+        return new SensitivityReport(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
+            new Spectrum(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
+            r.Cost.FlopRatio, r.Cost.TimeRatio, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds);
+    }
+
+    static string Csv(SensitivityResult r)
+    {
+        var sb = new System.Text.StringBuilder("layer,op,weights," + string.Join(",", r.CandidateBits.Select(b => $"delta_loss_w{b}")) + "\n");
+        int S = r.CandidateBits.Count;
+        for (int k = 0; k < r.SearchedLayers.Count; k++)
+        {
+            var l = r.SearchedLayers[k];
+            sb.Append('"').Append(l.Name.Replace("\"", "\"\"", StringComparison.Ordinal)).Append("\",").Append(l.OpType).Append(',').Append(l.WeightCount);
+            for (int s = 0; s < S; s++) { sb.Append(',').Append(r.DeltaSingle[k * S + s].ToString("R", CultureInfo.InvariantCulture)); }
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+}

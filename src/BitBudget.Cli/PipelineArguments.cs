@@ -1,0 +1,153 @@
+using System.CommandLine;
+using System.Globalization;
+using BitBudget.Data;
+using BitBudget.Optimization;
+using BitBudget.Pipeline;
+using BitBudget.Quantization;
+using BitBudget.Sensitivity;
+using Spectre.Console;
+
+namespace BitBudget.Cli;
+
+/// <summary>Options shared by sensitivity, search and run: data sets, quantization policy, measurement, solver.</summary>
+sealed class PipelineArguments
+{
+    public DataArguments Data { get; } = new();
+    public RuntimeArguments Runtime { get; } = new();
+    public Option<string> Calib { get; } = new("--calib") { Description = "Calibration/sensitivity images (never the evaluation set).", Required = true };
+    public Option<string> CalibSplit { get; } = new("--calib-split") { Description = "Split of --calib: all, even-classes, odd-classes.", DefaultValueFactory = _ => "all" };
+    public Option<int> CalibImages { get; } = new("--calib-images") { Description = "Images for activation calibration.", DefaultValueFactory = _ => 512 };
+    public Option<int> SensImages { get; } = new("--sens-images") { Description = "Images for the CLADO sensitivities (drawn from --calib).", DefaultValueFactory = _ => 512 };
+    public Option<int> SensBatch { get; } = new("--sens-batch") { Description = "Images per sensitivity batch (Ω is the mean over batches).", DefaultValueFactory = _ => 256 };
+    public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the calibration and sensitivity draws.", DefaultValueFactory = _ => 0 };
+    public Option<string> Bits { get; } = new("--bits-candidates") { Description = "Candidate weight bits of searched layers.", DefaultValueFactory = _ => "2,4,8" };
+    public Option<string> Activations { get; } = new("--activations") { Description = "none (weights only) or aN (N-bit inputs of quantized layers, e.g. a8).", DefaultValueFactory = _ => "a8" };
+    public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range: min-max, percentile or mse." };
+    public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
+    public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
+    public Option<SensitivityLoss> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: cross-entropy or kl-divergence.", DefaultValueFactory = _ => SensitivityLoss.CrossEntropy };
+    public Option<FileInfo?> Store { get; } = new("--store") { Description = "SQLite measurement store (resumable; reused when settings match)." };
+    public Option<bool> Naive { get; } = new("--naive") { Description = "Measure with the reference loop (one full forward per single/pair), for verification." };
+    public Option<string?> ShardOption { get; } = new("--shard") { Description = "Measure only share k/n of the work (into --store); combine with `bitbudget merge`." };
+    public Option<PsdMethod> Psd { get; } = new("--psd") { Description = "Make Ω PSD by clip-eigenvalues (paper) or shift-diagonal (exact).", DefaultValueFactory = _ => PsdMethod.ClipEigenvalues };
+    public Option<double> TimeLimit { get; } = new("--time-limit") { Description = "Solver time limit per budget, seconds.", DefaultValueFactory = _ => 30 };
+    public Option<bool> Quiet { get; } = new("--quiet") { Description = "No progress bars or informational output." };
+
+    public void AddTo(Command command, bool measurement = true)
+    {
+        Data.AddTo(command);
+        Runtime.AddTo(command);
+        foreach (Option o in new Option[] { Calib, CalibSplit, CalibImages, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
+        {
+            command.Options.Add(o);
+        }
+        if (!measurement) { return; }
+        foreach (Option o in new Option[] { SensImages, SensBatch, Loss, Store, Naive, ShardOption, Psd, TimeLimit })
+        {
+            command.Options.Add(o);
+        }
+    }
+
+    public PipelineOptions Options(ParseResult parse)
+    {
+        PipelineOptions baseOptions = PipelineOptions.FromPreset(Data.QuantizationPreset(parse));
+        string act = parse.GetRequiredValue(Activations).ToLowerInvariant();
+        int actBits = act == "none" ? 0
+            : act.StartsWith('a') && int.TryParse(act[1..], NumberStyles.None, CultureInfo.InvariantCulture, out int a) && a is >= 4 and <= 16 ? a
+            : throw new BitBudgetException(ErrorKind.InvalidInput, $"--activations '{act}' is not none or a4…a16.");
+        int[] candidates = ParseBits(parse.GetRequiredValue(Bits));
+        var options = baseOptions with
+        {
+            Runtime = Runtime.Options(parse),
+            CandidateBits = candidates,
+            ActivationBits = actBits,
+            ActivationCalibration = parse.GetValue(ActCalibration) ?? baseOptions.ActivationCalibration,
+            FirstLayerBits = parse.GetValue(FirstBits) is string f ? Fixed(f, "--first-bits") : baseOptions.FirstLayerBits,
+            LastLayerBits = parse.GetValue(LastBits) is string l ? Fixed(l, "--last-bits") : baseOptions.LastLayerBits,
+            CalibrationImages = Positive(parse.GetValue(CalibImages), "--calib-images"),
+        };
+        if (parse.GetResult(SensBatch) is null && parse.GetResult(Store) is null && !parse.CommandResult.Command.Options.Contains(SensBatch)) { return options; }
+        var sensitivity = new SensitivityOptions
+        {
+            BatchSize = Positive(parse.GetValue(SensBatch), "--sens-batch"),
+            Loss = parse.GetValue(Loss),
+            Naive = parse.GetValue(Naive),
+            StorePath = parse.GetValue(Store)?.FullName,
+            Shard = parse.GetValue(ShardOption) is string s ? Shard.Parse(s) : null,
+        };
+        return options with
+        {
+            Sensitivity = sensitivity,
+            Search = options.Search with { TimeLimit = TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(TimeLimit))) },
+        };
+    }
+
+    static int Positive(int value, string name) =>
+        value > 0 ? value : throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} must be positive, got {value}.");
+
+    static int? Fixed(string text, string name) => text.ToLowerInvariant() switch
+    {
+        "search" => null,
+        "float" => 0,
+        _ when int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int b) && b is >= 2 and <= 8 => b,
+        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} '{text}' is not 2–8, float or search."),
+    };
+
+    public static int[] ParseBits(string text)
+    {
+        var bits = new List<int>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int b) || b is < 2 or > 8 || bits.Contains(b))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Candidate bits '{text}' must be distinct values in 2–8, e.g. 2,4,8.");
+            }
+            bits.Add(b);
+        }
+        if (bits.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No candidate bits given."); }
+        bits.Sort();
+        return [.. bits];
+    }
+
+    /// <summary>The calibration source and the two draws from it: activation calibration and sensitivity images.</summary>
+    public (Dataset Calibration, Dataset Sensitivity) LoadCalibration(ParseResult parse, MpqPipeline pipeline)
+    {
+        Ui.Quiet = parse.GetValue(Quiet);
+        DataOptions options = Data.Options(parse, parse.GetRequiredValue(Calib), pipeline.Prepared.InputShape, parse.GetRequiredValue(CalibSplit));
+        Dataset source = Ui.LoadData(options);
+        int seed = parse.GetValue(Seed);
+        Dataset calibration = source.Sample(pipeline.Options.CalibrationImages, seed);
+        int sensImages = parse.CommandResult.Command.Options.Contains(SensImages) ? Positive(parse.GetValue(SensImages), "--sens-images") : 0;
+        Dataset sensitivity = sensImages > 0 ? source.Sample(sensImages, seed + 1) : calibration;
+        if (!Ui.Quiet)
+        {
+            Ui.Err.MarkupLine($"[grey]calibration: {calibration.Count} images (seed {seed}); sensitivity: {sensitivity.Count} images (seed {seed + 1})[/]");
+        }
+        return (calibration, sensitivity);
+    }
+
+    /// <summary>Measures CLADO sensitivities with a progress bar (evaluations/s and ETA).</summary>
+    public static SensitivityResult Measure(MpqPipeline pipeline, Dataset sensitivity)
+    {
+        SensitivityResult result = Ui.WithDynamicProgress("CLADO singles + pairs", report =>
+            pipeline.MeasureSensitivity(sensitivity, new ProgressAdapter(report), Ui.Cancellation));
+        if (!Ui.Quiet)
+        {
+            MeasurementCost c = result.Cost;
+            string time = c.TimeRatio is double r ? $", {r:F2}× the raw ORT time of those FLOPs ({c.TimeRatioSameSettings:F2}× at the same session settings)" : "";
+            Ui.Err.MarkupLine(c.Evaluations == 0
+                ? $"[grey]sensitivities: all {result.Batches} batch(es) taken from the store ({c.ReusedUnits} units)[/]"
+                : $"[grey]sensitivities: {c.Evaluations:N0} evaluations in {c.Measuring.TotalSeconds:F1} s (+{c.Setup.TotalSeconds:F1} s setup), " +
+                  $"{c.FlopRatio:F3}× the reference loop's FLOPs{time}; {c.ReusedUnits} units reused[/]");
+        }
+        return result;
+    }
+
+    sealed class ProgressAdapter(Action<long, long, string?> report) : IProgress<SensitivityProgress>
+    {
+        public void Report(SensitivityProgress value) =>
+            report(value.Done, value.Total, $"({value.Done:N0}/{value.Total:N0}, {value.EvaluationsPerSecond:F1} eval/s)");
+    }
+
+    public static IReadOnlyList<Budget> Budgets(string text) => Budget.ParseList(text);
+}

@@ -1,0 +1,257 @@
+using BitBudget.Data;
+using BitBudget.Evaluation;
+using BitBudget.Export;
+using BitBudget.Graph;
+using BitBudget.Optimization;
+using BitBudget.Quantization;
+using BitBudget.Sensitivity;
+
+namespace BitBudget.Pipeline;
+
+/// <summary>How Ω is made positive semidefinite before the CLADO search.</summary>
+public enum PsdMethod
+{
+    /// <summary>Negative eigenvalues set to 0, as the CLADO paper and code do (changes the objective).</summary>
+    ClipEigenvalues,
+    /// <summary>Ω + δI with δ = max(0, −λmin): exact, the same optimum on one-hot points.</summary>
+    ShiftDiagonal,
+}
+
+/// <summary>
+/// BitBudget from C#, one step per pipeline stage: open a model, calibrate, measure CLADO sensitivities, search a bit
+/// configuration (CLADO, independent, uniform, OMPQ), simulate, export a QDQ model and evaluate it. Each step returns an
+/// immutable result; the CLI's <c>run</c> command is these calls in order.
+/// </summary>
+/// <example>
+/// <code>
+/// var pipeline = MpqPipeline.Open("resnet20.onnx");
+/// Dataset calib = DatasetLoader.Load(new DataOptions { Path = "train-5k", Preprocessing = Preprocessing.Cifar10, Limit = 512, Seed = 0 });
+/// pipeline.Calibrate(calib);
+/// SensitivityResult s = pipeline.MeasureSensitivity(calib.Sample(256, 1));
+/// SearchResult r = pipeline.Search(SearchMethod.Clado, [Budget.Parse("4bits")], s);
+/// ExportResult e = pipeline.Export(pipeline.Configuration(r.Bits), "resnet20-4bits.onnx");
+/// </code>
+/// </example>
+public sealed class MpqPipeline
+{
+    MpqPipeline(OnnxModel original, OnnxModel prepared, ModelSummary summary, PipelineOptions options)
+    {
+        Original = original;
+        Prepared = prepared;
+        Summary = summary;
+        Options = options;
+        var config = new BitConfig
+        {
+            Defaults = new LayerSettings(8, options.ActivationBits, options.PerChannel, options.WeightRange, true),
+            FirstLayerBits = options.FirstLayerBits,
+            LastLayerBits = options.LastLayerBits,
+        };
+        // A layer kept in float has no quantized input either.
+        Policy = [.. config.Resolve(summary.Layers).Select(p => p.IsFloat ? p with { ActivationBits = 0 } : p)];
+        Weights = new QuantizedWeights(prepared, summary.Layers);
+    }
+
+    /// <summary>Loads and prepares a model.</summary>
+    public static MpqPipeline Open(string modelPath, PipelineOptions? options = null) => Open(OnnxModel.Load(modelPath), options);
+
+    /// <summary>Prepares a loaded model (the original is not changed).</summary>
+    public static MpqPipeline Open(OnnxModel model, PipelineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= PipelineOptions.Default;
+        if (options.ActivationBits is not 0 and (< 4 or > 16))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
+        }
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model);
+        var pipeline = new MpqPipeline(model, prepared, summary, options);
+        if (pipeline.Policy.Count(p => p.Searchable) == 0)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' has no layer left to search once the first and last layers are fixed.");
+        }
+        return pipeline;
+    }
+
+    /// <summary>The model as loaded.</summary>
+    public OnnxModel Original { get; }
+
+    /// <summary>The prepared model every stage works on.</summary>
+    public OnnxModel Prepared { get; }
+
+    /// <summary>Layer inventory.</summary>
+    public ModelSummary Summary { get; }
+
+    /// <summary>The settings.</summary>
+    public PipelineOptions Options { get; }
+
+    /// <summary>Per-layer policy: which layers are searched, fixed bits, activation bits, granularity.</summary>
+    public IReadOnlyList<LayerBits> Policy { get; }
+
+    /// <summary>Quantized tensors of every (layer, bits), computed once and shared by search, simulation and export.</summary>
+    public QuantizedWeights Weights { get; private set; }
+
+    /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
+    public IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
+
+    /// <summary>Hash of the calibration data, or null before calibration.</summary>
+    public string? CalibrationHash { get; private set; }
+
+    /// <summary>Calibrates input-activation ranges on the first <see cref="PipelineOptions.CalibrationImages"/> images of <paramref name="calibration"/>.</summary>
+    public void Calibrate(Dataset calibration, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(calibration);
+        Dataset used = calibration.Count > Options.CalibrationImages ? calibration.Subset(Enumerable.Range(0, Options.CalibrationImages).ToArray()) : calibration;
+        CalibrationHash = used.Hash;
+        if (Options.ActivationBits == 0) { return; }
+        using var engine = EvaluationEngine.Create(Prepared, Options.Runtime);
+        engine.CheckInput(used);
+        Activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
+    }
+
+    /// <summary>CLADO's measurement on <paramref name="sensitivity"/> (see <see cref="CladoSensitivity"/>), reusing the store when configured.</summary>
+    public SensitivityResult MeasureSensitivity(Dataset sensitivity, IProgress<SensitivityProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(sensitivity);
+        RequireCalibration();
+        var options = Options.Sensitivity with
+        {
+            CandidateBits = Options.CandidateBits,
+            Runtime = Options.Runtime,
+            SettingsNote = $"{Options.Fingerprint()} {Options.Sensitivity.SettingsNote}".Trim(),
+        };
+        return CladoSensitivity.Measure(new SensitivityInput(Prepared, Summary.Layers, Policy, Weights, Activations, sensitivity), options, progress, cancel);
+    }
+
+    /// <summary>The search problem for <paramref name="budgets"/>, with Ω from <paramref name="sensitivity"/> made PSD (zeros without it).</summary>
+    public SearchProblem Problem(IReadOnlyList<Budget> budgets, SensitivityResult? sensitivity, PsdMethod psd = PsdMethod.ClipEigenvalues)
+    {
+        ArgumentNullException.ThrowIfNull(budgets);
+        var layers = Summary.Layers.Select(l => Policy[l.Index] is { Searchable: true }
+            ? new SearchLayer(l.Name, l.WeightCount, l.MacsPerImage, Options.CandidateBits)
+            : new SearchLayer(l.Name, l.WeightCount, l.MacsPerImage, [FixedBits(l.Index)], FixedBits(l.Index))).ToArray();
+        int n = Policy.Count(p => p.Searchable) * Options.CandidateBits.Count;
+        var omega = new double[n, n];
+        if (sensitivity is not null)
+        {
+            if (sensitivity.Size != n || !sensitivity.CandidateBits.SequenceEqual(Options.CandidateBits))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"The sensitivity result has {sensitivity.Size} schemes; this pipeline searches {n}.");
+            }
+            if (!sensitivity.Complete)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity store is incomplete (a shard?); merge every shard before searching.");
+            }
+            for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { omega[i, j] = sensitivity.Omega[i * n + j]; } }
+            omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(omega) : PsdProjection.ShiftDiagonal(omega);
+        }
+        return new SearchProblem(layers, omega, budgets, Options.ActivationBits == 0 ? 32 : Options.ActivationBits);
+    }
+
+    /// <summary>Searches a configuration with CLADO, the independent ILP or uniform bits.</summary>
+    public SearchResult Search(SearchMethod method, IReadOnlyList<Budget> budgets, SensitivityResult? sensitivity,
+        PsdMethod psd = PsdMethod.ClipEigenvalues, CancellationToken cancel = default)
+    {
+        if (method != SearchMethod.Uniform && sensitivity is null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Method {method} needs measured sensitivities.");
+        }
+        return BitSearch.Solve(Problem(budgets, sensitivity, psd), method, Options.Search, cancel);
+    }
+
+    /// <summary>OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget.</summary>
+    public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(budget);
+        OmpqBudget ompqBudget = budget switch
+        {
+            { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.AverageBits, budget.Value),
+            { Kind: BudgetKind.AvgBits } => new OmpqBudget(OmpqBudgetKind.AverageBitsSearched, budget.Value),
+            { Kind: BudgetKind.Bytes, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.Bytes, budget.Value),
+            _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ takes a size budget (average bits or bytes), not {budget}."),
+        };
+        int n = Math.Min(Options.OmpqImages, images.Count);
+        float[] batch = images.Batch(0, n).ToArray();
+        long[] shape = [n, .. images.SampleShape.Select(d => (long)d)];
+        var options = Options.Ompq with
+        {
+            CandidateBits = Options.CandidateBits,
+            Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
+        };
+        return OmpqSearch.Run(Original, batch, shape, ompqBudget, options, cancel);
+    }
+
+    /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>
+    public IReadOnlyList<LayerBits> Configuration(IReadOnlyDictionary<string, int> bits)
+    {
+        ArgumentNullException.ThrowIfNull(bits);
+        return [.. Policy.Select(p => p.Searchable
+            ? p with { WeightBits = bits.TryGetValue(p.Layer, out int b) ? b : throw new BitBudgetException(ErrorKind.InvalidInput, $"No bits chosen for searched layer '{p.Layer}'.") }
+            : p)];
+    }
+
+    /// <summary>The same configuration keyed by layer index order (e.g. from OMPQ).</summary>
+    public IReadOnlyList<LayerBits> Configuration(IReadOnlyList<int> bitsByLayer)
+    {
+        ArgumentNullException.ThrowIfNull(bitsByLayer);
+        return Configuration(Summary.Layers.ToDictionary(l => l.Name, l => bitsByLayer[l.Index]));
+    }
+
+    /// <summary>Every searched layer at <paramref name="bits"/>.</summary>
+    public IReadOnlyList<LayerBits> Uniform(int bits) => Configuration(Summary.Layers.ToDictionary(l => l.Name, _ => bits));
+
+    /// <summary>The fake-quantized model of a configuration (what search evaluates).</summary>
+    public OnnxModel Simulate(IReadOnlyList<LayerBits> config)
+    {
+        RequireCalibration();
+        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations);
+    }
+
+    /// <summary>Writes the QDQ model of a configuration (checked in ORT at ORT_ENABLE_ALL before it counts).</summary>
+    public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false)
+    {
+        RequireCalibration();
+        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
+            new ExportOptions { Runtime = Options.Runtime });
+    }
+
+    /// <summary>Top-1/top-5/loss of <paramref name="model"/> (a simulated or exported model, or the original) on <paramref name="data"/>.</summary>
+    public EvaluationResult Evaluate(OnnxModel model, Dataset data, IProgress<int>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
+        OnnxModel runnable = ReferenceEquals(model, Original) ? Prepared : model;
+        using var engine = EvaluationEngine.Create(runnable, Options.Runtime);
+        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100 }, progress, cancel);
+    }
+
+    /// <summary>Weight bytes and average bits of a configuration, as the budgets count them (float layers at 32 bits).</summary>
+    public (long Bytes, double AverageBits) Size(IReadOnlyList<LayerBits> config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        double bits = 0;
+        long weights = 0, bytes = 0;
+        for (int i = 0; i < config.Count; i++)
+        {
+            long n = Summary.Layers[i].WeightCount;
+            int b = config[i].IsFloat ? 32 : config[i].WeightBits;
+            bits += (double)n * b;
+            weights += n;
+            bytes += BitConfig.WeightBytes(n, config[i].WeightBits);
+        }
+        return (bytes, bits / weights);
+    }
+
+    int FixedBits(int layer) => Policy[layer].IsFloat ? 32 : Policy[layer].WeightBits;
+
+    IReadOnlyList<LayerBits> WithActivations(IReadOnlyList<LayerBits> config) =>
+        Options.ActivationBits == 0 ? [.. config.Select(c => c with { ActivationBits = 0 })] : config;
+
+    void RequireCalibration()
+    {
+        if (CalibrationHash is null && Options.ActivationBits > 0)
+        {
+            throw new InvalidOperationException("Call Calibrate before measuring, simulating or exporting with activation quantization.");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using BitBudget.Data;
+using BitBudget.Evaluation;
+using BitBudget.Export;
+using BitBudget.Graph;
+using BitBudget.Internals;
+using BitBudget.Optimization;
+using BitBudget.Quantization;
+using BitBudget.Reporting;
+using BitBudget.Sensitivity;
+
+namespace BitBudget.Pipeline;
+
+/// <summary>What <see cref="RunWorkflow.Execute"/> does: one model, its data, the methods and budgets, the output folder.</summary>
+public sealed record RunRequest
+{
+    /// <summary>The opened model and its settings.</summary>
+    public required MpqPipeline Pipeline { get; init; }
+
+    /// <summary>Activation-calibration images.</summary>
+    public required Dataset Calibration { get; init; }
+
+    /// <summary>CLADO sensitivity images (and OMPQ's feature batch).</summary>
+    public required Dataset Sensitivity { get; init; }
+
+    /// <summary>Evaluation images (disjoint from the two above unless the user insists).</summary>
+    public required Dataset Evaluation { get; init; }
+
+    /// <summary>Methods: clado, independent, uniform, ompq.</summary>
+    public required IReadOnlyList<string> Methods { get; init; }
+
+    /// <summary>One budget per point of the sweep (one entry for a single search); each entry may combine budgets.</summary>
+    public required IReadOnlyList<IReadOnlyList<Budget>> Budgets { get; init; }
+
+    /// <summary>Output folder (created; must not exist unless <see cref="Force"/>).</summary>
+    public required string OutputDirectory { get; init; }
+
+    /// <summary>Overwrite an existing output folder's files.</summary>
+    public bool Force { get; init; }
+
+    /// <summary>Also evaluate the simulated model of every point (the exported one is always evaluated).</summary>
+    public bool EvaluateSimulation { get; init; }
+
+    /// <summary>Seeds used for the data draws, recorded in the manifest.</summary>
+    public IReadOnlyDictionary<string, long> Seeds { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>The command line, recorded in the manifest.</summary>
+    public IReadOnlyList<string> CommandLine { get; init; } = [];
+}
+
+/// <summary>One evaluated configuration of a run.</summary>
+public sealed record RunPoint(string Method, string Budget, IReadOnlyList<LayerBits> Config, double AverageBits, long SizeBytes,
+    double? PredictedLoss, double? Top1Simulated, double Top1Exported, double Top5Exported, string Status, double? Gap, string ModelFile);
+
+/// <summary>The outcome of a run: the points, the full-precision reference, where everything was written.</summary>
+public sealed record RunSummary(string OutputDirectory, double FpTop1, double FpTop5, IReadOnlyList<RunPoint> Points,
+    SensitivityResult? Sensitivity, IReadOnlyList<StageTiming> Timings, IReadOnlyList<string> Warnings);
+
+/// <summary>Progress of a run: the stage and, within it, done/total.</summary>
+public readonly record struct RunProgress(string Stage, long Done, long Total, string? Detail);
+
+/// <summary>
+/// The whole product in one call: calibrate → measure (reusing the store) → search every method × budget → export →
+/// evaluate the exported models in ORT → write bits JSON, models, per-layer report, Pareto JSON/PNG, manifest and report.html.
+/// </summary>
+public static class RunWorkflow
+{
+    /// <summary>The methods <see cref="RunRequest.Methods"/> accepts.</summary>
+    public static IReadOnlyList<string> MethodNames { get; } = ["clado", "independent", "uniform", "ompq"];
+
+    /// <summary>Runs everything; see the type summary.</summary>
+    public static RunSummary Execute(RunRequest request, IProgress<RunProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        MpqPipeline p = request.Pipeline;
+        foreach (string m in request.Methods)
+        {
+            if (!MethodNames.Contains(m)) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown method '{m}'; expected {string.Join(", ", MethodNames)} or all."); }
+        }
+        if (request.Budgets.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No budget given."); }
+        string outDir = Path.GetFullPath(request.OutputDirectory);
+        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !request.Force)
+        {
+            throw new BitBudgetException(ErrorKind.OutputExists, $"Output folder '{outDir}' exists and is not empty; use --force to overwrite its files.");
+        }
+        var warnings = new List<string>();
+        int overlap = request.Evaluation.OverlapWith(request.Calibration) + request.Evaluation.OverlapWith(request.Sensitivity);
+        if (overlap > 0)
+        {
+            warnings.Add($"WARNING: {overlap} evaluation images are also calibration/sensitivity images; the accuracy is optimistic.");
+        }
+        // Fail fast on infeasible budgets, before any measurement.
+        foreach (var budgets in request.Budgets) { CheckBudget(p, budgets, warnings); }
+
+        Directory.CreateDirectory(outDir);
+        Directory.CreateDirectory(Path.Combine(outDir, "models"));
+        var timings = new List<StageTiming>();
+        var solverRuns = new List<SolverRun>();
+        var watch = Stopwatch.StartNew();
+        void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
+
+        progress?.Report(new RunProgress("calibrate", 0, 1, null));
+        p.Calibrate(request.Calibration, cancel);
+        Stage("calibrate");
+
+        progress?.Report(new RunProgress("evaluate float", 0, request.Evaluation.Count, null));
+        EvaluationResult fp = p.Evaluate(p.Original, request.Evaluation, Forward(progress, "evaluate float", request.Evaluation.Count), cancel);
+        Stage("evaluate float");
+
+        SensitivityResult? sensitivity = null;
+        if (request.Methods.Any(m => m is "clado" or "independent"))
+        {
+            sensitivity = p.MeasureSensitivity(request.Sensitivity, new Progress<SensitivityProgress>(s => progress?.Report(new RunProgress("measure", s.Done, s.Total, $"{s.EvaluationsPerSecond:F1} eval/s"))), cancel);
+            Stage("measure");
+        }
+
+        var points = new List<RunPoint>();
+        var searched = new List<(string Method, string Budget, IReadOnlyList<LayerBits> Config, double? Loss, string Status, double? Gap)>();
+        foreach (var budgets in request.Budgets)
+        {
+            string label = string.Join("+", budgets.Select(b => b.ToString()));
+            foreach (string method in request.Methods)
+            {
+                cancel.ThrowIfCancellationRequested();
+                progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method} @ {label}"));
+                if (method == "ompq")
+                {
+                    var o = p.SearchOmpq(request.Sensitivity, budgets[0], cancel);
+                    var config = p.Configuration(o.LayerBits);
+                    searched.Add((method, label, config, null, o.Allocation.IlpStatus, null));
+                    solverRuns.Add(new SolverRun(method, label, o.Allocation.IlpStatus, null, o.TotalSeconds));
+                    continue;
+                }
+                SearchMethod kind = method switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
+                SearchResult r = p.Search(kind, budgets, sensitivity, cancel: cancel);
+                double? loss = sensitivity is null ? null : r.QuadraticObjective / 2;
+                searched.Add((method, label, p.Configuration(r.Bits), loss, r.Status.ToString(), double.IsFinite(r.Gap) ? r.Gap : null));
+                solverRuns.Add(new SolverRun(method, label, r.Status.ToString(), double.IsFinite(r.Gap) ? r.Gap : null, r.SolveTime.TotalSeconds));
+            }
+        }
+        Stage("search");
+
+        // Export and evaluate each distinct configuration once.
+        var evaluated = new Dictionary<string, (double Top1, double Top5, double? Sim, string File)>();
+        int done = 0;
+        foreach (var s in searched)
+        {
+            cancel.ThrowIfCancellationRequested();
+            string key = BitConfig.Describe(s.Config);
+            if (!evaluated.TryGetValue(key, out var result))
+            {
+                string file = Path.Combine("models", $"{s.Method}-{Safe(s.Budget)}.onnx");
+                progress?.Report(new RunProgress("export + evaluate", done, searched.Count, $"{s.Method} @ {s.Budget}"));
+                ExportResult exported = p.Export(s.Config, Path.Combine(outDir, file), force: true);
+                EvaluationResult e = p.Evaluate(ModelInspector.Inspect(exported.Model).Prepared, request.Evaluation, null, cancel);
+                double? sim = request.EvaluateSimulation ? p.Evaluate(p.Simulate(s.Config), request.Evaluation, null, cancel).Top1 : null;
+                result = (e.Top1, e.Top5, sim, file);
+                evaluated[key] = result;
+            }
+            done++;
+            (long bytes, double avg) = p.Size(s.Config);
+            points.Add(new RunPoint(s.Method, s.Budget, s.Config, avg, bytes, s.Loss, result.Sim, result.Top1, result.Top5, s.Status, s.Gap, result.File));
+        }
+        Stage("export + evaluate");
+
+        WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings);
+        Stage("report");
+        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings);
+    }
+
+    /// <summary>Throws (naming the minimum) when no configuration fits; warns when every configuration fits.</summary>
+    static void CheckBudget(MpqPipeline p, IReadOnlyList<Budget> budgets, List<string> warnings)
+    {
+        SearchProblem problem = p.Problem(budgets, null);
+        _ = BitSearch.Solve(problem, SearchMethod.Independent, p.Options.Search with { TimeLimit = TimeSpan.FromSeconds(10) });
+        var widest = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? l.CandidateBits.Max());
+        if (budgets.All(b => b.Measure(problem, widest) <= b.Value))
+        {
+            warnings.Add($"Budget {string.Join("+", budgets)} is not binding: every searched layer fits at {p.Options.CandidateBits.Max()} bits " +
+                $"({Budget.Measure(problem, BudgetKind.AvgBits, BudgetScope.AllLayers, widest):F3} avg bits).");
+        }
+    }
+
+    static IProgress<int>? Forward(IProgress<RunProgress>? progress, string stage, long total) =>
+        progress is null ? null : new Progress<int>(n => progress.Report(new RunProgress(stage, n, total, null)));
+
+    static string Safe(string label) => string.Concat(label.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' ? c : '_'));
+
+    static void WriteReports(RunRequest request, string outDir, EvaluationResult fp, List<RunPoint> points, SensitivityResult? sensitivity,
+        List<StageTiming> timings, List<SolverRun> solverRuns, List<string> warnings)
+    {
+        MpqPipeline p = request.Pipeline;
+        var layers = p.Summary.Layers;
+        string modelName = Path.GetFileName(p.Original.Source);
+
+        // The bit configuration of the first method at the first budget is "the" answer of a single-budget run.
+        RunPoint main = points[0];
+        BitConfig.FromResolved(main.Config).Save(Path.Combine(outDir, "bits.json"));
+        File.Copy(Path.Combine(outDir, main.ModelFile), Path.Combine(outDir, "model.onnx"), overwrite: true);
+
+        var front = new ParetoFront(modelName, fp.Top1 / 100, request.Evaluation.Description, layers.Sum(l => l.WeightCount) * 4.0,
+            [.. points.Select(pt => new ParetoPoint(pt.Method, "rtn", pt.Budget, pt.AverageBits, pt.SizeBytes, pt.PredictedLoss,
+                pt.Top1Simulated / 100, pt.Top1Exported / 100, pt.Status, pt.Gap,
+                [.. pt.Config.Select(c => new LayerChoice(c.Layer, c.IsFloat ? 32 : c.WeightBits))]))]);
+        ParetoReport.WriteJson(front, Path.Combine(outDir, "pareto.json"));
+        ParetoReport.WritePng(front, Path.Combine(outDir, "pareto.png"));
+
+        var searchedIndex = sensitivity?.SearchedLayers.Select((l, i) => (l.Index, i)).ToDictionary(t => t.Index, t => t.i) ?? [];
+        var rows = layers.Select(l =>
+        {
+            var delta = new Dictionary<int, double>();
+            if (sensitivity is not null && searchedIndex.TryGetValue(l.Index, out int k))
+            {
+                for (int s = 0; s < sensitivity.CandidateBits.Count; s++) { delta[sensitivity.CandidateBits[s]] = sensitivity.DeltaSingle[k * sensitivity.CandidateBits.Count + s]; }
+            }
+            var chosen = points.ToDictionary(pt => $"{pt.Method}@{pt.Budget}", pt => pt.Config[l.Index].IsFloat ? 32 : pt.Config[l.Index].WeightBits);
+            return new LayerReportRow(l.Index, l.Name, l.OpType, l.WeightCount, l.MacsPerImage, !p.Policy[l.Index].Searchable, delta, chosen);
+        }).ToList();
+        LayerReport.WriteJson(rows, Path.Combine(outDir, "layers.json"));
+        LayerReport.WriteCsv(rows, Path.Combine(outDir, "layers.csv"));
+
+        OmegaMatrix? omega = null;
+        if (sensitivity is not null)
+        {
+            var labels = sensitivity.SearchedLayers.SelectMany(l => sensitivity.CandidateBits.Select(b => $"{l.Name}@{b}")).ToArray();
+            int n = labels.Length;
+            var m = new double[n, n];
+            for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { m[i, j] = sensitivity.Omega[i * n + j]; } }
+            var eig = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(m).Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues.Select(c => c.Real).ToArray();
+            omega = new OmegaMatrix(labels, sensitivity.Omega,
+                new OmegaSpectrum(eig.Min(), eig.Max(), eig.Count(v => v < 0), eig.Where(v => v < 0).Sum(v => -v)));
+        }
+
+        var manifest = new RunManifest(
+            ToolVersion: typeof(RunWorkflow).Assembly.GetName().Version?.ToString() ?? "0",
+            OrtVersion: typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version?.ToString() ?? "?",
+            Opset: (int)p.Prepared.Opset,
+            ExecutionProvider: p.Options.Runtime.Device.ToString(),
+            Seeds: request.Seeds,
+            ModelSha256: p.Original.ComputeHash(),
+            DataHashes: new Dictionary<string, string>
+            {
+                ["calibration"] = request.Calibration.Hash,
+                ["sensitivity"] = request.Sensitivity.Hash,
+                ["evaluation"] = request.Evaluation.Hash,
+                ["measurement_context"] = sensitivity?.Context ?? "",
+            },
+            Timings: timings,
+            SolverRuns: solverRuns,
+            CommandLine: request.CommandLine,
+            CreatedUtc: DateTimeOffset.UtcNow);
+        ManifestReport.WriteJson(manifest, Path.Combine(outDir, "manifest.json"));
+
+        var notes = new List<string>(warnings)
+        {
+            $"Preset {p.Options.Preset}: {p.Options.Fingerprint()}.",
+            $"Evaluation: {request.Evaluation.Description}. Full precision top-1 {fp.Top1:F2} %, top-5 {fp.Top5:F2} %.",
+        };
+        if (sensitivity is not null)
+        {
+            notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
+                $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs), {sensitivity.Cost.ReusedUnits} units from the store.");
+        }
+        HtmlReport.Write(Path.Combine(outDir, "report.html"), new HtmlReportInput(front) { Layers = rows, Omega = omega, Manifest = manifest, Notes = notes });
+    }
+}
