@@ -19,6 +19,8 @@ static class Program   // the one place that turns exceptions into a message and
             SensitivityCommand.Create(),
             MergeCommand.Create(),
             SearchCommand.Create(),
+            RunCommand.Create(),
+            DemoCommand.Create(),
             verbose,
         };
         ParseResult parse = root.Parse(args);

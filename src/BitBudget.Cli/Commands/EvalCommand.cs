@@ -25,7 +25,8 @@ static class EvalCommand
         command.SetAction(parse =>
         {
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
-            (OnnxModel prepared, _) = ModelInspector.Inspect(loaded);
+            // Only the exact rewrites (dynamic batch …): a QDQ model has no float weights to list.
+            (OnnxModel prepared, _) = ModelPreparer.Prepare(loaded);
             DataOptions options = dataArgs.Options(parse, parse.GetRequiredValue(data), prepared.InputShape, parse.GetRequiredValue(split), parse.GetValue(limit), parse.GetValue(seed));
             Dataset dataset = Ui.LoadData(options);
             using var engine = EvaluationEngine.Create(prepared, runtime.Options(parse));

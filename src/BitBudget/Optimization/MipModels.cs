@@ -15,6 +15,8 @@ internal static class MipModels
         Solver? solver = Solver.CreateSolver(backend) ?? throw new BitBudgetException(ErrorKind.Runtime,
             $"The OR-Tools build has no '{backend}' solver; use HiGHS or SCIP.");
         solver.SuppressOutput();
+        // HiGHS prints its banner to stdout unless its own output flag is off; stdout belongs to --json.
+        if (backend == "HIGHS") { solver.SetSolverSpecificParametersAsString("output_flag=false\nlog_to_console=false\n"); }
         solver.SetTimeLimit((long)Math.Max(1, remaining.TotalMilliseconds));
         if (options.Threads > 0) { solver.SetNumThreads(options.Threads); }
         return solver;

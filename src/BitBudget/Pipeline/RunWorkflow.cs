@@ -152,7 +152,7 @@ public static class RunWorkflow
                 string file = Path.Combine("models", $"{s.Method}-{Safe(s.Budget)}.onnx");
                 progress?.Report(new RunProgress("export + evaluate", done, searched.Count, $"{s.Method} @ {s.Budget}"));
                 ExportResult exported = p.Export(s.Config, Path.Combine(outDir, file), force: true);
-                EvaluationResult e = p.Evaluate(ModelInspector.Inspect(exported.Model).Prepared, request.Evaluation, null, cancel);
+                EvaluationResult e = p.Evaluate(exported.Model, request.Evaluation, null, cancel);
                 double? sim = request.EvaluateSimulation ? p.Evaluate(p.Simulate(s.Config), request.Evaluation, null, cancel).Top1 : null;
                 result = (e.Top1, e.Top5, sim, file);
                 evaluated[key] = result;
