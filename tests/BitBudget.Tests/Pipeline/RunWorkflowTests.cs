@@ -1,0 +1,130 @@
+using BitBudget.Data;
+using BitBudget.Evaluation;
+using BitBudget.Export;
+using BitBudget.Optimization;
+using BitBudget.Pipeline;
+using BitBudget.Sensitivity;
+using BitBudget.Tests.Support;
+
+namespace BitBudget.Tests.Pipeline;
+
+/// <summary>The whole pipeline on mnist-8 (first layer searched too, so CLADO has two layers), fast enough for every CI run.</summary>
+public class RunWorkflowTests
+{
+    static readonly PipelineOptions s_options = PipelineOptions.Default with
+    {
+        FirstLayerBits = null,
+        Sensitivity = new SensitivityOptions { BatchSize = 64 },
+        Search = new SearchOptions { TimeLimit = TimeSpan.FromSeconds(10) },
+    };
+
+    static Dataset Calibration => SharedData.MnistTest.Subset(Enumerable.Range(0, 256).ToArray(), "mnist calibration");
+    static Dataset Sensitivity => SharedData.MnistTest.Subset(Enumerable.Range(256, 128).ToArray(), "mnist sensitivity");
+    static Dataset Evaluation => SharedData.MnistTest.Subset(Enumerable.Range(2000, 2000).ToArray(), "mnist evaluation");
+
+    static RunRequest Request(string output, params string[] budgets) => new()
+    {
+        Pipeline = MpqPipeline.Open(Assets.Mnist8, s_options),
+        Calibration = Calibration,
+        Sensitivity = Sensitivity,
+        Evaluation = Evaluation,
+        Methods = RunWorkflow.MethodNames,
+        Budgets = [.. budgets.Select(b => (IReadOnlyList<Budget>)[Budget.Parse(b)])],
+        OutputDirectory = output,
+    };
+
+    [Fact]
+    public void LibraryApiRunsEveryStep()
+    {
+        MpqPipeline pipeline = MpqPipeline.Open(Assets.Mnist8, s_options);
+        Assert.Equal(2, pipeline.Policy.Count(p => p.Searchable));
+        pipeline.Calibrate(Calibration);
+        Assert.NotNull(pipeline.Activations);
+        SensitivityResult s = pipeline.MeasureSensitivity(Sensitivity);
+        Assert.Equal(6, s.Size);
+        SearchResult r = pipeline.Search(SearchMethod.Clado, [Budget.Parse("5.5bits")], s);
+        Assert.Equal(SearchStatus.Optimal, r.Status);
+        Assert.True(r.AverageBits <= 5.5 + 1e-9);
+        using var dir = new Assets.TempDir();
+        ExportResult e = pipeline.Export(pipeline.Configuration(r.Bits), dir.File("m.onnx"));
+        Assert.True(File.Exists(dir.File("m.onnx")));
+        EvaluationResult exported = pipeline.Evaluate(e.Model, Evaluation);
+        EvaluationResult simulated = pipeline.Evaluate(pipeline.Simulate(pipeline.Configuration(r.Bits)), Evaluation);
+        Assert.InRange(exported.Top1, 95, 100);
+        Assert.InRange(Math.Abs(exported.Top1 - simulated.Top1), 0, 0.5);
+    }
+
+    [Fact]
+    public void RunWritesEveryOutput()
+    {
+        using var dir = new Assets.TempDir();
+        string output = dir.File("out");
+        RunSummary summary = RunWorkflow.Execute(Request(output, "5bits", "6.5bits"));
+        foreach (string file in new[] { "bits.json", "model.onnx", "layers.csv", "layers.json", "pareto.json", "pareto.png", "manifest.json", "report.html" })
+        {
+            Assert.True(File.Exists(Path.Combine(output, file)), file);
+        }
+        Assert.Equal(8, summary.Points.Count);   // 4 methods × 2 budgets
+        Assert.All(summary.Points, p => Assert.True(p.AverageBits <= 6.5 + 1e-9));
+        Assert.All(summary.Points.Where(p => p.Budget == "5 bits"), p => Assert.True(p.AverageBits <= 5 + 1e-9, $"{p.Method} {p.AverageBits}"));
+        Assert.InRange(summary.FpTop1, 98, 100);
+        string html = File.ReadAllText(Path.Combine(output, "report.html"));
+        Assert.Contains("data:image/png;base64,", html, StringComparison.Ordinal);
+        Assert.DoesNotContain("http://", html, StringComparison.Ordinal);
+        string manifest = File.ReadAllText(Path.Combine(output, "manifest.json"));
+        Assert.Contains(summary.Sensitivity!.Context, manifest, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadRunsAreRefusedClearly()
+    {
+        using var dir = new Assets.TempDir();
+        // Below the all-2-bit size: infeasible, naming the minimum, before anything is measured or written.
+        var infeasible = Assert.Throws<BitBudgetException>(() => RunWorkflow.Execute(Request(dir.File("a"), "1bits")));
+        Assert.Equal(ErrorKind.Infeasible, infeasible.Kind);
+        Assert.Contains("minimum", infeasible.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(dir.File("a")));
+
+        // An existing, non-empty output folder needs Force.
+        Directory.CreateDirectory(dir.File("b"));
+        File.WriteAllText(dir.File("b/keep.txt"), "x");
+        Assert.Equal(ErrorKind.OutputExists, Assert.Throws<BitBudgetException>(() => RunWorkflow.Execute(Request(dir.File("b"), "6bits"))).Kind);
+
+        // A budget above the float size is not an error, but it is reported as not binding; overlapping data warns loudly.
+        RunSummary loose = RunWorkflow.Execute(Request(dir.File("c"), "40bits") with { Evaluation = Calibration, Methods = ["uniform"] });
+        Assert.Contains(loose.Warnings, w => w.Contains("not binding", StringComparison.Ordinal));
+        Assert.Contains(loose.Warnings, w => w.Contains("WARNING", StringComparison.Ordinal) && w.Contains("evaluation images", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void CancelledRunLeavesAResumableStore()
+    {
+        using var dir = new Assets.TempDir();
+        var options = s_options with { Sensitivity = s_options.Sensitivity with { StorePath = dir.File("store.db"), BatchSize = 32 } };
+        RunRequest request = Request(dir.File("out"), "6bits") with { Pipeline = MpqPipeline.Open(Assets.Mnist8, options), Methods = ["clado"] };
+        using var cancel = new CancellationTokenSource();
+        var progress = new SyncProgress(p => { if (p.Stage == "measure" && p.Done >= 4) { cancel.Cancel(); } });
+        Assert.ThrowsAny<OperationCanceledException>(() => RunWorkflow.Execute(request, progress, cancel.Token));
+        Assert.True(File.Exists(dir.File("store.db")));
+        RunSummary resumed = RunWorkflow.Execute(request with { Pipeline = MpqPipeline.Open(Assets.Mnist8, options), Force = true });
+        Assert.True(resumed.Sensitivity!.Cost.ReusedUnits > 0);
+        Assert.True(resumed.Sensitivity.Complete);
+    }
+
+    [Fact]
+    public void CommandLineErrorsHaveTheirExitCodes()
+    {
+        using var dir = new Assets.TempDir();
+        string mnist = Assets.Mnist8, idx = Assets.Require("mnist/t10k-images-idx3-ubyte");
+        string[] common = ["--calib", idx, "--eval", idx, "--eval-limit", "200", "--calib-images", "64", "--quiet"];
+        Assert.Equal(3, Cli.Program.Run(["run", "-m", mnist, "--budget", "1bits", "-o", dir.File("x"), "--first-bits", "search", .. common]));
+        Assert.Equal(2, Cli.Program.Run(["run", "-m", Assets.ResNet20, "--budget", "4bits", "-o", dir.File("y"), "--preset", "mnist", .. common]));
+        Assert.Equal(2, Cli.Program.Run(["run", "-m", mnist, "--budget", "four", "-o", dir.File("z"), .. common]));
+        Assert.Equal(10, Cli.Program.Run(["eval", dir.File("missing.onnx"), "--data", idx]));
+    }
+
+    sealed class SyncProgress(Action<RunProgress> report) : IProgress<RunProgress>
+    {
+        public void Report(RunProgress value) => report(value);
+    }
+}
