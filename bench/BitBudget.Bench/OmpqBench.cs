@@ -29,7 +29,12 @@ static class OmpqBench
             (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(model));
             double load = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             long t1 = Stopwatch.GetTimestamp();
-            (float[] images, long[] shape) = OmpqImages.Load(samples, n, prepared.InputShape);
+            var data = BitBudget.Data.DatasetLoader.Load(new BitBudget.Data.DataOptions
+            {
+                Path = samples, Preprocessing = BitBudget.Data.Preprocessing.ImageNet, Limit = n, CacheDirectory = "",   // decode every time: the stage is timed
+            });
+            float[] images = data.Images.ToArray();
+            long[] shape = [data.Count, .. data.SampleShape.Select(d => (long)d)];
             double decode = Stopwatch.GetElapsedTime(t1).TotalSeconds;
             long t2 = Stopwatch.GetTimestamp();
             OmpqUnitMap units = OmpqUnits.Build(prepared, summary);

@@ -14,7 +14,6 @@ static class Program   // the one place that turns exceptions into a message and
         {
             InspectCommand.Create(),
             EvalCommand.Create(),
-            OmpqCommand.Create(),
             QuantizeCommand.Create(),
             SensitivityCommand.Create(),
             MergeCommand.Create(),

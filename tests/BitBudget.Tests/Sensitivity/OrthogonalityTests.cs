@@ -129,7 +129,9 @@ public class OrthogonalityTests(ITestOutputHelper output)
     [Fact]
     public void SqueezeNet_SearchOnRealImages_AtFiveAndAHalfBits()
     {
-        (float[] images, long[] shape) = OmpqImages.Load(Assets.Require("imagenet/samples"), 8, [-1, 3, 224, 224]);
+        var data = SharedData.ImageNet("all", 8);
+        float[] images = data.Images.ToArray();
+        long[] shape = [data.Count, 3, 224, 224];
         OmpqSearchResult r = OmpqSearch.Run(Assets.SqueezeNet, images, shape, OmpqBudget.Parse("5.5bits"),
             new OmpqOptions { Proxy = new OrthogonalityOptions { Beta = 1 } }, cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal(24, r.Proxy.Gamma.Length);
