@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fresh machine → working demo: restores and builds BitBudget, then runs it on a shipped model.
+# Fresh machine → working demo: restores and builds BitBudget, fetches the demo data (Debian package
+# dataset-fashion-mnist, checksums verified), then runs the whole pipeline on the shipped demo CNN.
 set -euo pipefail
 cd "$(dirname "$0")"
-command -v dotnet >/dev/null || { echo "Install the .NET 10 SDK first (apt-get install dotnet-sdk-10.0 or https://dot.net)."; exit 1; }
+command -v dotnet >/dev/null || { echo "error: install the .NET 10 SDK first (apt-get install dotnet-sdk-10.0 or https://dot.net)." >&2; exit 1; }
 dotnet build src/BitBudget.Cli -c Release -v quiet -nologo
-./bitbudget inspect ../shared/assets/cifar10/resnet20.onnx
+./demo/fetch-data.sh
+./bitbudget demo "$@"

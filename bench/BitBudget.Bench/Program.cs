@@ -15,6 +15,7 @@ static class Program
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
         ["clado"] = ("CLADO measurement: executed/reference FLOPs and wall/raw-throughput time on ResNet-20 and SqueezeNet (args: resnet|squeezenet [images]).", CladoBench.Run),
+        ["engine"] = ("Evaluation engine vs plain ORT Run (images/s) and the cost of one weight swap by each mechanism (ResNet-20).", EngineBench.Run),
         ["rounding"] = ("Statistics + gptq time and weights-only top-1 of rtn / gptq / bias correction (args: resnet|squeezenet|gram).", RoundingBench.Run),
     };
 
