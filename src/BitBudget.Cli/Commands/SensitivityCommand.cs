@@ -11,7 +11,7 @@ static class SensitivityCommand
     public static Command Create()
     {
         var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
-        var output = new Option<FileInfo?>("--output", "-o") { Description = "Per-layer sensitivity report: .json or .csv (ΔL per layer and bits, Ω eigenvalues)." };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Sensitivity report: .json (ΔL per layer and bits, Ω and its eigenvalue summary) or .csv (ΔL per layer and bits)." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout." };
         var args = new PipelineArguments();
         var command = new Command("sensitivity", "Measure CLADO's single-layer and pairwise loss changes into a store (resumable, shardable).") { model, output, json };
@@ -52,7 +52,7 @@ static class SensitivityCommand
     internal sealed record Spectrum(double Min, double Max, int Negative);
 
     internal sealed record SensitivityReport(string Context, int Images, int Batches, double ReferenceLoss, IReadOnlyList<int> CandidateBits,
-        IReadOnlyList<object> Layers, Spectrum Spectrum, double FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds);
+        IReadOnlyList<object> Layers, Spectrum Spectrum, double FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds, double[] Omega);
 
     internal static SensitivityReport Report(SensitivityResult r)
     {
@@ -72,7 +72,7 @@ static class SensitivityCommand
         }).ToArray();
         return new SensitivityReport(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
             new Spectrum(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
-            r.Cost.FlopRatio, r.Cost.TimeRatio, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds);
+            r.Cost.FlopRatio, r.Cost.TimeRatio, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega);
     }
 
     static string Csv(SensitivityResult r)
