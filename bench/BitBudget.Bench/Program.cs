@@ -16,6 +16,7 @@ static class Program
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
         ["clado"] = ("CLADO measurement: executed/reference FLOPs and wall/raw-throughput time on ResNet-20 and SqueezeNet (args: resnet|squeezenet [images]).", CladoBench.Run),
         ["engine"] = ("Evaluation engine vs plain ORT Run (images/s) and the cost of one weight swap by each mechanism (ResNet-20).", EngineBench.Run),
+        ["results"] = ("Methods × budgets table (mean ± sd over draws) from bitbudget run folders (args: RUN_DIR …).", ResultsBench.Run),
         ["rounding"] = ("Statistics + gptq time and weights-only top-1 of rtn / gptq / bias correction (args: resnet|squeezenet|gram).", RoundingBench.Run),
     };
 
