@@ -112,6 +112,13 @@ sealed class PipelineArguments
     /// <summary>The calibration source and the two draws from it: activation calibration and sensitivity images.</summary>
     public (Dataset Calibration, Dataset Sensitivity) LoadCalibration(ParseResult parse, MpqPipeline pipeline)
     {
+        var (calibration, sensitivity, _) = LoadCalibrationWithHeldOut(parse, pipeline);
+        return (calibration, sensitivity);
+    }
+
+    /// <summary>As <see cref="LoadCalibration"/>, plus up to 512 held-out images of the same source that are not sensitivity images.</summary>
+    public (Dataset Calibration, Dataset Sensitivity, Dataset? HeldOut) LoadCalibrationWithHeldOut(ParseResult parse, MpqPipeline pipeline)
+    {
         Ui.Quiet = parse.GetValue(Quiet);
         DataOptions options = Data.Options(parse, parse.GetRequiredValue(Calib), pipeline.Prepared.InputShape, parse.GetRequiredValue(CalibSplit));
         Dataset source = Ui.LoadData(options);
@@ -119,11 +126,14 @@ sealed class PipelineArguments
         Dataset calibration = source.Sample(pipeline.Options.CalibrationImages, seed);
         int sensImages = parse.CommandResult.Command.Options.Contains(SensImages) ? Positive(parse.GetValue(SensImages), "--sens-images") : 0;
         Dataset sensitivity = sensImages > 0 ? source.Sample(sensImages, seed + 1) : calibration;
+        var sensitivityIds = sensitivity.Ids.ToHashSet(StringComparer.Ordinal);
+        int[] rest = [.. Enumerable.Range(0, source.Count).Where(i => !sensitivityIds.Contains(source.Ids[i]))];
+        Dataset? heldOut = rest.Length == 0 ? null : source.Subset(rest, $"{source.Description}, not in the sensitivity draw").Sample(512, seed + 2);
         if (!Ui.Quiet)
         {
-            Ui.Err.MarkupLine($"[grey]calibration: {calibration.Count} images (seed {seed}); sensitivity: {sensitivity.Count} images (seed {seed + 1})[/]");
+            Ui.Err.MarkupLine($"[grey]calibration: {calibration.Count} images (seed {seed}); sensitivity: {sensitivity.Count} images (seed {seed + 1}); held out: {heldOut?.Count ?? 0} (seed {seed + 2})[/]");
         }
-        return (calibration, sensitivity);
+        return (calibration, sensitivity, heldOut);
     }
 
     /// <summary>Measures CLADO sensitivities with a progress bar (evaluations/s and ETA).</summary>

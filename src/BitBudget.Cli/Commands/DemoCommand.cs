@@ -31,12 +31,16 @@ static class DemoCommand
             });
             Dataset train = Ui.LoadData(new DataOptions { Path = Path.Combine(data, "train-images-idx3-ubyte.gz"), Preprocessing = pre, Limit = 2000, Seed = 0 });
             Dataset test = Ui.LoadData(new DataOptions { Path = Path.Combine(data, "t10k-images-idx3-ubyte.gz"), Preprocessing = pre });
+            Dataset sensitivity = train.Sample(512, 1);
+            var sensitivityIds = sensitivity.Ids.ToHashSet(StringComparer.Ordinal);
+            Dataset heldOut = train.Subset([.. Enumerable.Range(0, train.Count).Where(i => !sensitivityIds.Contains(train.Ids[i]))]).Sample(512, 2);
             var request = new RunRequest
             {
                 Pipeline = pipeline,
                 Calibration = train.Sample(512, 0),
-                Sensitivity = train.Sample(512, 1),
+                Sensitivity = sensitivity,
                 Evaluation = test,
+                HeldOut = heldOut,
                 Methods = RunWorkflow.MethodNames,
                 Budgets = [[Budget.Parse("3bits")], [Budget.Parse("4bits")], [Budget.Parse("5bits")]],
                 OutputDirectory = parse.GetRequiredValue(output).FullName,

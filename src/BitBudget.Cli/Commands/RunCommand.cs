@@ -17,7 +17,7 @@ static class RunCommand
         var evalLimit = new Option<int?>("--eval-limit") { Description = "Evaluate at most this many images (first of every class)." };
         var budget = new Option<string[]>("--budget") { Description = "Budget (3.5bits, 3bits-searched, 120KB, 2GBitOPs; combine kinds with commas); repeat for a sweep.", Required = true, AllowMultipleArgumentsPerToken = false };
         var pareto = new Option<string?>("--pareto") { Description = "Extra sweep points, e.g. \"3bits 3.5bits 4bits\"." };
-        var method = new Option<string>("--method") { Description = "clado, ompq, independent, uniform or all (comma-separated list allowed).", DefaultValueFactory = _ => "all" };
+        var method = new Option<string>("--method") { Description = "clado, ompq, independent, uniform, best (clado vs independent on held-out images) or all (comma-separated list allowed).", DefaultValueFactory = _ => "all" };
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Output folder.", Required = true };
         var force = new Option<bool>("--force") { Description = "Write into an existing, non-empty output folder." };
         var json = new Option<bool>("--json") { Description = "Print the summary as JSON on stdout." };
@@ -35,7 +35,7 @@ static class RunCommand
             var methods = Methods(parse.GetRequiredValue(method));
             string outDir = parse.GetRequiredValue(output).FullName;
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
-            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
+            var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
             Dataset evaluation = Ui.LoadData(args.Data.Options(parse, parse.GetRequiredValue(eval), pipeline.Prepared.InputShape, parse.GetRequiredValue(evalSplit), parse.GetValue(evalLimit)));
             var request = new RunRequest
             {
@@ -43,6 +43,7 @@ static class RunCommand
                 Calibration = calibration,
                 Sensitivity = sensitivity,
                 Evaluation = evaluation,
+                HeldOut = heldOut,
                 Methods = methods,
                 Budgets = budgets,
                 OutputDirectory = outDir,

@@ -23,10 +23,13 @@ public sealed record RunRequest
     /// <summary>CLADO sensitivity images (and OMPQ's feature batch).</summary>
     public required Dataset Sensitivity { get; init; }
 
+    /// <summary>Held-out calibration-source images (not sensitivity, not evaluation) on which <c>best</c> compares its candidates.</summary>
+    public Dataset? HeldOut { get; init; }
+
     /// <summary>Evaluation images (disjoint from the two above unless the user insists).</summary>
     public required Dataset Evaluation { get; init; }
 
-    /// <summary>Methods: clado, independent, uniform, ompq.</summary>
+    /// <summary>Methods: clado, independent, uniform, ompq, best (the candidate of clado/independent with the lowest held-out loss).</summary>
     public required IReadOnlyList<string> Methods { get; init; }
 
     /// <summary>One budget per point of the sweep (one entry for a single search); each entry may combine budgets.</summary>
@@ -66,7 +69,7 @@ public readonly record struct RunProgress(string Stage, long Done, long Total, s
 public static class RunWorkflow
 {
     /// <summary>The methods <see cref="RunRequest.Methods"/> accepts.</summary>
-    public static IReadOnlyList<string> MethodNames { get; } = ["clado", "independent", "uniform", "ompq"];
+    public static IReadOnlyList<string> MethodNames { get; } = ["clado", "independent", "uniform", "ompq", "best"];
 
     /// <summary>Runs everything; see the type summary.</summary>
     public static RunSummary Execute(RunRequest request, IProgress<RunProgress>? progress = null, CancellationToken cancel = default)
@@ -84,7 +87,8 @@ public static class RunWorkflow
             throw new BitBudgetException(ErrorKind.OutputExists, $"Output folder '{outDir}' exists and is not empty; use --force to overwrite its files.");
         }
         var warnings = new List<string>();
-        int overlap = request.Evaluation.OverlapWith(request.Calibration) + request.Evaluation.OverlapWith(request.Sensitivity);
+        int overlap = request.Evaluation.OverlapWith(request.Calibration) + request.Evaluation.OverlapWith(request.Sensitivity)
+            + (request.HeldOut is null ? 0 : request.Evaluation.OverlapWith(request.HeldOut));
         if (overlap > 0)
         {
             warnings.Add($"WARNING: {overlap} evaluation images are also calibration/sensitivity images; the accuracy is optimistic.");
@@ -108,7 +112,11 @@ public static class RunWorkflow
         Stage("evaluate float");
 
         SensitivityResult? sensitivity = null;
-        if (request.Methods.Any(m => m is "clado" or "independent"))
+        if (request.Methods.Contains("best") && request.HeldOut is null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "Method best needs held-out calibration images to compare its candidates on.");
+        }
+        if (request.Methods.Any(m => m is "clado" or "independent" or "best"))
         {
             sensitivity = p.MeasureSensitivity(request.Sensitivity, new Progress<SensitivityProgress>(s => progress?.Report(new RunProgress("measure", s.Done, s.Total, $"{s.EvaluationsPerSecond:F1} eval/s"))), cancel);
             Stage("measure");
@@ -129,6 +137,19 @@ public static class RunWorkflow
                     var config = p.Configuration(o.LayerBits);
                     searched.Add((method, label, config, null, o.Allocation.IlpStatus, null));
                     solverRuns.Add(new SolverRun(method, label, o.Allocation.IlpStatus, null, o.TotalSeconds));
+                    continue;
+                }
+                if (method == "best")
+                {
+                    // Both searches' answers, judged by their measured loss on held-out images (not the sensitivity set, not the evaluation set).
+                    var candidates = new[] { SearchMethod.Clado, SearchMethod.Independent }
+                        .Select(m => (Method: m, Result: p.Search(m, budgets, sensitivity, cancel: cancel)))
+                        .Select(c => (c.Method, c.Result, Loss: p.Evaluate(p.Simulate(p.Configuration(c.Result.Bits)), request.HeldOut!, null, cancel).CrossEntropy))
+                        .ToList();
+                    var winner = candidates.MinBy(c => c.Loss);
+                    string verdict = $"{winner.Method} (held-out CE " + string.Join(", ", candidates.Select(c => $"{c.Method} {c.Loss:F4}")) + ")";
+                    searched.Add((method, label, p.Configuration(winner.Result.Bits), winner.Result.QuadraticObjective / 2, verdict, null));
+                    solverRuns.Add(new SolverRun(method, label, verdict, null, candidates.Sum(c => c.Result.SolveTime.TotalSeconds)));
                     continue;
                 }
                 SearchMethod kind = method switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
@@ -243,6 +264,7 @@ public static class RunWorkflow
                 ["calibration"] = request.Calibration.Hash,
                 ["sensitivity"] = request.Sensitivity.Hash,
                 ["evaluation"] = request.Evaluation.Hash,
+                ["held_out"] = request.HeldOut?.Hash ?? "",
                 ["measurement_context"] = sensitivity?.Context ?? "",
             },
             Timings: timings,

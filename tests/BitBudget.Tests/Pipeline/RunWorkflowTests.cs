@@ -28,6 +28,7 @@ public class RunWorkflowTests
         Calibration = Calibration,
         Sensitivity = Sensitivity,
         Evaluation = Evaluation,
+        HeldOut = SharedData.MnistTest.Subset(Enumerable.Range(1000, 256).ToArray(), "mnist held out"),
         Methods = RunWorkflow.MethodNames,
         Budgets = [.. budgets.Select(b => (IReadOnlyList<Budget>)[Budget.Parse(b)])],
         OutputDirectory = output,
@@ -64,7 +65,13 @@ public class RunWorkflowTests
         {
             Assert.True(File.Exists(Path.Combine(output, file)), file);
         }
-        Assert.Equal(8, summary.Points.Count);   // 4 methods × 2 budgets
+        Assert.Equal(10, summary.Points.Count);   // 5 methods × 2 budgets
+        // best is one of its two candidates, whichever had the lower held-out loss.
+        foreach (RunPoint best in summary.Points.Where(p => p.Method == "best"))
+        {
+            Assert.Contains(summary.Points, p => p.Method is "clado" or "independent" && p.Budget == best.Budget && p.ModelFile == best.ModelFile);
+            Assert.Contains("held-out CE", best.Status, StringComparison.Ordinal);
+        }
         Assert.All(summary.Points, p => Assert.True(p.AverageBits <= 6.5 + 1e-9));
         Assert.All(summary.Points.Where(p => p.Budget == "5 bits"), p => Assert.True(p.AverageBits <= 5 + 1e-9, $"{p.Method} {p.AverageBits}"));
         Assert.InRange(summary.FpTop1, 98, 100);
