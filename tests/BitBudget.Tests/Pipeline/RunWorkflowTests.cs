@@ -135,3 +135,19 @@ public class RunWorkflowTests
         public void Report(RunProgress value) => report(value);
     }
 }
+
+/// <summary>Issue 4's bar: W8A8 ResNet-20, exported and run in ORT, within 0.5 points of full precision on the 10k test set.</summary>
+public class W8A8AccuracyTests
+{
+    [Fact]
+    public void ResNet20W8A8StaysWithinHalfAPoint()
+    {
+        MpqPipeline pipeline = MpqPipeline.Open(Assets.ResNet20);
+        pipeline.Calibrate(SharedData.CifarTrain(512, seed: 0));
+        using var dir = new Assets.TempDir();
+        ExportResult exported = pipeline.Export(pipeline.Uniform(8), dir.File("w8a8.onnx"));
+        EvaluationResult result = pipeline.Evaluate(exported.Model, SharedData.CifarTest);
+        Assert.InRange(result.Top1, 81.07 - 0.5, 100);
+        Assert.Contains(exported.Layers, l => l.ActivationBits == 8);
+    }
+}
