@@ -28,6 +28,9 @@ public enum IqpAlgorithm
     OuterApproximationHighs,
     /// <summary>Independent-ILP start plus 1-swap/2-swap descent only: fast, no optimality proof.</summary>
     LocalSearch,
+    /// <summary>Own branch-and-bound over the convex QCR relaxation (Ω − B ⪰ 0 with B block-diagonal, solved by away-step Frank–Wolfe);
+    /// one budget row only (with several it falls back to <see cref="RltScip"/>).</summary>
+    QcrBranchAndBound,
     /// <summary>Enumerates every configuration (only up to about a million configurations).</summary>
     BruteForce,
 }
@@ -132,6 +135,7 @@ public static class BitSearch
 
         MipOutcome outcome = options.Algorithm switch
         {
+            IqpAlgorithm.QcrBranchAndBound when inst.Rows.Length == 1 => ConvexBranchAndBound.Solve(inst, options, incumbent, upper, clock, cancellationToken).Outcome,
             IqpAlgorithm.RltHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
             IqpAlgorithm.McCormickHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: false, incumbent, Remaining(options, clock)),
             IqpAlgorithm.OuterApproximationScip => MipModels.OuterApproximation(inst, options, "SCIP", incumbent, upper, clock, cancellationToken).Outcome,
