@@ -14,6 +14,7 @@ static class Program
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
+        ["iqp-sweep"] = ("Exact CLADO IQP: 20 layers, dense PSD Ω (rank 60), 8 budgets min..max; 'tune' for the QCR B&B knobs.", IqpSweepBench.Run),
     };
 
     static int Main(string[] args)

@@ -73,17 +73,25 @@ internal sealed class ConvexBranchAndBound
     }
 
     /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
-    public static (MipOutcome Outcome, int Nodes) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
-        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 400)
+    public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
+        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4)
     {
         if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
-        var relax = ConvexRelaxation.Build(inst, qcrRounds);
+        long t0 = Stopwatch.GetTimestamp();
+        var relax = ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow);
+        double buildSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations);
         double bound = bb.Run(clock, cancellationToken);
         bool optimal = MipModels.Gap(bb._upper, bound) <= options.RelativeGap;
         string name = $"convex QCR branch-and-bound (rank {relax.Rank}, {bb.Nodes} nodes)";
-        return (new MipOutcome(bb._best, Math.Min(bound, bb._upper), optimal, false, name), bb.Nodes);
+        return (new MipOutcome(bb._best, Math.Min(bound, bb._upper), optimal, false, name),
+            new Stats(bb.Nodes, bb.Iterations, relax.Rank, relax.Rounds, buildSeconds, bb.RootBound));
     }
+
+    /// <summary>Search statistics for the benchmark.</summary>
+    public sealed record Stats(int Nodes, long Iterations, int Rank, int QcrRounds, double BuildSeconds, double RootBound);
+
+    double RootBound { get; set; } = double.NegativeInfinity;
 
     double PruneAt => _upper - _options.RelativeGap * Math.Abs(_upper);
 
@@ -92,6 +100,7 @@ internal sealed class ConvexBranchAndBound
         double closedMin = double.PositiveInfinity;   // min bound over every node closed without branching
         var root = new Node { Fix = Enumerable.Repeat(-1, _l).ToArray(), Active = [], Weights = [] };
         if (!Evaluate(root)) { return double.PositiveInfinity; }
+        RootBound = root.Bound;
         var open = new PriorityQueue<Node, double>();
         if (root.BranchLayer < 0) { closedMin = Math.Min(closedMin, root.Bound); }
         else { open.Enqueue(root, root.Bound); }
@@ -124,7 +133,7 @@ internal sealed class ConvexBranchAndBound
         return Math.Min(closedMin, openMin);
     }
 
-    /// <summary>Solves the node's relaxation (bound, branching layer; BranchLayer −1 = closed); false when the fixings are infeasible.</summary>
+    /// <summary>Solves the node's relaxation (bound, branching layer; BranchLayer −1 = closed: pruned or fully fixed); false when the fixings are infeasible.</summary>
     bool Evaluate(Node node)
     {
         Nodes++;
@@ -233,7 +242,9 @@ internal sealed class ConvexBranchAndBound
             for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { max = Math.Max(max, x[u]); }
             if (1 - max > worst) { (worst, branch) = (1 - max, i); }
         }
-        if (branch < 0 && firstFree >= 0 && phi - bound > tolerance) { branch = firstFree; }
+        // An integral relaxation point is not a proof (the bound may still be short of its value, e.g. after dropped
+        // eigen-directions): keep branching unless the bound already prunes the node.
+        if (branch < 0 && firstFree >= 0 && bound < PruneAt) { branch = firstFree; }
         node.BranchLayer = branch;
         if (branch < 0 && firstFree < 0)
         {

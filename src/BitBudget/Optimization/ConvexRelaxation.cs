@@ -23,8 +23,8 @@ internal sealed class ConvexRelaxation
 
     ConvexRelaxation(double[] g, double[] c, int rank, int rounds) => (G, C, Rank, Rounds) = (g, c, rank, rounds);
 
-    /// <summary>Builds the reformulation; <paramref name="rounds"/> = 0 keeps B = the diagonal blocks of Ω shifted just enough to be PSD.</summary>
-    public static ConvexRelaxation Build(Instance inst, int rounds = 30, bool blocks = true)
+    /// <summary>Builds the reformulation (eigen-directions of Ω − B below <paramref name="dropBelow"/> × the largest are dropped: a weaker but cheaper, still valid bound); <paramref name="rounds"/> = 0 keeps B = the diagonal blocks of Ω shifted just enough to be PSD.</summary>
+    public static ConvexRelaxation Build(Instance inst, int rounds = 30, bool blocks = true, double dropBelow = 1e-10)
     {
         int n = inst.N;
         double[,] omega = inst.Problem.Omega;
@@ -70,7 +70,7 @@ internal sealed class ConvexRelaxation
         for (int u = 0; u < n; u++) { c[u] = b[u, u] - shift; }
         double max = eig.Max() + shift;
         var keep = new List<int>();
-        for (int k = 0; k < n; k++) { if (eig[k] + shift > 1e-10 * Math.Max(max, 1e-300)) { keep.Add(k); } }
+        for (int k = 0; k < n; k++) { if (eig[k] + shift > dropBelow * Math.Max(max, 1e-300)) { keep.Add(k); } }
         var g = new double[n * Math.Max(1, keep.Count)];
         for (int j = 0; j < keep.Count; j++)
         {
