@@ -102,6 +102,19 @@ public class BitSearchTests
     }
 
     [Fact]
+    public void Clado_DefaultWithTwoBudgets_FallsBackAndMatchesBruteForce()
+    {
+        SearchProblem problem = RandomInstance(4, 3.5);
+        var bits = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? 4);
+        problem = problem with { Budgets = [Budget.Parse("3.5bits"), new Budget(BudgetKind.BitOps, 0.9 * problem.BitOps(bits))] };
+        SearchResult brute = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.BruteForce });
+        SearchResult exact = Solve(problem, SearchMethod.Clado, new SearchOptions { RelativeGap = 1e-9 });
+        Assert.Equal(SearchStatus.Optimal, exact.Status);
+        Assert.Contains("SCIP", exact.Solver);
+        Assert.Equal(brute.Objective, exact.Objective, 1e-9 * Math.Abs(brute.Objective));
+    }
+
+    [Fact]
     public void Clado_IsNeverWorseThanIndependentOrUniform_OnXOmegaX()
     {
         SearchProblem problem = RandomInstance(7, 3.5);
