@@ -5,7 +5,7 @@ namespace BitBudget.Bench;
 /// <summary>
 /// The exact CLADO IQP on the issue's synthetic instances (budget 0.4 × all-8-bit size), every algorithm side by side:
 /// time to proven optimality (gap ≤ 0.1 %) or the gap at the time limit, and the objective against the best one found.
-/// Usage: iqp [layers=19,52] [seeds=3] [limit-seconds=60] [algorithms=all]
+/// Usage: iqp [layers=19,52] [seeds=3] [limit-seconds=60] [algorithms=all] [relative-gap=1e-3]
 /// </summary>
 static class IqpBench
 {
@@ -16,8 +16,9 @@ static class IqpBench
         double limit = args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 60;
         IqpAlgorithm[] algorithms = args.Length > 3
             ? [.. args[3].Split(',').Select(a => Enum.Parse<IqpAlgorithm>(a, ignoreCase: true))]
-            : [IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs, IqpAlgorithm.LocalSearch];
-        Console.WriteLine($"time limit {limit} s, relative gap 1e-3, {Environment.ProcessorCount} cores");
+            : [IqpAlgorithm.QcrBranchAndBound, IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs, IqpAlgorithm.LocalSearch];
+        double gap = args.Length > 4 ? double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 1e-3;
+        Console.WriteLine($"time limit {limit} s, relative gap {gap:G3}, {Environment.ProcessorCount} cores");
         Console.WriteLine($"{"layers",6} {"seed",4} {"algorithm",-24} {"status",-9} {"seconds",8} {"objective",12} {"bound",12} {"gap %",8} {"vs best %",9}");
         foreach (int layers in layerCounts)
         {
@@ -28,7 +29,7 @@ static class IqpBench
                 var results = new List<(IqpAlgorithm, SearchResult)>();
                 foreach (IqpAlgorithm algorithm in algorithms)
                 {
-                    var options = new SearchOptions { Algorithm = algorithm, TimeLimit = TimeSpan.FromSeconds(limit) };
+                    var options = new SearchOptions { Algorithm = algorithm, TimeLimit = TimeSpan.FromSeconds(limit), RelativeGap = gap };
                     results.Add((algorithm, BitSearch.Solve(problem, SearchMethod.Clado, options)));
                 }
                 double best = results.Min(r => r.Item2.Objective);

@@ -39,7 +39,7 @@ public class BitSearchTests
     public static TheoryData<IqpAlgorithm, int, double> Cases()
     {
         var data = new TheoryData<IqpAlgorithm, int, double>();
-        foreach (IqpAlgorithm a in new[] { IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs })
+        foreach (IqpAlgorithm a in new[] { IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs, IqpAlgorithm.QcrBranchAndBound })
         {
             foreach (int seed in new[] { 1, 2, 3 })
             {
@@ -61,6 +61,57 @@ public class BitSearchTests
         Assert.True(exact.BestBound <= exact.Objective + 1e-9);
         Assert.True(exact.AverageBits <= avgBits + 1e-12);
         Assert.Equal(8, exact.Bits["first"]);
+    }
+
+    [Theory]
+    [InlineData(0, 0.4)]
+    [InlineData(1, 0.3)]
+    [InlineData(2, 0.55)]
+    [InlineData(3, 0.8)]
+    public void QcrBranchAndBound_SyntheticTenLayers_MatchesBruteForce(int seed, double fraction)
+    {
+        SearchProblem problem = SyntheticProblem.Generate(10, seed, fraction);
+        SearchResult brute = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.BruteForce });
+        SearchResult exact = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.QcrBranchAndBound, RelativeGap = 1e-9 });
+        Assert.Equal(SearchStatus.Optimal, exact.Status);
+        Assert.Equal(brute.Objective, exact.Objective, 1e-9 * Math.Abs(brute.Objective));
+        Assert.True(exact.BestBound <= brute.Objective * (1 + 1e-12));
+    }
+
+    [Theory]
+    [InlineData(11)]
+    [InlineData(12)]
+    public void QcrBranchAndBound_IndefiniteOmega_MatchesBruteForce(int seed)
+    {
+        // QCR needs no PSD Ω: the block-diagonal move makes the relaxation convex whatever Ω's eigenvalues.
+        SearchProblem problem = RandomInstance(seed, 3.2);
+        int n = problem.Omega.GetLength(0);
+        var omega = (double[,])problem.Omega.Clone();
+        var random = new Random(seed);
+        for (int u = 0; u < n; u++)
+        {
+            for (int v = 0; v < u; v++) { omega[u, v] = omega[v, u] = omega[u, v] + 0.05 * (random.NextDouble() - 0.5); }
+        }
+        Assert.True(PsdProjection.MinEigenvalue(omega) < 0);
+        problem = problem with { Omega = omega };
+        SearchResult brute = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.BruteForce });
+        SearchResult exact = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.QcrBranchAndBound, RelativeGap = 1e-9 });
+        Assert.Equal(SearchStatus.Optimal, exact.Status);
+        Assert.Equal(brute.Objective, exact.Objective, 1e-9 * Math.Abs(brute.Objective));
+        Assert.Equal(brute.Bits, exact.Bits);
+    }
+
+    [Fact]
+    public void Clado_DefaultWithTwoBudgets_FallsBackAndMatchesBruteForce()
+    {
+        SearchProblem problem = RandomInstance(4, 3.5);
+        var bits = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? 4);
+        problem = problem with { Budgets = [Budget.Parse("3.5bits"), new Budget(BudgetKind.BitOps, 0.9 * problem.BitOps(bits))] };
+        SearchResult brute = Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.BruteForce });
+        SearchResult exact = Solve(problem, SearchMethod.Clado, new SearchOptions { RelativeGap = 1e-9 });
+        Assert.Equal(SearchStatus.Optimal, exact.Status);
+        Assert.Contains("SCIP", exact.Solver);
+        Assert.Equal(brute.Objective, exact.Objective, 1e-9 * Math.Abs(brute.Objective));
     }
 
     [Fact]

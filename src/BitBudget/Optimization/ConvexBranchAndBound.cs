@@ -1,0 +1,358 @@
+using System.Diagnostics;
+
+namespace BitBudget.Optimization;
+
+/// <summary>
+/// Exact branch-and-bound for min xᵀΩx over one-hot configurations under one budget row, with the convex QCR relaxation
+/// (<see cref="ConvexRelaxation"/>) at every node: min ‖Gᵀx‖² + cᵀx over the product of the layers' simplices (with the
+/// node's fixings) and the budget. Each node solves it by away-step Frank–Wolfe whose linear subproblem is the LP of a
+/// multiple-choice knapsack (exact greedy over the layers' lower convex hulls); every iterate x gives the valid lower bound
+/// φ(x) − ∇φ(x)ᵀ(x − s) (the Lagrangian dual at λ = 2Gᵀx), so a bound is never overstated even when a node stops early.
+/// Branching fixes one layer to each of its schemes (the most fractional layer); best-first; incumbents from rounding
+/// every node's relaxation plus the 1/2-swap local search.
+/// </summary>
+internal sealed class ConvexBranchAndBound
+{
+    /// <summary>A vertex of a node's polytope: one scheme per layer, except at most one layer split between two schemes.</summary>
+    sealed class Vertex
+    {
+        public required int[] Choice;   // variable index per layer
+        public int FracLayer = -1;
+        public int FracTo;
+        public double Theta;
+        public required double[] Y;     // Gᵀx
+        public double C;                // cᵀx
+
+        public bool SameAs(Vertex o)
+        {
+            if (FracLayer != o.FracLayer || (FracLayer >= 0 && (FracTo != o.FracTo || Math.Abs(Theta - o.Theta) > 1e-12))) { return false; }
+            return Choice.AsSpan().SequenceEqual(o.Choice);
+        }
+
+        /// <summary>Whether x_v puts all of layer i on variable u.</summary>
+        public bool Puts(int layer, int u) => Choice[layer] == u && FracLayer != layer;
+    }
+
+    sealed class Node
+    {
+        public required int[] Fix;      // variable index per layer, −1 when free
+        public double Bound;
+        public double Value;
+        public required List<Vertex> Active;
+        public required List<double> Weights;
+        public int BranchLayer = -1;
+    }
+
+    readonly Instance _inst;
+    readonly ConvexRelaxation _relax;
+    readonly int _n, _l, _r;
+    readonly double[] _a;
+    readonly double _b;
+    readonly double[] _grad;
+    readonly double[] _y;
+    readonly double[] _dy;
+    readonly SearchOptions _options;
+    readonly int _maxIterations;
+    int[] _best;
+    double _upper;
+
+    public int Nodes { get; private set; }
+    public long Iterations { get; private set; }
+
+    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations)
+    {
+        (_inst, _relax, _options, _maxIterations) = (inst, relax, options, maxIterations);
+        (_n, _l, _r) = (inst.N, inst.L, relax.Rank);
+        _a = inst.Rows[0];
+        _b = inst.Rhs[0];
+        _grad = new double[_n];
+        _y = new double[_r];
+        _dy = new double[_r];
+        _best = (int[])start.Clone();
+        _upper = startValue;
+    }
+
+    /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
+    public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
+        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4)
+    {
+        if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
+        long t0 = Stopwatch.GetTimestamp();
+        var relax = ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow);
+        double buildSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations);
+        double bound = bb.Run(clock, cancellationToken);
+        bool optimal = MipModels.Gap(bb._upper, bound) <= options.RelativeGap;
+        string name = $"convex QCR branch-and-bound (rank {relax.Rank}, {bb.Nodes} nodes)";
+        return (new MipOutcome(bb._best, Math.Min(bound, bb._upper), optimal, false, name),
+            new Stats(bb.Nodes, bb.Iterations, relax.Rank, relax.Rounds, buildSeconds, bb.RootBound));
+    }
+
+    /// <summary>Search statistics for the benchmark.</summary>
+    public sealed record Stats(int Nodes, long Iterations, int Rank, int QcrRounds, double BuildSeconds, double RootBound);
+
+    double RootBound { get; set; } = double.NegativeInfinity;
+
+    double PruneAt => _upper - _options.RelativeGap * Math.Abs(_upper);
+
+    double Run(Stopwatch clock, CancellationToken cancellationToken)
+    {
+        double closedMin = double.PositiveInfinity;   // min bound over every node closed without branching
+        var root = new Node { Fix = Enumerable.Repeat(-1, _l).ToArray(), Active = [], Weights = [] };
+        if (!Evaluate(root)) { return double.PositiveInfinity; }
+        RootBound = root.Bound;
+        var open = new PriorityQueue<Node, double>();
+        if (root.BranchLayer < 0) { closedMin = Math.Min(closedMin, root.Bound); }
+        else { open.Enqueue(root, root.Bound); }
+        while (open.Count > 0)
+        {
+            if (cancellationToken.IsCancellationRequested || clock.Elapsed >= _options.TimeLimit) { break; }
+            Node node = open.Dequeue();
+            if (node.Bound >= PruneAt) { closedMin = Math.Min(closedMin, node.Bound); continue; }
+            int layer = node.BranchLayer;
+            for (int u = _inst.Offsets[layer]; u < _inst.Offsets[layer + 1]; u++)
+            {
+                var fix = (int[])node.Fix.Clone();
+                fix[layer] = u;
+                var child = new Node { Fix = fix, Active = [], Weights = [] };
+                double total = 0;
+                for (int k = 0; k < node.Active.Count; k++)
+                {
+                    if (node.Active[k].Puts(layer, u)) { child.Active.Add(node.Active[k]); child.Weights.Add(node.Weights[k]); total += node.Weights[k]; }
+                }
+                for (int k = 0; k < child.Weights.Count; k++) { child.Weights[k] /= total; }
+                if (!Evaluate(child)) { continue; }   // infeasible fixing
+                // A child's bound is at least its parent's (the relaxation only shrinks).
+                child.Bound = Math.Max(child.Bound, node.Bound);
+                if (child.BranchLayer < 0 || child.Bound >= PruneAt) { closedMin = Math.Min(closedMin, child.Bound); }
+                else { open.Enqueue(child, child.Bound); }
+            }
+        }
+        double openMin = double.PositiveInfinity;
+        while (open.TryDequeue(out Node? left, out double b)) { openMin = Math.Min(openMin, b); }
+        return Math.Min(closedMin, openMin);
+    }
+
+    /// <summary>Solves the node's relaxation (bound, branching layer; BranchLayer −1 = closed: pruned or fully fixed); false when the fixings are infeasible.</summary>
+    bool Evaluate(Node node)
+    {
+        Nodes++;
+        int[] fix = node.Fix;
+        List<Vertex> active = node.Active;
+        List<double> w = node.Weights;
+        Array.Clear(_y);
+        double cx = 0;
+        if (active.Count == 0)
+        {
+            Array.Copy(_relax.C, _grad, _n);
+            Vertex? first = Lmo(_grad, fix);
+            if (first is null) { return false; }
+            active.Add(first);
+            w.Add(1);
+        }
+        for (int k = 0; k < active.Count; k++)
+        {
+            for (int j = 0; j < _r; j++) { _y[j] += w[k] * active[k].Y[j]; }
+            cx += w[k] * active[k].C;
+        }
+        double bound = double.NegativeInfinity, phi = 0;
+        double tolerance = 0.05 * _options.RelativeGap * Math.Max(Math.Abs(_upper), 1e-300);
+        double[] g = _relax.G, c = _relax.C;
+        Vertex? lastS = null;
+        for (int it = 0; it < _maxIterations; it++)
+        {
+            Iterations++;
+            for (int u = 0; u < _n; u++)
+            {
+                double sum = 0;
+                int row = u * _r;
+                for (int j = 0; j < _r; j++) { sum += g[row + j] * _y[j]; }
+                _grad[u] = c[u] + 2 * sum;
+            }
+            Vertex s = Lmo(_grad, fix)!;
+            lastS = s;
+            double yy = Dot(_y, _y);
+            phi = yy + cx;
+            double gx = 2 * yy + cx;
+            double gs = 2 * Dot(_y, s.Y) + s.C;
+            bound = Math.Max(bound, phi - (gx - gs));
+            if (bound >= PruneAt || phi - bound <= tolerance) { break; }
+            // Away vertex: the active vertex with the largest gradient product.
+            int away = 0;
+            double ga = double.NegativeInfinity;
+            for (int k = 0; k < active.Count; k++)
+            {
+                double gv = 2 * Dot(_y, active[k].Y) + active[k].C;
+                if (gv > ga) { (ga, away) = (gv, k); }
+            }
+            bool forward = gx - gs >= ga - gx || active.Count == 1;
+            double dc, gammaMax;
+            if (forward)
+            {
+                for (int j = 0; j < _r; j++) { _dy[j] = s.Y[j] - _y[j]; }
+                (dc, gammaMax) = (s.C - cx, 1.0);
+            }
+            else
+            {
+                Vertex v = active[away];
+                for (int j = 0; j < _r; j++) { _dy[j] = _y[j] - v.Y[j]; }
+                (dc, gammaMax) = (cx - v.C, w[away] / (1 - w[away]));
+            }
+            double slope = 2 * Dot(_y, _dy) + dc, curvature = 2 * Dot(_dy, _dy);
+            if (slope >= 0) { break; }   // no descent left (rounding level)
+            double gamma = curvature > 0 ? Math.Min(gammaMax, -slope / curvature) : gammaMax;
+            for (int j = 0; j < _r; j++) { _y[j] += gamma * _dy[j]; }
+            cx += gamma * dc;
+            if (forward)
+            {
+                for (int k = 0; k < w.Count; k++) { w[k] *= 1 - gamma; }
+                int at = active.FindIndex(a => a.SameAs(s));
+                if (at >= 0) { w[at] += gamma; }
+                else { active.Add(s); w.Add(gamma); }
+                if (gamma >= 1) { active.Clear(); w.Clear(); active.Add(s); w.Add(1); }
+            }
+            else
+            {
+                for (int k = 0; k < w.Count; k++) { w[k] *= 1 + gamma; }
+                w[away] -= gamma;
+            }
+            for (int k = w.Count - 1; k >= 0; k--)
+            {
+                if (w[k] <= 1e-14) { active.RemoveAt(k); w.RemoveAt(k); }
+            }
+        }
+        node.Bound = bound;
+        node.Value = phi;
+
+        // Incumbents: the last linear-subproblem vertex rounded down (always feasible) and the rounded relaxation.
+        if (lastS is not null) { TryIncumbent(RoundDown(lastS)); }
+        var x = new double[_n];
+        for (int k = 0; k < active.Count; k++) { Accumulate(active[k], w[k], x); }
+        int[] rounded = _inst.ChoiceFromVector(x);
+        if (_inst.Feasible(rounded)) { TryIncumbent(rounded); }
+
+        // Branch on the most fractional free layer; a node whose relaxation is integral and converged is closed.
+        int branch = -1, firstFree = -1;
+        double worst = 1e-6;
+        for (int i = 0; i < _l; i++)
+        {
+            if (fix[i] >= 0) { continue; }
+            if (firstFree < 0) { firstFree = i; }
+            double max = 0;
+            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { max = Math.Max(max, x[u]); }
+            if (1 - max > worst) { (worst, branch) = (1 - max, i); }
+        }
+        // An integral relaxation point is not a proof (the bound may still be short of its value, e.g. after dropped
+        // eigen-directions): keep branching unless the bound already prunes the node.
+        if (branch < 0 && firstFree >= 0 && bound < PruneAt) { branch = firstFree; }
+        node.BranchLayer = branch;
+        if (branch < 0 && firstFree < 0)
+        {
+            // Every layer fixed: the node is one configuration, its bound is its exact value.
+            var only = new int[_l];
+            for (int i = 0; i < _l; i++) { only[i] = fix[i] - _inst.Offsets[i]; }
+            node.Bound = _inst.Quadratic(only);
+        }
+        return true;
+    }
+
+    void TryIncumbent(int[] choice)
+    {
+        double value = _inst.Quadratic(choice);
+        if (value >= _upper) { return; }
+        value = LocalSearch.Improve(_inst, choice);
+        if (value < _upper) { (_best, _upper) = (choice, value); }
+    }
+
+    int[] RoundDown(Vertex v)
+    {
+        var choice = new int[_l];
+        for (int i = 0; i < _l; i++) { choice[i] = v.Choice[i] - _inst.Offsets[i]; }
+        return choice;
+    }
+
+    void Accumulate(Vertex v, double weight, double[] x)
+    {
+        for (int i = 0; i < _l; i++) { x[v.Choice[i]] += weight; }
+        if (v.FracLayer >= 0)
+        {
+            x[v.Choice[v.FracLayer]] -= weight * v.Theta;
+            x[v.FracTo] += weight * v.Theta;
+        }
+    }
+
+    static double Dot(double[] p, double[] q)
+    {
+        double s = 0;
+        for (int j = 0; j < p.Length; j++) { s += p[j] * q[j]; }
+        return s;
+    }
+
+    readonly List<(double Slope, int Layer, int From, int To)> _steps = [];
+
+    /// <summary>
+    /// min gᵀs over the node's polytope (one-hot simplices with fixings, budget row): the LP of a multiple-choice knapsack,
+    /// solved exactly by the greedy over each layer's lower convex hull of (cost, g) points; null when infeasible.
+    /// </summary>
+    Vertex? Lmo(double[] grad, int[] fix)
+    {
+        var choice = new int[_l];
+        double use = 0;
+        _steps.Clear();
+        for (int i = 0; i < _l; i++)
+        {
+            int lo = _inst.Offsets[i], hi = _inst.Offsets[i + 1];
+            if (fix[i] >= 0) { choice[i] = fix[i]; use += _a[fix[i]]; continue; }
+            int cur = lo;
+            for (int u = lo + 1; u < hi; u++)
+            {
+                if (_a[u] < _a[cur] || (_a[u] == _a[cur] && grad[u] < grad[cur])) { cur = u; }
+            }
+            choice[i] = cur;
+            use += _a[cur];
+            while (true)
+            {
+                int next = -1;
+                double bestSlope = 0;
+                for (int u = lo; u < hi; u++)
+                {
+                    if (_a[u] <= _a[cur] || grad[u] >= grad[cur]) { continue; }
+                    double slope = (grad[u] - grad[cur]) / (_a[u] - _a[cur]);
+                    if (next < 0 || slope < bestSlope || (slope == bestSlope && _a[u] > _a[next])) { (next, bestSlope) = (u, slope); }
+                }
+                if (next < 0) { break; }
+                _steps.Add((bestSlope, i, cur, next));
+                cur = next;
+            }
+        }
+        double left = _b - use;
+        if (left < 0) { return null; }
+        _steps.Sort((p, q) => p.Slope != q.Slope ? p.Slope.CompareTo(q.Slope) : p.Layer != q.Layer ? p.Layer.CompareTo(q.Layer) : _a[p.To].CompareTo(_a[q.To]));
+        int fracLayer = -1, fracTo = 0;
+        double theta = 0;
+        foreach (var (_, layer, from, to) in _steps)
+        {
+            if (choice[layer] != from) { continue; }   // an earlier step of this layer was cut short
+            double cost = _a[to] - _a[from];
+            if (cost <= left) { choice[layer] = to; left -= cost; continue; }
+            if (left > 0) { (fracLayer, fracTo, theta) = (layer, to, left / cost); }
+            break;
+        }
+        var y = new double[_r];
+        double cv = 0;
+        double[] g = _relax.G;
+        for (int i = 0; i < _l; i++)
+        {
+            int u = choice[i];
+            cv += _relax.C[u];
+            for (int j = 0; j < _r; j++) { y[j] += g[u * _r + j]; }
+        }
+        if (fracLayer >= 0)
+        {
+            int from = choice[fracLayer];
+            cv += theta * (_relax.C[fracTo] - _relax.C[from]);
+            for (int j = 0; j < _r; j++) { y[j] += theta * (g[fracTo * _r + j] - g[from * _r + j]); }
+        }
+        return new Vertex { Choice = choice, FracLayer = fracLayer, FracTo = fracTo, Theta = theta, Y = y, C = cv };
+    }
+}
