@@ -28,12 +28,18 @@ public enum IqpAlgorithm
     OuterApproximationHighs,
     /// <summary>Independent-ILP start plus 1-swap/2-swap descent only: fast, no optimality proof.</summary>
     LocalSearch,
-    /// <summary>Default: own branch-and-bound over the convex QCR relaxation (Ω − B ⪰ 0 with B block-diagonal, solved by away-step
+    /// <summary>Own branch-and-bound over the convex QCR relaxation (Ω − B ⪰ 0 with B block-diagonal, solved by away-step
     /// Frank–Wolfe); any symmetric Ω (PSD not needed); one budget row (with several it falls back to <see cref="RltScip"/>).
     /// Fastest measured by far (docs/optimization.md).</summary>
     QcrBranchAndBound,
     /// <summary>Enumerates every configuration (only up to about a million configurations).</summary>
     BruteForce,
+    /// <summary>
+    /// The default: QCR branch-and-bound for a short slice (it proves large instances in about a second), then, if not yet
+    /// proven, the RLT MILP in SCIP warm-started with its incumbent (on the measured 20-layer ResNet-20 Ω the MILP proves
+    /// loose budgets in under 2 s where the B&amp;B needs up to 30 s). The bound is the better of the two.
+    /// </summary>
+    Portfolio,
 }
 
 /// <summary>Options of <see cref="BitSearch.Solve"/>.</summary>
@@ -46,7 +52,7 @@ public sealed record SearchOptions
     /// <summary>Solver threads; 0 leaves the solver's default.</summary>
     public int Threads { get; init; }
     /// <summary>Algorithm for <see cref="SearchMethod.Clado"/>.</summary>
-    public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.QcrBranchAndBound;
+    public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.Portfolio;
 }
 
 /// <summary>The search stage: chooses one bit-width per searched layer under the budgets.</summary>
@@ -134,7 +140,7 @@ public static class BitSearch
             return Result(inst, SearchMethod.Clado, incumbent, upper, double.NegativeInfinity, SearchStatus.Feasible, clock, "independent ILP + 1/2-swap local search");
         }
 
-        MipOutcome outcome = options.Algorithm switch
+        MipOutcome outcome = options.Algorithm == IqpAlgorithm.Portfolio ? Portfolio(inst, options, ref incumbent, ref upper, clock, cancellationToken) : options.Algorithm switch
         {
             IqpAlgorithm.QcrBranchAndBound when inst.Rows.Length == 1 => ConvexBranchAndBound.Solve(inst, options, incumbent, upper, clock, cancellationToken).Outcome,
             IqpAlgorithm.RltHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
@@ -153,6 +159,22 @@ public static class BitSearch
         SearchStatus status = outcome.Optimal || MipModels.Gap(upper, bound) <= options.RelativeGap ? SearchStatus.Optimal : SearchStatus.TimeLimit;
         string solver = outcome.Choice is null ? $"{outcome.Solver}; configuration from the local search" : outcome.Solver;
         return Result(inst, SearchMethod.Clado, best, upper, bound, status, clock, solver);
+    }
+
+    static MipOutcome Portfolio(Instance inst, SearchOptions options, ref int[] incumbent, ref double upper, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        double lower = double.NegativeInfinity;
+        if (inst.Rows.Length == 1)
+        {
+            TimeSpan slice = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(3).Ticks, options.TimeLimit.Ticks / 3));
+            MipOutcome first = ConvexBranchAndBound.Solve(inst, options with { TimeLimit = clock.Elapsed + slice }, incumbent, upper, clock, cancellationToken).Outcome;
+            if (first.Infeasible || first.Optimal) { return first with { Solver = $"portfolio: {first.Solver}" }; }
+            if (first.Choice is { } c && inst.Feasible(c) && inst.Quadratic(c) < upper) { (incumbent, upper) = (c, inst.Quadratic(c)); }
+            lower = first.Bound;
+            if (MipModels.Gap(upper, lower) <= options.RelativeGap) { return first with { Choice = incumbent, Optimal = true, Solver = $"portfolio: {first.Solver}" }; }
+        }
+        MipOutcome second = MipModels.Linearized(inst, options, "SCIP", rlt: true, incumbent, Remaining(options, clock));
+        return second with { Bound = Math.Max(second.Bound, lower), Solver = $"portfolio: {(inst.Rows.Length == 1 ? "QCR B&B, then " : "")}{second.Solver}" };
     }
 
     static TimeSpan Remaining(SearchOptions options, Stopwatch clock)
