@@ -14,7 +14,7 @@ static class Program
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
-        ["rounding"] = ("Rounding through QuantizedWeights: time, top-1 of rtn / gptq / bias correction, top-1 against calibration images (args: resnet|squeezenet|gram [variants|calib|time]).", RoundingBench.Run),
+        ["rounding"] = ("Rounding through QuantizedWeights: time, top-1 of rtn / gptq / bias correction, top-1 against calibration images (args: resnet|squeezenet|gram [variants|default|calib|time|a8]).", RoundingBench.Run),
     };
 
     static int Main(string[] args)

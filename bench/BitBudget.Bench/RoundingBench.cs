@@ -12,7 +12,7 @@ namespace BitBudget.Bench;
 /// <summary>
 /// Weights-only top-1 of the rounding settings through the public API (QuantizedWeights.Create → QuantSimulator → EvaluationEngine),
 /// statistics + rounding time, and top-1 against the number of calibration images.
-/// Args: [resnet|squeezenet|gram] [variants|calib|time] (default: both models, all three).
+/// Args: [resnet|squeezenet|gram] [variants|default|calib|time|a8] (default: both models, all parts).
 /// </summary>
 static class RoundingBench
 {
@@ -73,7 +73,7 @@ static class RoundingBench
                     $"process CPU so far {(Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             }
         }
-        if (part is "all" or "variants")
+        if (part is "all" or "variants" or "default")
         {
             (string Label, WeightRounding Rounding)[] variants =
             [
@@ -84,10 +84,26 @@ static class RoundingBench
                 ("gptq act-order + bc", WeightRounding.Default with { ScaleSearch = ScaleSearch.Mse }),
                 ("gptq act-order + bc + output-error scales (default)", WeightRounding.Default),
             ];
-            foreach ((string label, WeightRounding r) in variants)
+            foreach ((string label, WeightRounding r) in part == "default" ? variants[^1..] : variants)
             {
                 QuantizedWeights w = QuantizedWeights.Create(prepared, layers, r, calib);
                 Console.WriteLine($"  {label,-52} top-1 4-bit {Top1(w, 4),6:F2}   2-bit {Top1(w, 2),6:F2}");
+            }
+        }
+        if (part is "all" or "a8")
+        {
+            // What `quantize --activations a8` writes: default rounding, 8-bit percentile-calibrated inputs on the calibration images.
+            QuantizedWeights w = QuantizedWeights.Create(prepared, layers, WeightRounding.Default, calib);
+            IReadOnlyDictionary<string, ActivationParams> act;
+            using (EvaluationEngine fp = EvaluationEngine.Create(prepared)) { act = ActivationCalibrator.Calibrate(fp, layers, calib, 8, ActivationCalibration.Percentile); }
+            foreach (int bits in new[] { 8, 4 })
+            {
+                IReadOnlyList<LayerBits> config = BitConfig.Uniform(bits, activationBits: 8).Resolve(layers);
+                double sim, real;
+                using (EvaluationEngine e = EvaluationEngine.Create(QuantSimulator.Build(prepared, layers, config, w, act))) { sim = e.Evaluate(test).Top1; }
+                var exported = BitBudget.Export.QdqExporter.Export(prepared, layers, config, w, act);
+                using (EvaluationEngine e = EvaluationEngine.Create(exported.Model, RuntimeOptions.Default with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL })) { real = e.Evaluate(test).Top1; }
+                Console.WriteLine($"  W{bits}A8 (default rounding): simulated top-1 {sim:F2}, exported QDQ in ORT {real:F2}");
             }
         }
         if (part is "all" or "calib")

@@ -220,12 +220,15 @@ internal static class Gptq
     /// <summary>
     /// Chooses each row's clip ratio by the error-feedback output error: every candidate ratio of max |w| is rounded with error
     /// feedback (the candidates run as extra rows of one pass) and the row keeps the candidate with the least eᵀ H e.
+    /// <paramref name="baseScales"/> (one per row, optional) are tried first, so the choice is never worse in eᵀ H e than
+    /// rounding at them (ties keep them).
     /// </summary>
     public static RoundedWeights QuantizeSearchingScales(ReadOnlySpan<float> weights, int rows, int bits, GptqFactor factor,
-        ReadOnlySpan<float> ratios, GptqOptions? options = null)
+        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default)
     {
         int k = factor.K;
-        int candidates = ratios.Length;
+        int extra = baseScales.IsEmpty ? 0 : 1;
+        int candidates = ratios.Length + extra;
         var expanded = new float[rows * candidates * k];
         var scales = new float[rows * candidates];
         float qMax = (1 << (bits - 1)) - 1;
@@ -236,7 +239,7 @@ internal static class Gptq
             for (int c = 0; c < candidates; c++)
             {
                 w.CopyTo(expanded.AsSpan((r * candidates + c) * k, k));
-                scales[r * candidates + c] = absMax * ratios[c] / qMax;
+                scales[r * candidates + c] = c < extra ? baseScales[r] : absMax * ratios[c - extra] / qMax;
             }
         }
         RoundedWeights all = Quantize(expanded, rows * candidates, scales, bits, factor, options);

@@ -31,7 +31,7 @@ internal static class LayerRounder
         return t;
     }
 
-    /// <summary>Clip ratios of the output-error scale search: 1.00, 0.98, …, 0.22 of max |w|.</summary>
+    /// <summary>Clip ratios of the output-error scale search: 1.00, 0.98, …, 0.22 of max |w| (plus the given MSE scale, tried first).</summary>
     internal static readonly float[] SearchRatios = [.. Enumerable.Range(0, 40).Select(i => 1f - 0.02f * i)];
 
     /// <summary>Quantizes <paramref name="layer"/> of <paramref name="prepared"/> at <paramref name="bits"/> (reads the weight and bias from the model).</summary>
@@ -73,7 +73,7 @@ internal static class LayerRounder
             else
             {
                 GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).H(g), k, options);
-                r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options) : Gptq.Quantize(w, perGroup, s, bits, factor, options);
+                r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options, s) : Gptq.Quantize(w, perGroup, s, bits, factor, options);
             }
             r.Levels.CopyTo(levels, g * perGroup * k);
             r.Dequantized.CopyTo(dequantized, g * perGroup * k);

@@ -183,6 +183,14 @@ public class GptqTests
             eS += Gptq.OutputError(w.AsSpan(r * k, k), searched.Dequantized.AsSpan(r * k, k), factor.Hessian, k);
         }
         Assert.True(eS < eM, $"searched {eS} vs mse {eM}");
+        // With the MSE scales as a candidate, no row is worse than at the MSE scales.
+        float[] mseScales = WeightQuantizer.RowScales(w, rows, k, 2);
+        RoundedWeights withBase = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales);
+        for (int r = 0; r < rows; r++)
+        {
+            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), withBase.Dequantized.AsSpan(r * k, k), factor.Hessian, k)
+                <= Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian, k));
+        }
     }
 
     [Theory]
