@@ -62,7 +62,9 @@ static class QuantizeCommand
             {
                 throw new BitBudgetException(ErrorKind.InvalidInput, a8
                     ? "--activations a8 needs calibration images (--calib DATA)."
-                    : $"{(weightRounding.Method == RoundingMethod.Gptq ? "--rounding gptq (the default)" : "--bias-correction on")} needs calibration images: give --calib DATA, or use --rounding rtn.");
+                    : weightRounding.Method == RoundingMethod.Gptq
+                        ? "--rounding gptq (the default) needs calibration images: give --calib DATA, or use --rounding rtn."
+                        : "--bias-correction on needs calibration images: give --calib DATA, or use --bias-correction off.");
             }
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
             (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(loaded);
