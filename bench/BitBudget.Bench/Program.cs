@@ -18,8 +18,8 @@ static class Program
         ["engine"] = ("Evaluation engine vs plain ORT Run (images/s) and the cost of one weight swap by each mechanism (ResNet-20).", EngineBench.Run),
         ["results"] = ("Methods × budgets table (mean ± sd over draws) from bitbudget run folders (args: RUN_DIR …).", ResultsBench.Run),
         ["iqp-real"] = ("Exact IQP on the measured Ω of ResNet-20 / SqueezeNet at every sweep budget (args: resnet|squeezenet STORE).", IqpRealBench.Run),
-        ["rounding"] = ("Statistics + gptq time and weights-only top-1 of rtn / gptq / bias correction (args: resnet|squeezenet|gram).", RoundingBench.Run),
         ["iqp-sweep"] = ("Exact CLADO IQP: 20 layers, dense PSD Ω (rank 60), 8 budgets min..max; 'tune' for the QCR B&B knobs.", IqpSweepBench.Run),
+        ["rounding"] = ("Rounding through QuantizedWeights: time, top-1 of rtn / gptq / bias correction, top-1 against calibration images (args: resnet|squeezenet|gram [variants|default|calib|time|a8]).", RoundingBench.Run),
     };
 
     static int Main(string[] args)

@@ -1,7 +1,10 @@
 using System.CommandLine;
+using BitBudget.Data;
+using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Quantization;
+using BitBudget.Runtime;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -16,13 +19,24 @@ static class QuantizeCommand
         var output = new Option<FileInfo>("--output", "-o") { Description = "Output QDQ ONNX file.", Required = true };
         var activations = new Option<string>("--activations") { Description = "Activation quantization: none (weights only) or a8 (8-bit inputs of quantized layers).", DefaultValueFactory = _ => "none" };
         activations.AcceptOnlyFromAmong("none", "a8");
-        var calib = new Option<DirectoryInfo?>("--calib") { Description = "Calibration images for --activations a8." };
+        var calib = new Option<string?>("--calib")
+        {
+            Description = "Calibration images (class folders, flat <class>_*.JPEG folder, IDX file or ERAN CSV) for gptq / bias correction and --activations a8; keep them apart from the evaluation set.",
+        };
+        var calibSeed = new Option<int>("--calib-seed") { Description = "Seed of the random draw of the --calib-images calibration images (spread over all classes).", DefaultValueFactory = _ => 0 };
+        var actMethod = new Option<ActivationCalibration>("--act-calibration") { Description = "Activation range for a8: minmax, percentile (99.99 %) or mse.", DefaultValueFactory = _ => ActivationCalibration.Percentile };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var json = new Option<bool>("--json") { Description = "Print the per-layer storage report as JSON on stdout." };
         var command = new Command("quantize", "Quantize a model with a bit configuration and write a runnable QDQ ONNX model.")
         {
-            model, config, bits, output, activations, calib, force, json,
+            model, config, bits, output, activations, calib, calibSeed, actMethod, force, json,
         };
+        var rounding = new RoundingArguments();
+        rounding.AddTo(command);
+        var dataArgs = new DataArguments();
+        dataArgs.AddTo(command);
+        var runtime = new RuntimeArguments();
+        runtime.AddTo(command);
         command.SetAction(parse =>
         {
             FileInfo? configFile = parse.GetValue(config);
@@ -41,29 +55,51 @@ static class QuantizeCommand
                 throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{outPath}' already exists; use --force to overwrite it.");
             }
             BitConfig bitConfig = configFile is null ? BitConfig.Uniform(uniform!.Value) : BitConfig.Load(configFile.FullName);
+            WeightRounding weightRounding = rounding.Rounding(parse);
             bool a8 = parse.GetValue(activations) == "a8";
-            if (a8 && parse.GetValue(calib) is null)
+            string? calibPath = parse.GetValue(calib);
+            if (calibPath is null && (a8 || weightRounding.NeedsCalibration))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "--activations a8 needs calibration images (--calib DIR).");
-            }
-            if (a8)
-            {
-                // The calibration loader (BitBudget.Data) feeds ActivationObserver; until it is wired here, refuse rather than guess ranges.
-                throw new BitBudgetException(ErrorKind.InvalidInput, "--activations a8 is not available in this build yet; use --activations none.");
+                throw new BitBudgetException(ErrorKind.InvalidInput, a8
+                    ? "--activations a8 needs calibration images (--calib DATA)."
+                    : weightRounding.Method == RoundingMethod.Gptq
+                        ? "--rounding gptq (the default) needs calibration images: give --calib DATA, or use --rounding rtn."
+                        : "--bias-correction on needs calibration images: give --calib DATA, or use --bias-correction off.");
             }
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
             (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(loaded);
             IReadOnlyList<LayerBits> resolved = bitConfig.Resolve(summary.Layers);
-            // --activations none: weights only, whatever activation bits the config names.
-            resolved = [.. resolved.Select(b => b with { ActivationBits = 0 })];
-            var weights = new QuantizedWeights(prepared, summary.Layers);
-            ExportResult result = QdqExporter.ExportToFile(outPath, parse.GetValue(force), prepared, summary.Layers, resolved, weights);
+            // --activations none: weights only, whatever activation bits the config names; a8: 8-bit inputs of every quantized layer.
+            resolved = [.. resolved.Select(b => b with { ActivationBits = a8 && !b.IsFloat ? 8 : 0 })];
+            RuntimeOptions runtimeOptions = runtime.Options(parse);
+            Dataset? calibration = null;
+            if (calibPath is not null)
+            {
+                calibration = Ui.LoadData(dataArgs.Options(parse, calibPath, prepared.InputShape, "all", weightRounding.CalibrationImages, parse.GetValue(calibSeed)));
+            }
+            QuantizedWeights weights = weightRounding.NeedsCalibration
+                ? Ui.WithProgress("layer input statistics", Math.Min(weightRounding.CalibrationImages, calibration!.Count),
+                    progress => QuantizedWeights.Create(prepared, summary.Layers, weightRounding, calibration, runtimeOptions, progress, Ui.Cancellation))
+                : QuantizedWeights.Create(prepared, summary.Layers, weightRounding);
+            IReadOnlyDictionary<string, ActivationParams>? actParams = null;
+            if (a8)
+            {
+                using EvaluationEngine engine = EvaluationEngine.Create(prepared, runtimeOptions);
+                actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
+            }
+            float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();
+            var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions };
+            ExportResult result = Ui.WithProgress("rounding and export", 1,
+                _ => QdqExporter.ExportToFile(outPath, parse.GetValue(force), prepared, summary.Layers, resolved, weights, actParams, exportOptions));
             long floatBytes = summary.Layers.Sum(l => l.WeightCount) * 4;
             if (parse.GetValue(json))
             {
                 Ui.WriteJson(new
                 {
                     Output = outPath,
+                    Rounding = weights.Rounding,
+                    RoundingFingerprint = weights.Fingerprint,
+                    Calibration = calibration?.Description,
                     result.Opset,
                     FileBytes = result.ModelBytes,
                     result.AccountedWeightBytes,
@@ -74,19 +110,22 @@ static class QuantizeCommand
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(Path.GetFileName(outPath))}[/]: opset {result.Opset}");
-            table.AddColumns("layer", "bits", "storage", "weights", "accounted B", "stored B", "scales B", "act bits");
+            table.AddColumns("layer", "bits", "storage", "weights", "accounted B", "stored B", "scales B", "act bits", "bias");
             foreach (var c in table.Columns.Skip(1)) { c.RightAligned(); }
             foreach (ExportedLayer l in result.Layers)
             {
                 table.AddRow(Markup.Escape(l.Layer), l.WeightBits == 0 ? "float" : l.WeightBits.ToString(System.Globalization.CultureInfo.InvariantCulture), l.Storage,
-                    Ui.Count(l.Elements), Ui.Count(l.AccountedBytes), Ui.Count(l.StoredBytes), Ui.Count(l.ScaleBytes), l.ActivationBits == 0 ? "-" : l.ActivationBits.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    Ui.Count(l.Elements), Ui.Count(l.AccountedBytes), Ui.Count(l.StoredBytes), Ui.Count(l.ScaleBytes), l.ActivationBits == 0 ? "-" : l.ActivationBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    l.BiasCorrected ? "corrected" : "-");
             }
             table.AddEmptyRow();
             table.AddRow("[bold]total[/]", "", "", Ui.Count(result.Layers.Sum(l => l.Elements)), Ui.Count(result.AccountedWeightBytes), Ui.Count(result.StoredWeightBytes),
-                Ui.Count(result.Layers.Sum(l => l.ScaleBytes)), "");
+                Ui.Count(result.Layers.Sum(l => l.ScaleBytes)), "", "");
             Ui.Err.Write(table);
             Ui.Err.MarkupLine($"wrote [blue]{Markup.Escape(outPath)}[/]: {Ui.Count(result.ModelBytes)} bytes (float weights {Ui.Count(floatBytes)} B → {Ui.Count(result.StoredWeightBytes)} B stored); " +
                 "checked in ONNX Runtime at ORT_ENABLE_ALL.");
+            Ui.Err.MarkupLine($"weights: {Markup.Escape(RoundingArguments.Describe(weights.Rounding))}{(a8 ? "; activations: 8-bit inputs of quantized layers" : "")}" +
+                (calibration is null ? "" : $"; calibration: {Markup.Escape(calibration.Description)}"));
             return ExitCodes.Ok;
         });
         return command;

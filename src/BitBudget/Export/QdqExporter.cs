@@ -16,7 +16,9 @@ namespace BitBudget.Export;
 /// <param name="StoredBytes">Bytes of the stored weight payload (greater than accounted for 3, 5, 6 and 7 bits, which use a wider container).</param>
 /// <param name="ScaleBytes">Bytes of the float32 scales.</param>
 /// <param name="ActivationBits">Bits of the input activation Q/DQ, or 0.</param>
-public sealed record ExportedLayer(string Layer, int WeightBits, string Storage, long Elements, long AccountedBytes, long StoredBytes, long ScaleBytes, int ActivationBits);
+/// <param name="BiasCorrected">Whether the float bias was replaced by the corrected one (added when the layer had none).</param>
+public sealed record ExportedLayer(string Layer, int WeightBits, string Storage, long Elements, long AccountedBytes, long StoredBytes, long ScaleBytes, int ActivationBits,
+    bool BiasCorrected = false);
 
 /// <summary>Result of <see cref="QdqExporter.Export"/>.</summary>
 /// <param name="Model">The QDQ model.</param>
@@ -48,7 +50,8 @@ public sealed record ExportOptions
 
 /// <summary>
 /// Writes a real QDQ ONNX model: quantized weights stored as integers (int8 for 5–8 bits, INT4 packed two per byte for 3–4,
-/// INT2 packed four per byte for 2) followed by DequantizeLinear with per-channel scales; activation Q/DQ on layer inputs.
+/// INT2 packed four per byte for 2) followed by DequantizeLinear with per-channel scales; float biases (bias-corrected ones
+/// from the <see cref="QuantizedWeights"/>, added where a layer had none); activation Q/DQ on layer inputs.
 /// </summary>
 public static class QdqExporter
 {
@@ -88,8 +91,9 @@ public static class QdqExporter
             ReadOnlySpan<float> scales = q.Scales.Span;
             model.Graph.Initializer.Add(q.Axis < 0 ? TensorData.Float(scale, [], scales) : TensorData.Float(scale, [scales.Length], scales));
             dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", [stored, scale], [layer.WeightName], q.Axis < 0 ? null : q.Axis));
+            if (q.Bias is not null) { QdqGraph.SetBias(model, layer, q.Bias); }   // exactly the bias the simulation uses
             exported.Add(new ExportedLayer(layer.Name, b.WeightBits, type.ToString().ToLowerInvariant(), layer.WeightCount,
-                BitConfig.WeightBytes(layer.WeightCount, b.WeightBits), payload.Length, scales.Length * 4L, b.ActivationBits));
+                BitConfig.WeightBytes(layer.WeightCount, b.WeightBits), payload.Length, scales.Length * 4L, b.ActivationBits, q.Bias is not null));
         }
         for (int i = dequantizeNodes.Count - 1; i >= 0; i--) { model.Graph.Node.Insert(0, dequantizeNodes[i]); }
         for (int i = 0; i < layers.Count; i++)

@@ -218,44 +218,17 @@ internal static class Gptq
     }
 
     /// <summary>
-    /// Per-row symmetric scales by weight MSE over 95 clip ratios 1, 0.99 … 0.06 of max |w|. A stand-in for tests and the
-    /// benchmark until the RTN quantizer's own search is wired in; the rounders take scales as input.
-    /// </summary>
-    public static float[] MseScales(ReadOnlySpan<float> weights, int rows, int k, int bits)
-    {
-        var scales = new float[rows];
-        float qMin = -(1 << (bits - 1)), qMax = (1 << (bits - 1)) - 1;
-        for (int r = 0; r < rows; r++)
-        {
-            ReadOnlySpan<float> w = weights.Slice(r * k, k);
-            float absMax = k == 0 ? 0 : MathF.Abs(TensorPrimitives.MaxMagnitude(w));
-            if (absMax == 0) { continue; }
-            (float best, double bestError) = (absMax / qMax, double.PositiveInfinity);
-            for (int c = 0; c < 95; c++)
-            {
-                float s = absMax * (1 - 0.01f * c) / qMax;
-                double error = 0;
-                for (int i = 0; i < k; i++)
-                {
-                    float d = w[i] - Math.Clamp(MathF.Round(w[i] / s), qMin, qMax) * s;
-                    error += d * d;
-                }
-                if (error < bestError) { (best, bestError) = (s, error); }
-            }
-            scales[r] = best;
-        }
-        return scales;
-    }
-
-    /// <summary>
     /// Chooses each row's clip ratio by the error-feedback output error: every candidate ratio of max |w| is rounded with error
     /// feedback (the candidates run as extra rows of one pass) and the row keeps the candidate with the least eᵀ H e.
+    /// <paramref name="baseScales"/> (one per row, optional) are tried first, so the choice is never worse in eᵀ H e than
+    /// rounding at them (ties keep them).
     /// </summary>
     public static RoundedWeights QuantizeSearchingScales(ReadOnlySpan<float> weights, int rows, int bits, GptqFactor factor,
-        ReadOnlySpan<float> ratios, GptqOptions? options = null)
+        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default)
     {
         int k = factor.K;
-        int candidates = ratios.Length;
+        int extra = baseScales.IsEmpty ? 0 : 1;
+        int candidates = ratios.Length + extra;
         var expanded = new float[rows * candidates * k];
         var scales = new float[rows * candidates];
         float qMax = (1 << (bits - 1)) - 1;
@@ -266,7 +239,7 @@ internal static class Gptq
             for (int c = 0; c < candidates; c++)
             {
                 w.CopyTo(expanded.AsSpan((r * candidates + c) * k, k));
-                scales[r * candidates + c] = absMax * ratios[c] / qMax;
+                scales[r * candidates + c] = c < extra ? baseScales[r] : absMax * ratios[c - extra] / qMax;
             }
         }
         RoundedWeights all = Quantize(expanded, rows * candidates, scales, bits, factor, options);

@@ -52,7 +52,27 @@ internal static class LayerInputStatistics
     /// <summary>Accumulates the statistics of <paramref name="layers"/> over <paramref name="batches"/> (NCHW floats and their shape).</summary>
     /// <exception cref="BitBudgetException">A layer's input holds NaN or infinite values, or a Conv is not 2-D.</exception>
     public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
-        IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default)
+        IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default) =>
+        Collect(prepared, layers, batches.Select(b => ((ReadOnlyMemory<float>)b.Data, b.Shape)), runtime, null, cancellationToken);
+
+    /// <summary>Accumulates the statistics over the first <paramref name="count"/> images of <paramref name="data"/>, batch by batch, without copying them.</summary>
+    public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize,
+        RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        count = Math.Min(count, data.Count);
+        IEnumerable<(ReadOnlyMemory<float>, long[])> Batches()
+        {
+            for (int start = 0; start < count; start += batchSize)
+            {
+                int n = Math.Min(batchSize, count - start);
+                yield return (data.Batch(start, n), [n, .. data.SampleShape.Select(d => (long)d)]);
+            }
+        }
+        return Collect(prepared, layers, Batches(), runtime, progress, cancellationToken);
+    }
+
+    static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
+        IEnumerable<(ReadOnlyMemory<float> Data, long[] Shape)> batches, RuntimeOptions? runtime, IProgress<int>? progress, CancellationToken cancellationToken)
     {
         runtime ??= RuntimeOptions.Default;
         var plans = new List<Plan>(layers.Count);
@@ -89,10 +109,11 @@ internal static class LayerInputStatistics
         float[] buffer = ArrayPool<float>.Shared.Rent(ChunkFloats);
         try
         {
-            foreach ((float[] data, long[] shape) in batches)
+            int done = 0;
+            foreach ((ReadOnlyMemory<float> data, long[] shape) in batches)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using var input = OrtValue.CreateTensorValueFromMemory(data, shape);
+                using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, System.Runtime.InteropServices.MemoryMarshal.AsMemory(data), shape);
                 IDisposableReadOnlyCollection<OrtValue> outputs;
                 try
                 {
@@ -109,7 +130,7 @@ internal static class LayerInputStatistics
                     {
                         if (plan.InputName == dataInput)
                         {
-                            Accumulate(stats[plan.LayerIndex], plan, data, shape, buffer, gram);
+                            Accumulate(stats[plan.LayerIndex], plan, data.Span, shape, buffer, gram);
                             continue;
                         }
                         OrtValue value = outputs[captured.IndexOf(plan.InputName)];
@@ -118,6 +139,8 @@ internal static class LayerInputStatistics
                         Accumulate(stats[plan.LayerIndex], plan, x, xShape, buffer, gram);
                     }
                 }
+                done += (int)shape[0];
+                progress?.Report(done);
             }
         }
         finally

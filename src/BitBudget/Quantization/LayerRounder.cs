@@ -2,15 +2,6 @@ using BitBudget.Graph;
 
 namespace BitBudget.Quantization;
 
-/// <summary>How a layer's weights are rounded onto the integer grid.</summary>
-internal enum RoundingMethod
-{
-    /// <summary>Round to nearest.</summary>
-    Rtn,
-    /// <summary>Error-feedback rounding against the layer's input statistics (GPTQ).</summary>
-    Gptq,
-}
-
 /// <summary>One layer quantized at one bit-width, in the weight's own layout.</summary>
 /// <param name="Levels">Integer levels, same layout as the ONNX weight.</param>
 /// <param name="Dequantized">Levels × scale, same layout as the ONNX weight (what a fake-quant model uses).</param>
@@ -40,31 +31,54 @@ internal static class LayerRounder
         return t;
     }
 
-    /// <summary>
-    /// Quantizes <paramref name="layer"/> at <paramref name="bits"/>. <paramref name="scales"/> (one per output channel) default to
-    /// <see cref="Gptq.MseScales"/>; <paramref name="statistics"/> are needed for GPTQ and bias correction.
-    /// </summary>
+    /// <summary>Clip ratios of the output-error scale search: 1.00, 0.98, …, 0.22 of max |w| (plus the given MSE scale, tried first).</summary>
+    internal static readonly float[] SearchRatios = [.. Enumerable.Range(0, 40).Select(i => 1f - 0.02f * i)];
+
+    /// <summary>Quantizes <paramref name="layer"/> of <paramref name="prepared"/> at <paramref name="bits"/> (reads the weight and bias from the model).</summary>
     public static RoundedLayer Round(OnnxModel prepared, LayerInfo layer, int bits, RoundingMethod method, bool biasCorrection,
-        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null)
+        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false)
     {
-        float[] rows = WeightRows(prepared, layer);
+        float[] weight = TensorData.ReadFloats(prepared.FindInitializer(layer.WeightName)
+            ?? throw new InvalidOperationException($"Initializer '{layer.WeightName}' is missing."));
+        float[]? bias = layer.BiasName is null ? null : TensorData.ReadFloats(prepared.FindInitializer(layer.BiasName)!);
+        return Round(layer, weight, bias, bits, method, biasCorrection, statistics, scales, options, factors, searchScales);
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="layer"/> (float <paramref name="weight"/> in its ONNX layout, <paramref name="bias"/> or null) at
+    /// <paramref name="bits"/>. <paramref name="scales"/> (one per output channel, or one for the tensor) default to the
+    /// quantizer's MSE search (<see cref="WeightQuantizer.RowScales"/>); with <paramref name="searchScales"/> GPTQ chooses each
+    /// row's scale by output error instead (<see cref="Gptq.QuantizeSearchingScales"/>). <paramref name="statistics"/> are
+    /// needed for GPTQ and bias correction.
+    /// </summary>
+    public static RoundedLayer Round(LayerInfo layer, float[] weight, float[]? bias, int bits, RoundingMethod method, bool biasCorrection,
+        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false)
+    {
         int outputs = (int)layer.OutputChannels;
+        float[] rows = layer.ChannelAxis == 0 ? weight : Transpose(weight, (int)layer.WeightShape[0], (int)layer.WeightShape[1]);
         int k = rows.Length / outputs;
-        scales ??= Gptq.MseScales(rows, outputs, k, bits);
+        scales ??= WeightQuantizer.RowScales(rows, outputs, k, bits);
+        if (scales.Length == 1 && outputs > 1) { scales = Enumerable.Repeat(scales[0], outputs).ToArray(); }
+        searchScales &= method == RoundingMethod.Gptq;
         var levels = new sbyte[rows.Length];
         var dequantized = new float[rows.Length];
+        var used = searchScales ? new float[outputs] : scales;
         int groups = layer.Groups, perGroup = outputs / groups;
         for (int g = 0; g < groups; g++)
         {
             ReadOnlySpan<float> w = rows.AsSpan(g * perGroup * k, perGroup * k);
             ReadOnlySpan<float> s = scales.AsSpan(g * perGroup, perGroup);
-            RoundedWeights r = method == RoundingMethod.Rtn
-                ? Gptq.RoundToNearest(w, perGroup, k, s, bits)
-                : Gptq.Quantize(w, perGroup, s, bits, factors?[g] ?? Gptq.Factor(Require(statistics, layer).H(g), k, options), options);
+            RoundedWeights r;
+            if (method == RoundingMethod.Rtn) { r = Gptq.RoundToNearest(w, perGroup, k, s, bits); }
+            else
+            {
+                GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).H(g), k, options);
+                r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options, s) : Gptq.Quantize(w, perGroup, s, bits, factor, options);
+            }
             r.Levels.CopyTo(levels, g * perGroup * k);
             r.Dequantized.CopyTo(dequantized, g * perGroup * k);
+            if (searchScales) { r.Scales.CopyTo(used, g * perGroup); }
         }
-        float[]? bias = layer.BiasName is null ? null : TensorData.ReadFloats(prepared.FindInitializer(layer.BiasName)!);
         if (biasCorrection)
         {
             LayerStatistics st = Require(statistics, layer);
@@ -77,7 +91,7 @@ internal static class LayerRounder
             levels = Transpose(levels, outputs, k);
             dequantized = Transpose(dequantized, outputs, k);
         }
-        return new RoundedLayer(levels, dequantized, scales, bias);
+        return new RoundedLayer(levels, dequantized, used, bias);
     }
 
     /// <summary>The GPTQ factor of every group of a layer, computed once and shared by every bit-width.</summary>

@@ -98,6 +98,88 @@ internal static class QdqGraph
         }
     }
 
+    /// <summary>Name of the bias initializer added to a layer that had none.</summary>
+    public static string AddedBiasName(LayerInfo layer) => $"{layer.WeightName}_corrected_bias";
+
+    /// <summary>
+    /// Writes <paramref name="bias"/> as the bias of every node of <paramref name="layer"/>: into its bias initializer, or, when the
+    /// layer has none, a new initializer wired as the Conv's third input, the Gemm's C, or an Add after a MatMul. Idempotent; works
+    /// on any model holding the layer's nodes (a slice too).
+    /// </summary>
+    public static void SetBias(OnnxModel model, LayerInfo layer, ReadOnlySpan<float> bias)
+    {
+        var initializers = model.InitializerMap();
+        if (layer.BiasName is not null)
+        {
+            if (!initializers.TryGetValue(layer.BiasName, out TensorProto? existing))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' bias '{layer.BiasName}' is not in model '{model.Source}'.");
+            }
+            TensorData.SetFloats(existing, bias);
+            return;
+        }
+        string name = AddedBiasName(layer);
+        if (initializers.TryGetValue(name, out TensorProto? added))
+        {
+            TensorData.SetFloats(added, bias);
+            return;
+        }
+        List<NodeProto> nodes = LayerNodes(model, layer);
+        model.Graph.Initializer.Add(TensorData.Float(name, [bias.Length], bias));
+        foreach (NodeProto node in nodes)
+        {
+            if (node.OpType is "Conv" or "Gemm")
+            {
+                if (node.OpType == "Gemm" && node.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta && beta.F != 1f)
+                {
+                    throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' is a Gemm without C and with beta = {beta.F}; bias correction cannot add a bias to it.");
+                }
+                while (node.Input.Count < 3) { node.Input.Add(""); }
+                node.Input[2] = name;
+                continue;
+            }
+            // MatMul: the product goes to a new tensor and an Add writes the original output name, so consumers are unchanged.
+            if (node.Name.Length == 0) { node.Name = OpsetUpgrade.NodeName(node); }   // the layer finds its node by this name
+            string output = node.Output[0];
+            string product = ModelPreparer.UniqueName(model, $"{output}_before_bias");
+            node.Output[0] = product;
+            int at = model.Graph.Node.IndexOf(node);
+            model.Graph.Node.Insert(at + 1, Node("Add", $"{OpsetUpgrade.NodeName(node)}_corrected_bias_add", [product, name], [output]));
+        }
+    }
+
+    /// <summary>Puts back the layer's float bias: the original values, or no bias when <see cref="SetBias"/> added one.</summary>
+    public static void RestoreBias(OnnxModel model, LayerInfo layer, ReadOnlySpan<float> original)
+    {
+        if (layer.BiasName is not null)
+        {
+            SetBias(model, layer, original);
+            return;
+        }
+        string name = AddedBiasName(layer);
+        TensorProto? added = model.Graph.Initializer.FirstOrDefault(t => t.Name == name);
+        if (added is null) { return; }
+        model.Graph.Initializer.Remove(added);
+        for (int i = model.Graph.Node.Count - 1; i >= 0; i--)
+        {
+            NodeProto node = model.Graph.Node[i];
+            int slot = node.Input.IndexOf(name);
+            if (slot < 0) { continue; }
+            if (node.OpType == "Add")
+            {
+                // The MatMul writing this Add's other input takes the output name back.
+                string product = node.Input[1 - slot];
+                NodeProto? producer = model.Graph.Node.FirstOrDefault(n => n.Output.Count > 0 && n.Output[0] == product);
+                if (producer is not null) { producer.Output[0] = node.Output[0]; }
+                model.Graph.Node.RemoveAt(i);
+            }
+            else
+            {
+                node.Input.RemoveAt(slot);
+            }
+        }
+    }
+
     static TensorProto ZeroPoint(string name, TensorProto.Types.DataType type, int value)
     {
         if (type == TensorProto.Types.DataType.Uint8) { return TensorData.Raw(name, type, [], [(byte)value]); }

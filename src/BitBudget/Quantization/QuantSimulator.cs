@@ -32,7 +32,9 @@ public static class QuantSimulator
         for (int i = 0; i < layers.Count; i++)
         {
             if (config[i].IsFloat) { continue; }
-            SetWeight(initializers, layers[i], weights.Get(config[i]).Dequantized.Span);
+            QuantizedTensor q = weights.Get(config[i]);
+            SetWeight(initializers, layers[i], q.Dequantized.Span);
+            if (q.Bias is not null) { QdqGraph.SetBias(model, layers[i], q.Bias); }
         }
         long opset = QdqGraph.RequiredOpset(config, storedWeights: false);
         if (opset > model.Opset) { OpsetUpgrade.Raise(model, opset); }
@@ -44,14 +46,18 @@ public static class QuantSimulator
     }
 
     /// <summary>
-    /// Overwrites one layer's weight in a model built by <see cref="Build"/> (or the prepared model) in place: the dequantized
-    /// values of <paramref name="tensor"/>, or the float original when it is null. Cheap way to flip a layer's bits.
+    /// Overwrites one layer's weight and bias in place, in a model built by <see cref="Build"/>, the prepared model, or a slice
+    /// holding the layer's nodes and weight: the dequantized values and corrected bias of <paramref name="tensor"/> (a layer without
+    /// bias gets one), or the float weight and original bias when it is null. Cheap way to flip a layer's bits.
     /// </summary>
     public static void SetLayerWeight(OnnxModel model, LayerInfo layer, QuantizedTensor? tensor, QuantizedWeights weights)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(layer);
         ArgumentNullException.ThrowIfNull(weights);
         SetWeight(model.InitializerMap(), layer, tensor is null ? weights.Original(layer.Index).Span : tensor.Dequantized.Span);
+        if (tensor?.Bias is float[] bias) { QdqGraph.SetBias(model, layer, bias); }
+        else { QdqGraph.RestoreBias(model, layer, weights.OriginalBias(layer.Index).Span); }
     }
 
     static void SetWeight(Dictionary<string, TensorProto> initializers, LayerInfo layer, ReadOnlySpan<float> values)

@@ -1,9 +1,13 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using BitBudget.Data;
 using BitBudget.Graph;
+using BitBudget.Internals;
+using BitBudget.Runtime;
 
 namespace BitBudget.Quantization;
 
-/// <summary>The quantized weight of one layer at one bit-width: integers, scales and the dequantized floats.</summary>
+/// <summary>The quantized weight of one layer at one bit-width: integers, scales, the dequantized floats and the (corrected) bias.</summary>
 /// <param name="LayerIndex">Index of the layer.</param>
 /// <param name="Bits">Weight bits 2–8.</param>
 /// <param name="Shape">Weight shape.</param>
@@ -12,12 +16,19 @@ namespace BitBudget.Quantization;
 /// <param name="Values">Integers in [-2^(b-1), 2^(b-1)-1], in the weight's element order.</param>
 /// <param name="Dequantized">Values·scale in float32, exactly what DequantizeLinear produces.</param>
 /// <param name="SquaredError">Σ (w − ŵ)² against the float weight.</param>
+/// <param name="Bias">
+/// The bias to use with this weight (one per output channel) when bias correction changed it, or null for the layer's original
+/// bias. A layer without a bias gets one; simulation and export both add it (Conv: third input, Gemm: C, MatMul: an Add).
+/// </param>
 public sealed record QuantizedTensor(int LayerIndex, int Bits, IReadOnlyList<long> Shape, int Axis,
-    ReadOnlyMemory<float> Scales, ReadOnlyMemory<sbyte> Values, ReadOnlyMemory<float> Dequantized, double SquaredError)
+    ReadOnlyMemory<float> Scales, ReadOnlyMemory<sbyte> Values, ReadOnlyMemory<float> Dequantized, double SquaredError, float[]? Bias = null)
 {
     /// <summary>Builds the tensor from integers and scales produced elsewhere (e.g. GPTQ rounding), checking their range.</summary>
-    public static QuantizedTensor FromIntegers(LayerInfo layer, int bits, float[] scales, sbyte[] values, ReadOnlySpan<float> original)
+    public static QuantizedTensor FromIntegers(LayerInfo layer, int bits, float[] scales, sbyte[] values, ReadOnlySpan<float> original, float[]? bias = null)
     {
+        ArgumentNullException.ThrowIfNull(layer);
+        ArgumentNullException.ThrowIfNull(scales);
+        ArgumentNullException.ThrowIfNull(values);
         ArgumentOutOfRangeException.ThrowIfNotEqual(values.Length, checked((int)layer.WeightCount), nameof(values));
         int qmin = WeightQuantizer.QMin(bits), qmax = WeightQuantizer.QMax(bits);
         foreach (sbyte v in values)
@@ -26,32 +37,48 @@ public sealed record QuantizedTensor(int LayerIndex, int Bits, IReadOnlyList<lon
         }
         bool perChannel = scales.Length != 1 || layer.OutputChannels == 1;
         if (perChannel) { ArgumentOutOfRangeException.ThrowIfNotEqual(scales.Length, checked((int)layer.OutputChannels), nameof(scales)); }
+        if (bias is not null) { ArgumentOutOfRangeException.ThrowIfNotEqual(bias.Length, checked((int)layer.OutputChannels), nameof(bias)); }
         WeightLayout layout = WeightLayout.Of(layer.WeightShape, layer.ChannelAxis);
         var dequantized = new float[values.Length];
         WeightQuantizer.Dequantize(values, layout, scales, dequantized);
         double error = original.Length == 0 ? double.NaN : WeightQuantizer.SquaredError(original, dequantized);
-        return new QuantizedTensor(layer.Index, bits, layer.WeightShape, scales.Length == 1 ? -1 : layer.ChannelAxis, scales, values, dequantized, error);
+        return new QuantizedTensor(layer.Index, bits, layer.WeightShape, scales.Length == 1 ? -1 : layer.ChannelAxis, scales, values, dequantized, error, bias);
     }
 }
 
 /// <summary>
-/// Cache of quantized weights keyed by (layer, bits, granularity, range): each is computed once, on first use, then shared by
-/// every simulated configuration and by the exporter. Thread-safe.
+/// The one source of quantized weights: each (layer, bits, granularity, range) is computed once, on first use, with the
+/// configured <see cref="WeightRounding"/>, then shared by every simulated configuration, every sensitivity measurement and the
+/// exporter. Thread-safe.
 /// </summary>
 public sealed class QuantizedWeights
 {
     readonly IReadOnlyList<LayerInfo> _layers;
     readonly float[][] _originals;
+    readonly float[]?[] _biases;
+    readonly IReadOnlyList<LayerStatistics>? _statistics;
+    readonly Lazy<GptqFactor[]>[]? _factors;
+    readonly string _fingerprint;
     readonly ConcurrentDictionary<(int Layer, int Bits, bool PerChannel, WeightRange Range), Lazy<QuantizedTensor>> _cache = new();
     readonly ConcurrentDictionary<(int Layer, int Bits), QuantizedTensor> _overrides = new();
 
-    /// <summary>Reads the float weights of <paramref name="layers"/> from the prepared model.</summary>
+    /// <summary>Round-to-nearest weights of <paramref name="layers"/> (<see cref="WeightRounding.RoundToNearest"/>): no calibration data.</summary>
     public QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers)
+        : this(prepared, layers, WeightRounding.RoundToNearest, null, "")
+    {
+    }
+
+    QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding rounding, IReadOnlyList<LayerStatistics>? statistics, string calibration)
     {
         ArgumentNullException.ThrowIfNull(prepared);
+        ArgumentNullException.ThrowIfNull(layers);
         _layers = layers;
+        Rounding = rounding;
+        Calibration = calibration;
+        _statistics = statistics;
         var initializers = prepared.InitializerMap();
         _originals = new float[layers.Count][];
+        _biases = new float[layers.Count][];
         for (int i = 0; i < layers.Count; i++)
         {
             if (!initializers.TryGetValue(layers[i].WeightName, out var tensor))
@@ -59,11 +86,93 @@ public sealed class QuantizedWeights
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layers[i].Name}' weight '{layers[i].WeightName}' is not an initializer of model '{prepared.Source}'.");
             }
             _originals[i] = TensorData.ReadFloats(tensor);
+            if (layers[i].BiasName is string b && initializers.TryGetValue(b, out var bias)) { _biases[i] = TensorData.ReadFloats(bias); }
+        }
+        if (statistics is not null && rounding.Method == RoundingMethod.Gptq)
+        {
+            GptqOptions options = rounding.GptqOptions;
+            _factors = [.. statistics.Select(st => new Lazy<GptqFactor[]>(() => LayerRounder.Factors(st, options)))];
+        }
+        _fingerprint = Hashing.Sha256Hex(string.Join('\n', "bitbudget-weights-v1", prepared.ComputeHash(), string.Join(',', layers.Select(l => l.Name)),
+            rounding.Fingerprint(), calibration))[..32];
+    }
+
+    /// <summary>
+    /// Weights rounded with <paramref name="rounding"/> (default <see cref="WeightRounding.Default"/>). GPTQ and bias correction
+    /// first run the statistics pass once, over the first <see cref="WeightRounding.CalibrationImages"/> images of
+    /// <paramref name="calibration"/> (full-precision inputs of every layer: H = Σ x xᵀ and the mean input); each tensor is then
+    /// rounded lazily on its first <see cref="Get(int, int, bool, WeightRange)"/>.
+    /// </summary>
+    /// <param name="prepared">The prepared model the layers were listed from.</param>
+    /// <param name="layers">Its quantizable layers.</param>
+    /// <param name="rounding">Rounding settings.</param>
+    /// <param name="calibration">Calibration images (needed when <see cref="WeightRounding.NeedsCalibration"/>); keep them apart from the evaluation set.</param>
+    /// <param name="runtime">ONNX Runtime options of the statistics pass.</param>
+    /// <param name="progress">Calibration images processed so far.</param>
+    /// <param name="cancellationToken">Stops the statistics pass between batches.</param>
+    /// <exception cref="BitBudgetException">Calibration missing, empty or not fitting the model, or NaN/Inf in a layer's input.</exception>
+    public static QuantizedWeights Create(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding? rounding = null, Dataset? calibration = null,
+        RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prepared);
+        ArgumentNullException.ThrowIfNull(layers);
+        rounding = (rounding ?? WeightRounding.Default).Validated();
+        if (!rounding.NeedsCalibration) { return new QuantizedWeights(prepared, layers, rounding, null, ""); }
+        if (calibration is null || calibration.Count == 0)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"{(rounding.Method == RoundingMethod.Gptq ? "gptq rounding" : "Bias correction")} needs calibration images; give a calibration set or use rtn without bias correction.");
+        }
+        CheckFits(prepared, calibration);
+        int count = Math.Min(rounding.CalibrationImages, calibration.Count);
+        int batch = Math.Clamp((1 << 22) / Math.Max(1, calibration.SampleSize), 1, 64);
+        IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
+        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}");
+    }
+
+    static void CheckFits(OnnxModel prepared, Dataset data)
+    {
+        IReadOnlyList<long> shape = prepared.InputShape;
+        bool fits = shape.Count == data.SampleShape.Count + 1;
+        for (int i = 1; fits && i < shape.Count; i++) { fits = shape[i] <= 0 || shape[i] == data.SampleShape[i - 1]; }
+        if (!fits)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"The calibration images are [{string.Join(",", data.SampleShape)}] but model input '{prepared.InputName}' is [{string.Join(",", shape.Select(d => d <= 0 ? "N" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))}]; check the preprocessing.");
         }
     }
 
     /// <summary>The layers this cache serves.</summary>
     public IReadOnlyList<LayerInfo> Layers => _layers;
+
+    /// <summary>How the tensors are rounded.</summary>
+    public WeightRounding Rounding { get; }
+
+    /// <summary>Identity of the calibration images the statistics came from (dataset hash and count), or empty without calibration.</summary>
+    public string Calibration { get; }
+
+    /// <summary>
+    /// Identifies every tensor this cache returns: the model, its layers, the rounding settings, the calibration images and any
+    /// tensor installed with <see cref="Set"/>. Stores of measurements made with these weights key on it.
+    /// </summary>
+    public string Fingerprint
+    {
+        get
+        {
+            if (_overrides.IsEmpty) { return _fingerprint; }
+            using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(_fingerprint));
+            foreach (var ((layer, bits), t) in _overrides.OrderBy(p => p.Key))
+            {
+                sha.AppendData(BitConverter.GetBytes(layer));
+                sha.AppendData(BitConverter.GetBytes(bits));
+                sha.AppendData(MemoryMarshal.AsBytes(t.Values.Span));
+                sha.AppendData(MemoryMarshal.AsBytes(t.Scales.Span));
+                if (t.Bias is not null) { sha.AppendData(MemoryMarshal.AsBytes(t.Bias.AsSpan())); }
+            }
+            return Convert.ToHexStringLower(sha.GetHashAndReset())[..32];
+        }
+    }
 
     /// <summary>Entries computed so far.</summary>
     public int Count => _cache.Count(e => e.Value.IsValueCreated);
@@ -71,11 +180,18 @@ public sealed class QuantizedWeights
     /// <summary>The float weight of a layer.</summary>
     public ReadOnlyMemory<float> Original(int layerIndex) => _originals[layerIndex];
 
+    /// <summary>The float bias of a layer as the model has it (empty when the layer has none).</summary>
+    public ReadOnlyMemory<float> OriginalBias(int layerIndex) => _biases[layerIndex] ?? ReadOnlyMemory<float>.Empty;
+
     /// <summary>The quantized weight of a layer as the resolved config asks for it.</summary>
-    public QuantizedTensor Get(LayerBits spec) => Get(spec.LayerIndex, spec.WeightBits, spec.PerChannel, spec.Range);
+    public QuantizedTensor Get(LayerBits spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return Get(spec.LayerIndex, spec.WeightBits, spec.PerChannel, spec.Range);
+    }
 
     /// <summary>The quantized weight of layer <paramref name="layerIndex"/> at <paramref name="bits"/>, computed on first use.</summary>
-    /// <remarks>A tensor given to <see cref="Set"/> for this (layer, bits) wins over the round-to-nearest quantizer.</remarks>
+    /// <remarks>A tensor given to <see cref="Set"/> for this (layer, bits) wins over the configured rounding.</remarks>
     public QuantizedTensor Get(int layerIndex, int bits, bool perChannel = true, WeightRange range = WeightRange.Mse)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layerIndex);
@@ -85,7 +201,7 @@ public sealed class QuantizedWeights
             key => new Lazy<QuantizedTensor>(() => Compute(key.Layer, key.Bits, key.PerChannel, key.Range))).Value;
     }
 
-    /// <summary>Replaces the (layer, bits) entry with a tensor quantized elsewhere (e.g. GPTQ).</summary>
+    /// <summary>Replaces the (layer, bits) entry with a tensor quantized elsewhere; it changes <see cref="Fingerprint"/>.</summary>
     public void Set(QuantizedTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
@@ -98,11 +214,19 @@ public sealed class QuantizedWeights
         float[] w = _originals[index];
         WeightLayout layout = WeightLayout.Of(layer.WeightShape, layer.ChannelAxis);
         float[] scales = WeightQuantizer.ComputeScales(w, layout, bits, perChannel, range);
-        var values = new sbyte[w.Length];
-        WeightQuantizer.Quantize(w, layout, scales, bits, values);
-        var dequantized = new float[w.Length];
-        WeightQuantizer.Dequantize(values, layout, scales, dequantized);
-        return new QuantizedTensor(index, bits, layer.WeightShape, perChannel ? layer.ChannelAxis : -1, scales, values, dequantized,
-            WeightQuantizer.SquaredError(w, dequantized));
+        if (_statistics is null)
+        {
+            var values = new sbyte[w.Length];
+            WeightQuantizer.Quantize(w, layout, scales, bits, values);
+            var dequantized = new float[w.Length];
+            WeightQuantizer.Dequantize(values, layout, scales, dequantized);
+            return new QuantizedTensor(index, bits, layer.WeightShape, perChannel ? layer.ChannelAxis : -1, scales, values, dequantized,
+                WeightQuantizer.SquaredError(w, dequantized));
+        }
+        // The output-error search replaces the MSE clip choice; per-tensor and min/max layers keep the scale they asked for.
+        bool search = Rounding.ScaleSearch == ScaleSearch.OutputError && perChannel && range == WeightRange.Mse;
+        RoundedLayer r = LayerRounder.Round(layer, w, _biases[index], bits, Rounding.Method, Rounding.BiasCorrection, _statistics[index], scales,
+            Rounding.GptqOptions, _factors?[index].Value, search);
+        return QuantizedTensor.FromIntegers(layer, bits, perChannel ? r.Scales : scales, r.Levels, w, r.Bias);
     }
 }

@@ -62,6 +62,10 @@ internal static class WeightQuantizer
         return scales;
     }
 
+    /// <summary>MSE-clipped scales of a rows × K matrix (row-major), one per row: the same search as <see cref="ComputeScales"/>.</summary>
+    public static float[] RowScales(ReadOnlySpan<float> rows, int count, int k, int bits) =>
+        ComputeScales(rows, new WeightLayout(1, count, k), bits, perChannel: true, WeightRange.Mse);
+
     /// <summary>Integers q = clamp(round(w / s)) for the given scales (length 1 means per-tensor).</summary>
     public static void Quantize(ReadOnlySpan<float> weights, WeightLayout layout, ReadOnlySpan<float> scales, int bits, Span<sbyte> result)
     {

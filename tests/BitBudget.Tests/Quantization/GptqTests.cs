@@ -96,7 +96,7 @@ public class GptqTests
         float[] w = OrtHelpers.Deterministic(rows * k, seed: 31 + bits);
         double[] h = RandomGram(k, 12, seed: 41, deadColumn: 3);
         for (int i = 0; i < k; i++) { h[i * k + i] += i == 3 ? 0 : i * 0.3; }   // distinct diagonal, so act-order really permutes; column 3 stays dead
-        float[] scales = Gptq.MseScales(w, rows, k, bits);
+        float[] scales = WeightQuantizer.RowScales(w, rows, k, bits);
         var options = new GptqOptions { ActOrder = actOrder, RowTile = 2 };
 
         GptqFactor factor = Gptq.Factor(h, k, options);
@@ -121,7 +121,7 @@ public class GptqTests
                 LayerStatistics st = stats[layer.Index];
                 float[] w = LayerRounder.WeightRows(prepared, layer);
                 int rows = (int)layer.OutputChannels, k = st.K;
-                float[] scales = Gptq.MseScales(w, rows, k, bits);
+                float[] scales = WeightQuantizer.RowScales(w, rows, k, bits);
                 double[] h = st.H(0).ToArray();
                 RoundedWeights rtn = Gptq.RoundToNearest(w, rows, k, scales, bits);
                 foreach (bool actOrder in new[] { true, false })
@@ -146,7 +146,7 @@ public class GptqTests
     {
         const int rows = 4, k = 8;
         float[] w = OrtHelpers.Deterministic(rows * k, seed: 5);
-        float[] scales = Gptq.MseScales(w, rows, k, 4);
+        float[] scales = WeightQuantizer.RowScales(w, rows, k, 4);
 
         RoundedWeights zero = Gptq.Quantize(w, rows, scales, 4, Gptq.Factor(new double[k * k], k));
         Assert.All(zero.Levels, l => Assert.Equal(0, l));   // every input is dead: nothing reaches the output
@@ -174,7 +174,7 @@ public class GptqTests
         int rows = (int)layer.OutputChannels, k = st.K;
         GptqFactor factor = Gptq.Factor(st.H(0), k);
         float[] ratios = [.. Enumerable.Range(0, 20).Select(i => 1f - 0.04f * i)];
-        RoundedWeights mse = Gptq.Quantize(w, rows, Gptq.MseScales(w, rows, k, 2), 2, factor);
+        RoundedWeights mse = Gptq.Quantize(w, rows, WeightQuantizer.RowScales(w, rows, k, 2), 2, factor);
         RoundedWeights searched = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios);
         double eM = 0, eS = 0;
         for (int r = 0; r < rows; r++)
@@ -183,6 +183,14 @@ public class GptqTests
             eS += Gptq.OutputError(w.AsSpan(r * k, k), searched.Dequantized.AsSpan(r * k, k), factor.Hessian, k);
         }
         Assert.True(eS < eM, $"searched {eS} vs mse {eM}");
+        // With the MSE scales as a candidate, no row is worse than at the MSE scales.
+        float[] mseScales = WeightQuantizer.RowScales(w, rows, k, 2);
+        RoundedWeights withBase = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales);
+        for (int r = 0; r < rows; r++)
+        {
+            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), withBase.Dequantized.AsSpan(r * k, k), factor.Hessian, k)
+                <= Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian, k));
+        }
     }
 
     [Theory]
