@@ -14,9 +14,9 @@ sealed class PipelineArguments
 {
     public DataArguments Data { get; } = new();
     public RuntimeArguments Runtime { get; } = new();
+    public RoundingArguments Rounding { get; } = new();
     public Option<string> Calib { get; } = new("--calib") { Description = "Calibration/sensitivity images (never the evaluation set).", Required = true };
     public Option<string> CalibSplit { get; } = new("--calib-split") { Description = "Split of --calib: all, even-classes, odd-classes.", DefaultValueFactory = _ => "all" };
-    public Option<int> CalibImages { get; } = new("--calib-images") { Description = "Images for activation calibration.", DefaultValueFactory = _ => 512 };
     public Option<int> SensImages { get; } = new("--sens-images") { Description = "Images for the CLADO sensitivities (drawn from --calib).", DefaultValueFactory = _ => 512 };
     public Option<int> SensBatch { get; } = new("--sens-batch") { Description = "Images per sensitivity batch (Ω is the mean over batches).", DefaultValueFactory = _ => 256 };
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the calibration and sensitivity draws.", DefaultValueFactory = _ => 0 };
@@ -37,7 +37,8 @@ sealed class PipelineArguments
     {
         Data.AddTo(command);
         Runtime.AddTo(command);
-        foreach (Option o in new Option[] { Calib, CalibSplit, CalibImages, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
+        Rounding.AddTo(command);
+        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
         {
             command.Options.Add(o);
         }
@@ -64,7 +65,9 @@ sealed class PipelineArguments
             ActivationCalibration = parse.GetValue(ActCalibration) ?? baseOptions.ActivationCalibration,
             FirstLayerBits = parse.GetValue(FirstBits) is string f ? Fixed(f, "--first-bits") : baseOptions.FirstLayerBits,
             LastLayerBits = parse.GetValue(LastBits) is string l ? Fixed(l, "--last-bits") : baseOptions.LastLayerBits,
-            CalibrationImages = Positive(parse.GetValue(CalibImages), "--calib-images"),
+            CalibrationImages = Positive(parse.GetValue(Rounding.CalibImages), "--calib-images"),
+            // The paper preset rounds to nearest unless --rounding says otherwise.
+            Rounding = baseOptions.Preset == "clado-paper" && parse.GetResult(Rounding.Method) is null ? baseOptions.Rounding : Rounding.Rounding(parse),
         };
         if (parse.GetResult(SensBatch) is null && parse.GetResult(Store) is null && !parse.CommandResult.Command.Options.Contains(SensBatch)) { return options; }
         var sensitivity = new SensitivityOptions

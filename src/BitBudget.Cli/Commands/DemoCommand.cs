@@ -42,7 +42,7 @@ static class DemoCommand
                 Evaluation = test,
                 HeldOut = heldOut,
                 Methods = RunWorkflow.MethodNames,
-                Budgets = [[Budget.Parse("3bits")], [Budget.Parse("4bits")], [Budget.Parse("5bits")]],
+                Budgets = [[Budget.Parse("2.25bits")], [Budget.Parse("2.5bits")], [Budget.Parse("3bits")]],
                 OutputDirectory = parse.GetRequiredValue(output).FullName,
                 Force = true,
                 Seeds = new Dictionary<string, long> { ["calibration"] = 0, ["sensitivity"] = 1 },

@@ -96,16 +96,25 @@ public sealed class MpqPipeline
     /// <summary>Hash of the calibration data, or null before calibration.</summary>
     public string? CalibrationHash { get; private set; }
 
-    /// <summary>Calibrates input-activation ranges on the first <see cref="PipelineOptions.CalibrationImages"/> images of <paramref name="calibration"/>.</summary>
+    /// <summary>
+    /// Calibrates on the first <see cref="PipelineOptions.CalibrationImages"/> images of <paramref name="calibration"/>: input-activation
+    /// ranges, and the layer-input statistics the rounding needs (GPTQ, bias correction); every quantized tensor is then
+    /// rounded once, on first use, and shared by measurement, search, simulation and export.
+    /// </summary>
     public void Calibrate(Dataset calibration, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(calibration);
         Dataset used = calibration.Count > Options.CalibrationImages ? calibration.Subset(Enumerable.Range(0, Options.CalibrationImages).ToArray()) : calibration;
+        using (var engine = EvaluationEngine.Create(Prepared, Options.Runtime))
+        {
+            engine.CheckInput(used);
+            if (Options.ActivationBits > 0)
+            {
+                Activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
+            }
+        }
+        Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
-        if (Options.ActivationBits == 0) { return; }
-        using var engine = EvaluationEngine.Create(Prepared, Options.Runtime);
-        engine.CheckInput(used);
-        Activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
     }
 
     /// <summary>CLADO's measurement on <paramref name="sensitivity"/> (see <see cref="CladoSensitivity"/>), reusing the store when configured.</summary>
@@ -249,9 +258,9 @@ public sealed class MpqPipeline
 
     void RequireCalibration()
     {
-        if (CalibrationHash is null && Options.ActivationBits > 0)
+        if (CalibrationHash is null && (Options.ActivationBits > 0 || Options.Rounding.NeedsCalibration))
         {
-            throw new InvalidOperationException("Call Calibrate before measuring, simulating or exporting with activation quantization.");
+            throw new InvalidOperationException("Call Calibrate before measuring, simulating or exporting with activation quantization or data-aware rounding.");
         }
     }
 }

@@ -35,7 +35,10 @@ public sealed record PipelineOptions
     /// <summary>How the weight clipping range is chosen.</summary>
     public WeightRange WeightRange { get; init; } = WeightRange.Mse;
 
-    /// <summary>Images of the calibration set used for activation ranges (the rest are ignored).</summary>
+    /// <summary>How weights are rounded: GPTQ with bias correction and output-error scales by default (docs/rounding.md), or round-to-nearest.</summary>
+    public WeightRounding Rounding { get; init; } = WeightRounding.Default;
+
+    /// <summary>Images of the calibration set used for activation ranges and rounding statistics (the rest are ignored).</summary>
     public int CalibrationImages { get; init; } = 512;
 
     /// <summary>CLADO measurement settings (batch size, loss, store, shard, naive).</summary>
@@ -64,6 +67,7 @@ public sealed record PipelineOptions
         ActivationCalibration = ActivationCalibration.Mse,
         FirstLayerBits = 0,
         LastLayerBits = 0,
+        Rounding = WeightRounding.RoundToNearest,
     };
 
     /// <summary>A preset by name.</summary>
@@ -78,5 +82,5 @@ public sealed record PipelineOptions
     public string Fingerprint() =>
         $"preset={Preset} bits={string.Join(",", CandidateBits)} first={FirstLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} " +
         $"last={LastLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} act={ActivationBits}/{ActivationCalibration} " +
-        $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages}";
+        $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages} rounding={Rounding.Fingerprint()}";
 }

@@ -220,7 +220,7 @@ public static class RunWorkflow
         File.Copy(Path.Combine(outDir, main.ModelFile), Path.Combine(outDir, "model.onnx"), overwrite: true);
 
         var front = new ParetoFront(modelName, fp.Top1 / 100, request.Evaluation.Description, layers.Sum(l => l.WeightCount) * 4.0,
-            [.. points.Select(pt => new ParetoPoint(pt.Method, "rtn", pt.Budget, pt.AverageBits, pt.SizeBytes, pt.PredictedLoss,
+            [.. points.Select(pt => new ParetoPoint(pt.Method, p.Options.Rounding.Method == RoundingMethod.Gptq ? "gptq" : "rtn", pt.Budget, pt.AverageBits, pt.SizeBytes, pt.PredictedLoss,
                 pt.Top1Simulated / 100, pt.Top1Exported / 100, pt.Status, pt.Gap,
                 [.. pt.Config.Select(c => new LayerChoice(c.Layer, c.IsFloat ? 32 : c.WeightBits))]))]);
         ParetoReport.WriteJson(front, Path.Combine(outDir, "pareto.json"));

@@ -177,7 +177,7 @@ internal sealed class MeasurementPlan
         var text = new System.Text.StringBuilder();
         text.AppendLine("bitbudget-clado-v1").AppendLine(input.Prepared.ComputeHash()).AppendLine(input.Data.Hash)
             .AppendLine($"batch={options.BatchSize} images={input.Data.Count} loss={options.Loss} naive={options.Naive} bits={string.Join(",", bits)}")
-            .AppendLine(options.SettingsNote);
+            .AppendLine(options.SettingsNote).AppendLine(input.Weights.Fingerprint);
         foreach (LayerBits c in input.Config) { text.AppendLine(c.ToString()); }
         if (input.Activations is not null)
         {
@@ -189,7 +189,9 @@ internal sealed class MeasurementPlan
         {
             foreach (int b in bits)
             {
-                sha.AppendData(MemoryMarshal.AsBytes(input.Weights.Get(input.Config[layer.Index] with { WeightBits = b }).Dequantized.Span));
+                QuantizedTensor tensor = input.Weights.Get(input.Config[layer.Index] with { WeightBits = b });
+                sha.AppendData(MemoryMarshal.AsBytes(tensor.Dequantized.Span));
+                if (tensor.Bias is { } bias) { sha.AppendData(MemoryMarshal.AsBytes(bias.AsSpan())); }
             }
         }
         sha.AppendData(System.Text.Encoding.UTF8.GetBytes(baseModel.ComputeHash()));
