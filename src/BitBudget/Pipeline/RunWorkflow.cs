@@ -281,7 +281,8 @@ public static class RunWorkflow
         if (sensitivity is not null)
         {
             notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
-                $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs), {sensitivity.Cost.ReusedUnits} units from the store.");
+                $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs, wall time {sensitivity.Cost.TimeRatio:F2}× what those FLOPs cost at the float model's ORT throughput), " +
+                $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s, {sensitivity.Cost.ReusedUnits} units from the store.");
         }
         HtmlReport.Write(Path.Combine(outDir, "report.html"), new HtmlReportInput(front) { Layers = rows, Omega = omega, Manifest = manifest, Notes = notes });
     }
