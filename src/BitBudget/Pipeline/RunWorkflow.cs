@@ -118,7 +118,7 @@ public static class RunWorkflow
         }
         if (request.Methods.Any(m => m is "clado" or "independent" or "best"))
         {
-            sensitivity = p.MeasureSensitivity(request.Sensitivity, new Progress<SensitivityProgress>(s => progress?.Report(new RunProgress("measure", s.Done, s.Total, $"{s.EvaluationsPerSecond:F1} eval/s"))), cancel);
+            sensitivity = p.MeasureSensitivity(request.Sensitivity, new SyncProgress<SensitivityProgress>(s => progress?.Report(new RunProgress("measure", s.Done, s.Total, $"{s.EvaluationsPerSecond:F1} eval/s"))), cancel);
             Stage("measure");
         }
 
@@ -203,7 +203,13 @@ public static class RunWorkflow
     }
 
     static IProgress<int>? Forward(IProgress<RunProgress>? progress, string stage, long total) =>
-        progress is null ? null : new Progress<int>(n => progress.Report(new RunProgress(stage, n, total, null)));
+        progress is null ? null : new SyncProgress<int>(n => progress.Report(new RunProgress(stage, n, total, null)));
+
+    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts to the thread pool, so reports could arrive after the work).</summary>
+    sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
 
     static string Safe(string label) => string.Concat(label.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' ? c : '_'));
 
