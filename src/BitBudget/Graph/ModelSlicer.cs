@@ -51,6 +51,68 @@ internal sealed class ModelSlicer
             .OrderBy(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key)];
     }
 
+    /// <summary>Node <paramref name="node"/> and every node that depends on it, in node order (its cone).</summary>
+    public int[] Cone(int node)
+    {
+        var inCone = new bool[NodeCount];
+        var produced = new HashSet<string>(StringComparer.Ordinal);
+        inCone[node] = true;
+        foreach (string o in _model.Graph.Node[node].Output) { produced.Add(o); }
+        for (int i = node + 1; i < NodeCount; i++)
+        {
+            NodeProto n = _model.Graph.Node[i];
+            if (!n.Input.Any(produced.Contains)) { continue; }
+            inCone[i] = true;
+            foreach (string o in n.Output) { produced.Add(o); }
+        }
+        return [.. Enumerable.Range(0, NodeCount).Where(i => inCone[i])];
+    }
+
+    /// <summary>Tensors the given nodes consume but do not produce (initializers excluded), in a stable order.</summary>
+    public string[] ExternalInputs(IReadOnlyList<int> nodes)
+    {
+        var produced = nodes.SelectMany(i => _model.Graph.Node[i].Output).ToHashSet(StringComparer.Ordinal);
+        return [.. nodes.SelectMany(i => _model.Graph.Node[i].Input)
+            .Where(t => t.Length > 0 && !_initializers.Contains(t) && !produced.Contains(t)).Distinct()
+            .OrderBy(t => _producer.TryGetValue(t, out int p) ? p : int.MaxValue).ThenBy(t => t, StringComparer.Ordinal)];
+    }
+
+    /// <summary>Whether <paramref name="tensor"/> is produced by one of <paramref name="nodes"/> (sorted).</summary>
+    public bool ProducedBy(string tensor, int[] nodes) => _producer.TryGetValue(tensor, out int p) && Array.BinarySearch(nodes, p) >= 0;
+
+    /// <summary>
+    /// The given nodes (sorted) as a model of their own: inputs are <see cref="ExternalInputs"/>, outputs the graph outputs they
+    /// produce plus <paramref name="extraOutputs"/>.
+    /// </summary>
+    public OnnxModel SliceNodes(int[] nodes, IEnumerable<string>? extraOutputs = null)
+    {
+        var graph = new GraphProto { Name = $"{_model.Graph.Name}_cone_{nodes[0]}" };
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        foreach (int i in nodes)
+        {
+            NodeProto node = _model.Graph.Node[i];
+            graph.Node.Add(node.Clone());
+            foreach (string input in node.Input) { used.Add(input); }
+        }
+        foreach (TensorProto t in _model.Graph.Initializer) { if (used.Contains(t.Name)) { graph.Initializer.Add(t.Clone()); } }
+        foreach (string name in ExternalInputs(nodes)) { graph.Input.Add(FloatValue(name)); }
+        var listed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (ValueInfoProto o in _model.Graph.Output)
+        {
+            if (!ProducedBy(o.Name, nodes)) { throw new ArgumentException($"Graph output '{o.Name}' does not depend on node {nodes[0]}.", nameof(nodes)); }
+            graph.Output.Add(o.Clone());
+            listed.Add(o.Name);
+        }
+        foreach (string name in extraOutputs ?? [])
+        {
+            if (!ProducedBy(name, nodes)) { throw new ArgumentException($"Tensor '{name}' is not produced by the given nodes.", nameof(extraOutputs)); }
+            if (listed.Add(name)) { graph.Output.Add(FloatValue(name)); }
+        }
+        var proto = new ModelProto { IrVersion = _model.Proto.IrVersion, Graph = graph, ProducerName = "bitbudget-slice" };
+        proto.OpsetImport.Add(_model.Proto.OpsetImport);
+        return new OnnxModel(proto) { Source = $"{_model.Source} cone of node {nodes[0]}" };
+    }
+
     /// <summary>Whether <paramref name="tensor"/> is produced by a node in [<paramref name="from"/>, <paramref name="to"/>).</summary>
     public bool ProducedIn(string tensor, int from, int to) => _producer.TryGetValue(tensor, out int p) && p >= from && p < to;
 

@@ -6,25 +6,26 @@ using Microsoft.ML.OnnxRuntime;
 namespace BitBudget.Sensitivity;
 
 /// <summary>
-/// The fast path. The model is cut before every searched layer. Per batch, one full-precision run exposes the state (the
-/// live tensors) at every cut. A single (u, s) runs only the suffix from u with u quantized, and that same run exposes the
-/// perturbed state at every later cut: it is the trunk from which each pair (u, s; v, t) runs only the suffix from v.
-/// Executed FLOPs are the exact-reuse limit: nothing before a perturbed layer is recomputed, nothing is run twice.
+/// The fast path. For every searched layer k, its cone — the layer's node and every node that depends on it — is a sub-model
+/// baked with k's quantized weights (one per scheme). Per batch, one full-precision run exposes every tensor a cone reads.
+/// A single (u, s) runs only u's cone, and that run also exposes the perturbed tensors later cones read: it is the trunk from
+/// which each pair (u, s; v, t) runs only v's cone, reading u's perturbed tensors where u's cone made them and the
+/// full-precision ones elsewhere. Executed FLOPs are the exact-reuse limit: nothing that does not depend on a perturbed
+/// layer is recomputed, and nothing is run twice.
 /// </summary>
 internal sealed class SegmentEvaluator : IEvaluator
 {
     readonly MeasurementPlan _plan;
-    readonly InferenceSession _full;                // whole model, FP, exposing every cut's state
-    readonly InferenceSession[][] _suffix;          // [k][s]: cut k → logits with layer k at scheme s, exposing later cuts' states
-    readonly string[][] _live;                      // tensors live at cut k (the suffix inputs)
+    readonly InferenceSession _full;                // whole model, FP, exposing every tensor a cone reads
+    readonly InferenceSession[][] _cone;            // [k][s]: cone of layer k at scheme s, exposing what later cones read from it
+    readonly int[][] _coneNodes;
+    readonly string[][] _coneInputs;                // [k]: tensors cone k reads from outside itself
     readonly string[] _fullOutputs;
-    readonly string[][] _suffixOutputs;             // [k]: logits, then the later cuts' tensors produced inside the suffix
-    readonly Dictionary<string, int>[] _suffixIndex;
+    readonly string[][] _coneOutputs;               // [k]: logits, then tensors of cone k that later cones read
+    readonly Dictionary<string, int>[] _coneIndex;
     readonly Dictionary<string, int> _fullIndex;
-    readonly int[] _cut;
-    readonly ModelSlicer _slicer;
     readonly double _fullMacs;
-    readonly double[] _suffixMacs;
+    readonly double[] _coneMacs;
     readonly RunOptions _runOptions = new();
     IDisposableReadOnlyCollection<OrtValue>? _fpOutputs;
     OrtValue? _input;
@@ -36,30 +37,32 @@ internal sealed class SegmentEvaluator : IEvaluator
         _plan = plan;
         // Many sessions run one after another: idle pools must not spin against the next one.
         RuntimeOptions runtime = plan.Runtime with { AllowSpinning = false };
-        _slicer = new ModelSlicer(plan.Base);
-        int L = plan.L, S = plan.S, end = _slicer.NodeCount;
-        _cut = plan.Searched.Select(l => _slicer.IndexOf(l.NodeNames[0])).ToArray();
+        var slicer = new ModelSlicer(plan.Base);
+        int L = plan.L, end = slicer.NodeCount;
+        int[] at = plan.Searched.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
         for (int k = 1; k < L; k++)
         {
-            if (_cut[k] <= _cut[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
+            if (at[k] <= at[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
         }
-        _live = _cut.Select(_slicer.LiveAt).ToArray();
+        _coneNodes = at.Select(slicer.Cone).ToArray();
+        _coneInputs = _coneNodes.Select(slicer.ExternalInputs).ToArray();
         string output = plan.Base.OutputName;
+        string input = plan.Base.InputName;
 
-        // MACs of a node range: the quantizable layers whose node lies in it (other operators are negligible).
-        int[] layerAt = plan.Input.Layers.Select(l => _slicer.IndexOf(l.NodeNames[0])).ToArray();
-        double Macs(int from) => plan.Input.Layers.Where((l, i) => layerAt[i] >= from).Sum(l => (double)l.MacsPerImage);
-        _fullMacs = Macs(0);
-        _suffixMacs = _cut.Select(Macs).ToArray();
+        // MACs of a node set: the quantizable layers whose node is in it (other operators are negligible).
+        int[] layerAt = plan.Input.Layers.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
+        double Macs(int[] nodes) => plan.Input.Layers.Where((l, i) => Array.BinarySearch(nodes, layerAt[i]) >= 0).Sum(l => (double)l.MacsPerImage);
+        _fullMacs = Macs([.. Enumerable.Range(0, end)]);
+        _coneMacs = _coneNodes.Select(Macs).ToArray();
 
-        _fullOutputs = [output, .. _live.SelectMany(t => t).Where(t => _slicer.ProducedIn(t, 0, end)).Distinct()];
+        _fullOutputs = [output, .. _coneInputs.SelectMany(t => t).Where(t => t != input).Distinct()];
         _fullIndex = Index(_fullOutputs);
-        _suffixOutputs = new string[L][];
-        _suffixIndex = new Dictionary<string, int>[L];
+        _coneOutputs = new string[L][];
+        _coneIndex = new Dictionary<string, int>[L];
         for (int k = 0; k < L; k++)
         {
-            _suffixOutputs[k] = [output, .. _live.Skip(k + 1).SelectMany(t => t).Where(t => _slicer.ProducedIn(t, _cut[k], end)).Distinct()];
-            _suffixIndex[k] = Index(_suffixOutputs[k]);
+            _coneOutputs[k] = [output, .. _coneInputs.Skip(k + 1).SelectMany(t => t).Where(t => slicer.ProducedBy(t, _coneNodes[k])).Distinct()];
+            _coneIndex[k] = Index(_coneOutputs[k]);
         }
 
         var sessions = new List<IDisposable>();
@@ -71,13 +74,13 @@ internal sealed class SegmentEvaluator : IEvaluator
                 sessions.Add(s);
                 return s;
             }
-            _full = Open(_slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");
-            _suffix = new InferenceSession[L][];
+            _full = Open(slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");
+            _cone = new InferenceSession[L][];
             for (int k = 0; k < L; k++)
             {
                 LayerInfo layer = plan.Searched[k];
-                OnnxModel suffix = _slicer.Slice(_cut[k], end, _suffixOutputs[k].Skip(1));
-                _suffix[k] = plan.Bits.Select(b => Open(plan.Perturb(suffix, layer, b), $"CLADO suffix of {layer.Name} at {b} bits")).ToArray();
+                OnnxModel cone = slicer.SliceNodes(_coneNodes[k], _coneOutputs[k].Skip(1));
+                _cone[k] = plan.Bits.Select(b => Open(plan.Perturb(cone, layer, b), $"CLADO cone of {layer.Name} at {b} bits")).ToArray();
             }
         }
         catch
@@ -106,23 +109,21 @@ internal sealed class SegmentEvaluator : IEvaluator
         ReferenceLoss = _plan.Loss(_referenceLogits, _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
     }
 
-    /// <summary>The full-precision state at cut <paramref name="k"/>.</summary>
-    OrtValue[] FpState(int k) => [.. _live[k].Select(t => _fullIndex.TryGetValue(t, out int i) ? _fpOutputs![i] : _input!)];
+    OrtValue Fp(string tensor) => _fullIndex.TryGetValue(tensor, out int i) ? _fpOutputs![i] : _input!;
 
     public List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel)
     {
         var rows = new List<(int, int, int, int, double)>(1 + _plan.S * (_plan.L - 1 - u));
-        OrtValue[] stateU = FpState(u);
-        using var trunk = Run(_suffix[u][s], _live[u], stateU, _suffixOutputs[u], _suffixMacs[u]);
+        using var trunk = Run(_cone[u][s], _coneInputs[u], [.. _coneInputs[u].Select(Fp)], _coneOutputs[u], _coneMacs[u]);
         rows.Add((u, s, -1, 0, Loss(trunk[0])));
         for (int v = u + 1; v < _plan.L; v++)
         {
             cancel.ThrowIfCancellationRequested();
-            // Tensors of cut v made after u carry u's perturbation; older ones (e.g. a skip from before u) are unperturbed.
-            OrtValue[] stateV = [.. _live[v].Select(t => _suffixIndex[u].TryGetValue(t, out int i) ? trunk[i] : stateU[Array.IndexOf(_live[u], t)])];
+            // What u's cone made carries u's perturbation; everything else is the full-precision value.
+            OrtValue[] inputs = [.. _coneInputs[v].Select(t => _coneIndex[u].TryGetValue(t, out int i) ? trunk[i] : Fp(t))];
             for (int t = 0; t < _plan.S; t++)
             {
-                using var logits = Run(_suffix[v][t], _live[v], stateV, [_plan.Base.OutputName], _suffixMacs[v]);
+                using var logits = Run(_cone[v][t], _coneInputs[v], inputs, [_plan.Base.OutputName], _coneMacs[v]);
                 rows.Add((u, s, v, t, Loss(logits[0])));
             }
         }
@@ -140,7 +141,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO suffix: {OrtSessions.OneLine(e.Message)}", e);
+            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO cone: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 
@@ -156,7 +157,7 @@ internal sealed class SegmentEvaluator : IEvaluator
     {
         EndBatch();
         _full.Dispose();
-        foreach (var row in _suffix) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
+        foreach (var row in _cone) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
         _runOptions.Dispose();
     }
 }
