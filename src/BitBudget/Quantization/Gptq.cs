@@ -6,7 +6,8 @@ namespace BitBudget.Quantization;
 /// <param name="Levels">Rows × K signed integer levels in [−2^(b−1), 2^(b−1)−1].</param>
 /// <param name="Dequantized">Rows × K values level·scale.</param>
 /// <param name="Scales">One scale per row.</param>
-internal sealed record RoundedWeights(sbyte[] Levels, float[] Dequantized, float[] Scales);
+/// <param name="OutputErrors">Per row, the layer-output error eᵀ H e of the rounding (undamped H; error-feedback rounding only, else null).</param>
+internal sealed record RoundedWeights(sbyte[] Levels, float[] Dequantized, float[] Scales, double[]? OutputErrors = null);
 
 /// <summary>Settings of error-feedback rounding.</summary>
 internal sealed record GptqOptions
@@ -27,7 +28,8 @@ internal sealed record GptqOptions
 /// <param name="Dead">Columns whose input is always zero (diag(H) = 0); their weights are zeroed.</param>
 /// <param name="U">Upper Cholesky factor of the inverse of the damped, permuted H (K × K row-major): H⁻¹ = UᵀU.</param>
 /// <param name="Hessian">The undamped H in the original column order (for error measurements).</param>
-internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, double[] Hessian);
+/// <param name="Damping">The value added to the diagonal of the permuted H before factoring.</param>
+internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, double[] Hessian, double Damping);
 
 /// <summary>
 /// Error-feedback rounding (GPTQ, Frantar et al. 2022) per output channel with a symmetric signed grid: columns are rounded one
@@ -82,7 +84,7 @@ internal static class Gptq
             var work = (double[])h.Clone();
             for (int i = 0; i < k; i++) { work[i * k + i] += damp; }
             double[]? u = InverseUpperFactor(work, k);
-            if (u is not null) { return new GptqFactor(k, order, dead, u, hessian.ToArray()); }
+            if (u is not null) { return new GptqFactor(k, order, dead, u, hessian.ToArray(), damp); }
             if (attempt == 20)
             {
                 throw new InvalidOperationException("The damped input statistics stay indefinite after 20 dampening increases.");
@@ -140,7 +142,11 @@ internal static class Gptq
         return u;
     }
 
-    /// <summary>Rounds <paramref name="rows"/> × K weights (row-major) with error feedback at the given per-row scales.</summary>
+    /// <summary>
+    /// Rounds <paramref name="rows"/> × K weights (row-major) with error feedback at the given per-row scales. Also returns each
+    /// row's output error eᵀ H e, which the pass gets almost for free: the final error is e = Uᵀ·err (err_p the scaled rounding
+    /// error of step p), so eᵀ H_damped e = ‖err‖², and the undamped error is that minus damping·‖e‖² (dead columns have e = 0).
+    /// </summary>
     public static RoundedWeights Quantize(ReadOnlySpan<float> weights, int rows, ReadOnlySpan<float> scales, int bits, GptqFactor factor, GptqOptions? options = null)
     {
         options ??= new GptqOptions();
@@ -150,6 +156,8 @@ internal static class Gptq
         int tile = Math.Max(1, options.RowTile);
         var work = new double[tile * k];
         var err = new double[tile];
+        var errSquares = new double[rows];
+        var eSquares = new double[rows];
         double qMin = -(1 << (bits - 1)), qMax = (1 << (bits - 1)) - 1;
         for (int r0 = 0; r0 < rows; r0 += tile)
         {
@@ -171,8 +179,14 @@ internal static class Gptq
                     double s = scales[r];
                     double q = s > 0 ? Math.Clamp(Math.Round(row[p] / s), qMin, qMax) : 0;
                     levels[r * k + factor.Order[p]] = (sbyte)q;
-                    dequantized[r * k + factor.Order[p]] = (float)(q * s);
-                    err[t] = (row[p] - q * s) / d;
+                    // Feedback from the float value written, so ‖err‖² is the output error of exactly those weights.
+                    float v = (float)(q * s);
+                    dequantized[r * k + factor.Order[p]] = v;
+                    err[t] = (row[p] - v) / d;
+                    errSquares[r] += err[t] * err[t];
+                    int column = factor.Order[p];
+                    double e = (factor.Dead[column] ? 0 : weights[r * k + column]) - (double)v;   // against the original weight
+                    eSquares[r] += e * e;
                 }
                 for (int t = 0; t < count; t++)
                 {
@@ -182,7 +196,9 @@ internal static class Gptq
                 }
             }
         }
-        return new RoundedWeights(levels, dequantized, scales.ToArray());
+        var outputErrors = new double[rows];
+        for (int r = 0; r < rows; r++) { outputErrors[r] = Math.Max(0, errSquares[r] - factor.Damping * eSquares[r]); }
+        return new RoundedWeights(levels, dequantized, scales.ToArray(), outputErrors);
     }
 
     /// <summary>Round to nearest at the given per-row scales (the baseline the error-feedback rounding must beat).</summary>
@@ -246,20 +262,25 @@ internal static class Gptq
         var levels = new sbyte[rows * k];
         var dequantized = new float[rows * k];
         var chosen = new float[rows];
+        var chosenErrors = new double[rows];
+        double[] errors = all.OutputErrors!;
         for (int r = 0; r < rows; r++)
         {
             (int best, double bestError) = (0, double.PositiveInfinity);
             for (int c = 0; c < candidates; c++)
             {
-                double error = OutputError(weights.Slice(r * k, k), all.Dequantized.AsSpan((r * candidates + c) * k, k), factor.Hessian, k);
-                if (error < bestError) { (best, bestError) = (c, error); }
+                // A candidate must win by more than arithmetic noise, so near-ties keep the earlier (base) scale and the choice
+                // agrees with a direct eᵀ H e comparison.
+                double error = errors[r * candidates + c];
+                if (error < bestError * (1 - 1e-9)) { (best, bestError) = (c, error); }
             }
             int from = (r * candidates + best) * k;
             all.Levels.AsSpan(from, k).CopyTo(levels.AsSpan(r * k, k));
             all.Dequantized.AsSpan(from, k).CopyTo(dequantized.AsSpan(r * k, k));
             chosen[r] = scales[r * candidates + best];
+            chosenErrors[r] = bestError;
         }
-        return new RoundedWeights(levels, dequantized, chosen);
+        return new RoundedWeights(levels, dequantized, chosen, chosenErrors);
     }
 }
 

@@ -106,6 +106,11 @@ public class GptqTests
         for (int i = 0; i < u.Length; i++) { Assert.Equal(u[i], factor.U[i], 1e-10); }
         Assert.Equal(expected, result.Levels);
         Assert.All(Enumerable.Range(0, rows), r => Assert.Equal(0, result.Levels[r * k + 3]));
+        for (int r = 0; r < rows; r++)
+        {
+            double direct = Gptq.OutputError(w.AsSpan(r * k, k), result.Dequantized.AsSpan(r * k, k), h, k);
+            Assert.Equal(direct, result.OutputErrors![r], 1e-9 * Math.Max(1, direct));
+        }
         for (int i = 0; i < w.Length; i++) { Assert.Equal(result.Levels[i] * scales[i / k], result.Dequantized[i]); }
         if (actOrder) { Assert.NotEqual(Enumerable.Range(0, k), factor.Order); }
     }
@@ -132,7 +137,11 @@ public class GptqTests
                     for (int r = 0; r < rows; r++)
                     {
                         eR += Gptq.OutputError(w.AsSpan(r * k, k), rtn.Dequantized.AsSpan(r * k, k), h, k);
-                        eG += Gptq.OutputError(w.AsSpan(r * k, k), gptq.Dequantized.AsSpan(r * k, k), h, k);
+                        double direct = Gptq.OutputError(w.AsSpan(r * k, k), gptq.Dequantized.AsSpan(r * k, k), h, k);
+                        eG += direct;
+                        // The pass's own eᵀHe (‖err‖² − damping·‖e‖²), which the scale search ranks candidates by, is the direct one.
+                        Assert.True(Math.Abs(gptq.OutputErrors![r] - direct) <= 1e-8 * Math.Max(direct, 1e-12 * h.Max()),
+                            $"{layer.Name} {bits}-bit row {r}: pass error {gptq.OutputErrors[r]} vs direct {direct}");
                     }
                     Assert.True(eG <= eR, $"{layer.Name} {bits}-bit act-order {actOrder}: gptq {eG} > rtn {eR}");
                     if (bits <= 4) { Assert.True(eG < 0.9 * eR, $"{layer.Name} {bits}-bit: gptq {eG} barely below rtn {eR}"); }
