@@ -17,15 +17,24 @@ static class RunCommand
         var evalLimit = new Option<int?>("--eval-limit") { Description = "Evaluate at most this many images (first of every class)." };
         var budget = new Option<string[]>("--budget") { Description = "Budget (3.5bits, 3bits-searched, 120KB, 2GBitOPs; combine kinds with commas); repeat for a sweep.", Required = true, AllowMultipleArgumentsPerToken = false };
         var pareto = new Option<string?>("--pareto") { Description = "Extra sweep points, e.g. \"3bits 3.5bits 4bits\"." };
-        var method = new Option<string>("--method") { Description = "clado, ompq, independent, uniform, best (clado vs independent on held-out images) or all (comma-separated list allowed).", DefaultValueFactory = _ => "all" };
+        var method = new Option<string>("--method") { Description = "clado, ompq, independent, uniform, best (ranked clado and independent solutions judged on held-out images) or all (comma-separated list allowed).", DefaultValueFactory = _ => "all" };
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Output folder.", Required = true };
         var force = new Option<bool>("--force") { Description = "Write into an existing, non-empty output folder." };
         var json = new Option<bool>("--json") { Description = "Print the summary as JSON on stdout." };
         var checkSim = new Option<bool>("--check-simulation") { Description = "Also evaluate the simulated model of every point (the exported one always is)." };
+        var bestCandidates = new Option<int>("--best-candidates")
+        {
+            Description = "Method best: ranked solutions per search method it compares on the held-out images (1 = each optimum only).",
+            DefaultValueFactory = _ => 3,
+        };
+        bestCandidates.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 1) { r.AddError("--best-candidates must be at least 1."); }
+        });
         var args = new PipelineArguments();
         var command = new Command("run", "The whole pipeline: calibrate → measure → search → export → evaluate the exported model → reports.")
         {
-            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim,
+            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates,
         };
         args.AddTo(command);
         command.SetAction(parse =>
@@ -45,6 +54,7 @@ static class RunCommand
                 Evaluation = evaluation,
                 HeldOut = heldOut,
                 Methods = methods,
+                BestCandidates = parse.GetValue(bestCandidates),
                 Budgets = budgets,
                 OutputDirectory = outDir,
                 Force = parse.GetValue(force),

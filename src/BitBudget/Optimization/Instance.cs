@@ -213,6 +213,20 @@ internal sealed class Instance
         return choice;
     }
 
+    /// <summary>The scheme index per searched layer of a configuration given as bits per layer name (the inverse of <see cref="BitsOfChoice"/>).</summary>
+    public int[] ChoiceOf(IReadOnlyDictionary<string, int> bits)
+    {
+        var choice = new int[L];
+        for (int i = 0; i < L; i++)
+        {
+            SearchLayer layer = Problem.Layers[Searched[i]];
+            int index = -1;
+            for (int s = 0; s < layer.CandidateBits.Count; s++) { if (layer.CandidateBits[s] == bits[layer.Name]) { index = s; } }
+            choice[i] = index >= 0 ? index : throw new ArgumentException($"Layer '{layer.Name}' has no {bits[layer.Name]}-bit candidate.", nameof(bits));
+        }
+        return choice;
+    }
+
     public OrderedDictionary<string, int> BitsOfChoice(ReadOnlySpan<int> choice)
     {
         var bits = new OrderedDictionary<string, int>(StringComparer.Ordinal);

@@ -22,8 +22,8 @@ internal static class MipModels
         return solver;
     }
 
-    /// <summary>x_u binaries, one-hot rows per layer and the budget rows.</summary>
-    static Variable[] AddAssignment(Solver solver, Instance inst)
+    /// <summary>x_u binaries, one-hot rows per layer, the budget rows and one "not this one" row per excluded configuration.</summary>
+    static Variable[] AddAssignment(Solver solver, Instance inst, IReadOnlyList<int[]>? excluded = null)
     {
         var x = new Variable[inst.N];
         for (int u = 0; u < inst.N; u++) { x[u] = solver.MakeBoolVar($"x{u}"); }
@@ -36,6 +36,12 @@ internal static class MipModels
         {
             Constraint row = solver.MakeConstraint(double.NegativeInfinity, inst.Rhs[k], $"budget{k}");
             for (int u = 0; u < inst.N; u++) { row.SetCoefficient(x[u], inst.Rows[k][u]); }
+        }
+        // No-good cut: at most L − 1 of an excluded configuration's choices, so at least one layer differs.
+        foreach (int[] choice in excluded ?? [])
+        {
+            Constraint cut = solver.MakeConstraint(double.NegativeInfinity, inst.L - 1);
+            for (int i = 0; i < inst.L; i++) { cut.SetCoefficient(x[inst.Offsets[i] + choice[i]], 1); }
         }
         return x;
     }
@@ -77,10 +83,10 @@ internal static class MipModels
     }
 
     /// <summary>Independent ILP: minimise diag(Q)ᵀx under the same constraints.</summary>
-    public static MipOutcome Independent(Instance inst, SearchOptions options, string backend, TimeSpan remaining)
+    public static MipOutcome Independent(Instance inst, SearchOptions options, string backend, TimeSpan remaining, IReadOnlyList<int[]>? excluded = null)
     {
         using Solver solver = Create(backend, options, remaining);
-        Variable[] x = AddAssignment(solver, inst);
+        Variable[] x = AddAssignment(solver, inst, excluded);
         Objective objective = solver.Objective();
         for (int u = 0; u < inst.N; u++) { objective.SetCoefficient(x[u], inst.Q[u * inst.N + u]); }
         objective.SetMinimization();
@@ -93,11 +99,12 @@ internal static class MipModels
     /// by Σ_{t ∈ layer j} y_{u,(j,t)} = x_u for every u and every other layer j (the one-hot rows multiplied by x_u),
     /// which is exact on binaries and much tighter than McCormick alone; without it, plain McCormick inequalities.
     /// </summary>
-    public static MipOutcome Linearized(Instance inst, SearchOptions options, string backend, bool rlt, int[]? start, TimeSpan remaining)
+    public static MipOutcome Linearized(Instance inst, SearchOptions options, string backend, bool rlt, int[]? start, TimeSpan remaining,
+        IReadOnlyList<int[]>? excluded = null)
     {
         int n = inst.N;
         using Solver solver = Create(backend, options, remaining);
-        Variable[] x = AddAssignment(solver, inst);
+        Variable[] x = AddAssignment(solver, inst, excluded);
         Objective objective = solver.Objective();
         for (int u = 0; u < n; u++) { objective.SetCoefficient(x[u], inst.Q[u * n + u]); }
         // y[u][j - layerOf(u) - 1 ...]: stored in a dictionary-free jagged layout indexed by v.

@@ -167,6 +167,14 @@ public sealed class MpqPipeline
         return BitSearch.Solve(Problem(budgets, sensitivity, psd), method, Options.Search, cancel);
     }
 
+    /// <summary>The <paramref name="count"/> best distinct configurations of CLADO or the independent ILP, best first (<see cref="BitSearch.SolveRanked"/>).</summary>
+    public IReadOnlyList<SearchResult> SearchRanked(SearchMethod method, IReadOnlyList<Budget> budgets, SensitivityResult sensitivity, int count,
+        PsdMethod psd = PsdMethod.ClipEigenvalues, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(sensitivity);
+        return BitSearch.SolveRanked(Problem(budgets, sensitivity, psd), method, count, Options.Search, cancel);
+    }
+
     /// <summary>OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget.</summary>
     public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default)
     {

@@ -32,6 +32,10 @@ public sealed record RunRequest
     /// <summary>Methods: clado, independent, uniform, ompq, best (the candidate of clado/independent with the lowest held-out loss).</summary>
     public required IReadOnlyList<string> Methods { get; init; }
 
+    /// <summary>Ranked solutions per search method (clado and independent) that <c>best</c> compares: 1 = each method's optimum
+    /// only; k adds the next-best k − 1 configurations of each (<see cref="BitSearch.SolveRanked"/>). Default 3.</summary>
+    public int BestCandidates { get; init; } = 3;
+
     /// <summary>One budget per point of the sweep (one entry for a single search); each entry may combine budgets.</summary>
     public required IReadOnlyList<IReadOnlyList<Budget>> Budgets { get; init; }
 
@@ -55,9 +59,24 @@ public sealed record RunRequest
 public sealed record RunPoint(string Method, string Budget, IReadOnlyList<LayerBits> Config, double AverageBits, long SizeBytes,
     double? PredictedLoss, double? Top1Simulated, double Top1Exported, double Top5Exported, string Status, double? Gap, string ModelFile);
 
+/// <summary>One configuration <c>best</c> considered at one budget.</summary>
+/// <param name="Budget">The budget label.</param>
+/// <param name="Sources">Where it came from, e.g. "clado #1" (the optimum) or "independent #2" (the next best); several when methods agree.</param>
+/// <param name="AverageBits">Average weight bits over all quantized layers.</param>
+/// <param name="PredictedLoss">xᵀΩx / 2, CLADO's predicted loss increase.</param>
+/// <param name="HeldOutCrossEntropy">Mean cross-entropy of the simulated model on the held-out images (what decides).</param>
+/// <param name="HeldOutTop1">Top-1 (%) on the held-out images, for information.</param>
+/// <param name="Chosen">Whether <c>best</c> returned it.</param>
+public sealed record BestCandidate(string Budget, IReadOnlyList<string> Sources, double AverageBits, double PredictedLoss,
+    double HeldOutCrossEntropy, double HeldOutTop1, bool Chosen);
+
 /// <summary>The outcome of a run: the points, the full-precision reference, where everything was written.</summary>
 public sealed record RunSummary(string OutputDirectory, double FpTop1, double FpTop5, IReadOnlyList<RunPoint> Points,
-    SensitivityResult? Sensitivity, IReadOnlyList<StageTiming> Timings, IReadOnlyList<string> Warnings);
+    SensitivityResult? Sensitivity, IReadOnlyList<StageTiming> Timings, IReadOnlyList<string> Warnings)
+{
+    /// <summary>Every configuration <c>best</c> compared, per budget (empty without method best); also in best-candidates.json.</summary>
+    public IReadOnlyList<BestCandidate> BestCandidates { get; init; } = [];
+}
 
 /// <summary>Progress of a run: the stage and, within it, done/total.</summary>
 public readonly record struct RunProgress(string Stage, long Done, long Total, string? Detail);
@@ -123,6 +142,7 @@ public static class RunWorkflow
         }
 
         var points = new List<RunPoint>();
+        var bestCandidates = new List<BestCandidate>();
         var searched = new List<(string Method, string Budget, IReadOnlyList<LayerBits> Config, double? Loss, string Status, double? Gap)>();
         foreach (var budgets in request.Budgets)
         {
@@ -141,15 +161,10 @@ public static class RunWorkflow
                 }
                 if (method == "best")
                 {
-                    // Both searches' answers, judged by their measured loss on held-out images (not the sensitivity set, not the evaluation set).
-                    var candidates = new[] { SearchMethod.Clado, SearchMethod.Independent }
-                        .Select(m => (Method: m, Result: p.Search(m, budgets, sensitivity, cancel: cancel)))
-                        .Select(c => (c.Method, c.Result, Loss: p.Evaluate(p.Simulate(p.Configuration(c.Result.Bits)), request.HeldOut!, null, cancel).CrossEntropy))
-                        .ToList();
-                    var winner = candidates.MinBy(c => c.Loss);
-                    string verdict = $"{winner.Method} (held-out CE " + string.Join(", ", candidates.Select(c => $"{c.Method} {c.Loss:F4}")) + ")";
-                    searched.Add((method, label, p.Configuration(winner.Result.Bits), winner.Result.QuadraticObjective / 2, verdict, null));
-                    solverRuns.Add(new SolverRun(method, label, verdict, null, candidates.Sum(c => c.Result.SolveTime.TotalSeconds)));
+                    var (winner, verdict, seconds, considered) = Best(p, request, budgets, label, sensitivity!, progress, cancel);
+                    bestCandidates.AddRange(considered);
+                    searched.Add((method, label, p.Configuration(winner.Bits), winner.QuadraticObjective / 2, verdict, null));
+                    solverRuns.Add(new SolverRun(method, label, verdict, null, seconds));
                     continue;
                 }
                 SearchMethod kind = method switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
@@ -185,8 +200,45 @@ public static class RunWorkflow
         Stage("export + evaluate");
 
         WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings);
+        if (bestCandidates.Count > 0)
+        {
+            AtomicFile.WriteAllText(Path.Combine(outDir, "best-candidates.json"),
+                System.Text.Json.JsonSerializer.Serialize(bestCandidates, ReportJson.Options));
+        }
         Stage("report");
-        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings);
+        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates };
+    }
+
+    /// <summary>
+    /// Method best at one budget: the ranked solutions of CLADO and of the independent ILP (each optimum and its next-best
+    /// configurations), each distinct configuration judged by the cross-entropy of its simulated model on the held-out images
+    /// (neither the sensitivity set nor the evaluation set); the lowest wins.
+    /// </summary>
+    static (SearchResult Winner, string Verdict, double Seconds, List<BestCandidate> Considered) Best(MpqPipeline p, RunRequest request,
+        IReadOnlyList<Budget> budgets, string label, SensitivityResult sensitivity, IProgress<RunProgress>? progress, CancellationToken cancel)
+    {
+        int count = Math.Max(1, request.BestCandidates);
+        var ranked = new[] { SearchMethod.Clado, SearchMethod.Independent }
+            .SelectMany(m => p.SearchRanked(m, budgets, sensitivity, count, cancel: cancel)
+                .Select((r, i) => (Source: $"{m.ToString().ToLowerInvariant()} #{i + 1}", Result: r)))
+            .ToList();
+        var distinct = ranked.GroupBy(c => BitConfig.Describe(p.Configuration(c.Result.Bits))).ToList();
+        var judged = new List<(IReadOnlyList<string> Sources, SearchResult Result, EvaluationResult HeldOut)>();
+        foreach (var group in distinct)
+        {
+            cancel.ThrowIfCancellationRequested();
+            progress?.Report(new RunProgress("search", judged.Count, distinct.Count, $"best @ {label}: held-out loss of candidate {judged.Count + 1} of {distinct.Count}"));
+            SearchResult result = group.First().Result;
+            EvaluationResult heldOut = p.Evaluate(p.Simulate(p.Configuration(result.Bits)), request.HeldOut!, null, cancel);
+            judged.Add(([.. group.Select(c => c.Source)], result, heldOut));
+        }
+        var winner = judged.MinBy(j => j.HeldOut.CrossEntropy);
+        var runnerUp = judged.Where(j => j != winner).OrderBy(j => j.HeldOut.CrossEntropy).FirstOrDefault();
+        string verdict = FormattableString.Invariant($"{string.Join(" = ", winner.Sources)} of {judged.Count} candidates (held-out CE {winner.HeldOut.CrossEntropy:F4}")
+            + (runnerUp.Result is null ? ")" : FormattableString.Invariant($"; next {string.Join(" = ", runnerUp.Sources)} {runnerUp.HeldOut.CrossEntropy:F4})"));
+        var considered = judged.Select(j => new BestCandidate(label, j.Sources, j.Result.AverageBits, j.Result.QuadraticObjective / 2,
+            j.HeldOut.CrossEntropy, j.HeldOut.Top1, j == winner)).ToList();
+        return (winner.Result, verdict, ranked.Sum(c => c.Result.SolveTime.TotalSeconds), considered);
     }
 
     /// <summary>Throws (naming the minimum) when no configuration fits; warns when every configuration fits.</summary>

@@ -63,6 +63,62 @@ public class BitSearchTests
         Assert.Equal(8, exact.Bits["first"]);
     }
 
+    /// <summary>Every feasible configuration's objective (xᵀΩx, or diag(Ω)ᵀx for the independent ILP), ascending.</summary>
+    static List<double> EnumerateObjectives(SearchProblem problem, bool diagonalOnly)
+    {
+        var searched = problem.Layers.Where(l => l.FixedBits is null).ToList();
+        var values = new List<double>();
+        var choice = new int[searched.Count];
+        while (true)
+        {
+            var bits = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? 0);
+            for (int i = 0; i < searched.Count; i++) { bits[searched[i].Name] = searched[i].CandidateBits[choice[i]]; }
+            if (problem.Budgets.All(b => b.Measure(problem, bits) <= b.Value))
+            {
+                int[] u = [.. Enumerable.Range(0, searched.Count).Select(i => 3 * i + choice[i])];
+                values.Add(diagonalOnly ? u.Sum(a => problem.Omega[a, a]) : u.Sum(a => u.Sum(b => problem.Omega[a, b])));
+            }
+            int k = 0;
+            while (k < choice.Length && ++choice[k] == 3) { choice[k++] = 0; }
+            if (k == choice.Length) { break; }
+        }
+        values.Sort();
+        return values;
+    }
+
+    [Theory]
+    [InlineData(SearchMethod.Clado, 1, 3.5)]
+    [InlineData(SearchMethod.Clado, 2, 2.6)]
+    [InlineData(SearchMethod.Independent, 1, 3.5)]
+    [InlineData(SearchMethod.Independent, 3, 5.0)]
+    public void SolveRanked_SmallRandomPsd_ReturnsTheKBestDistinctConfigurations(SearchMethod method, int seed, double avgBits)
+    {
+        SearchProblem problem = RandomInstance(seed, avgBits);
+        List<double> all = EnumerateObjectives(problem, method == SearchMethod.Independent);
+        var ranked = BitSearch.SolveRanked(problem, method, 5, new SearchOptions { RelativeGap = 1e-9 }, TestContext.Current.CancellationToken);
+        Assert.Equal(Math.Min(5, all.Count), ranked.Count);
+        for (int k = 0; k < ranked.Count; k++)
+        {
+            Assert.Equal(all[k], ranked[k].Objective, 1e-9 * Math.Max(1e-12, Math.Abs(all[k])));
+            Assert.True(ranked[k].AverageBits <= avgBits + 1e-12);
+        }
+        Assert.Equal(ranked.Count, ranked.Select(r => string.Join(",", r.Bits.Values)).Distinct().Count());
+        Assert.Equal(Solve(problem, method, new SearchOptions { RelativeGap = 1e-9 }).Bits, ranked[0].Bits);
+    }
+
+    [Fact]
+    public void SolveRanked_StopsWhenTheBudgetAdmitsFewerConfigurations()
+    {
+        // Budget just above all-2-bit: only configurations with at most one layer at 4 bits fit, far fewer than asked for.
+        SearchProblem problem = RandomInstance(5, 2.0);
+        var lowest = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? 2);
+        double floor = problem.AverageBits(lowest);
+        problem = problem with { Budgets = [new Budget(BudgetKind.AvgBits, floor + 1e-9)] };
+        var ranked = BitSearch.SolveRanked(problem, SearchMethod.Clado, 4, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Single(ranked);
+        Assert.Single(BitSearch.SolveRanked(problem, SearchMethod.Independent, 4, cancellationToken: TestContext.Current.CancellationToken));
+    }
+
     [Theory]
     [InlineData(0, 0.4)]
     [InlineData(1, 0.3)]
