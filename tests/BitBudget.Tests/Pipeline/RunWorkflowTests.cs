@@ -75,6 +75,7 @@ public class RunWorkflowTests
             Assert.True(considered.Count >= 3, $"{best.Budget}: {considered.Count} candidates");
             Assert.Contains(considered, c => c.Sources.Contains("clado #1"));
             Assert.Contains(considered, c => c.Sources.Contains("independent #2"));
+            Assert.Contains(considered, c => c.Sources.Contains("uniform"));   // feasible at both budgets, so it competes
             BestCandidate chosen = Assert.Single(considered, c => c.Chosen);
             Assert.Equal(considered.Min(c => c.HeldOutCrossEntropy), chosen.HeldOutCrossEntropy);
             Assert.Equal(chosen.AverageBits, best.AverageBits, 9);
