@@ -119,7 +119,8 @@ sealed class PipelineArguments
         return (calibration, sensitivity);
     }
 
-    /// <summary>As <see cref="LoadCalibration"/>, plus up to 512 held-out images of the same source that are not sensitivity images.</summary>
+    /// <summary>As <see cref="LoadCalibration"/>, plus up to 512 held-out images of the same source that are neither sensitivity nor calibration images
+    /// (all non-sensitivity images if the calibration draw leaves none).</summary>
     public (Dataset Calibration, Dataset Sensitivity, Dataset? HeldOut) LoadCalibrationWithHeldOut(ParseResult parse, MpqPipeline pipeline)
     {
         Ui.Quiet = parse.GetValue(Quiet);
@@ -130,8 +131,11 @@ sealed class PipelineArguments
         int sensImages = parse.CommandResult.Command.Options.Contains(SensImages) ? Positive(parse.GetValue(SensImages), "--sens-images") : 0;
         Dataset sensitivity = sensImages > 0 ? source.Sample(sensImages, seed + 1) : calibration;
         var sensitivityIds = sensitivity.Ids.ToHashSet(StringComparer.Ordinal);
-        int[] rest = [.. Enumerable.Range(0, source.Count).Where(i => !sensitivityIds.Contains(source.Ids[i]))];
-        Dataset? heldOut = rest.Length == 0 ? null : source.Subset(rest, $"{source.Description}, not in the sensitivity draw").Sample(512, seed + 2);
+        var usedIds = sensitivity.Ids.Concat(calibration.Ids).ToHashSet(StringComparer.Ordinal);
+        int[] unused = [.. Enumerable.Range(0, source.Count).Where(i => !usedIds.Contains(source.Ids[i]))];
+        int[] rest = unused.Length > 0 ? unused : [.. Enumerable.Range(0, source.Count).Where(i => !sensitivityIds.Contains(source.Ids[i]))];
+        string what = unused.Length > 0 ? "in neither the calibration nor the sensitivity draw" : "not in the sensitivity draw";
+        Dataset? heldOut = rest.Length == 0 ? null : source.Subset(rest, $"{source.Description}, {what}").Sample(512, seed + 2);
         if (!Ui.Quiet)
         {
             Ui.Err.MarkupLine($"[grey]calibration: {calibration.Count} images (seed {seed}); sensitivity: {sensitivity.Count} images (seed {seed + 1}); held out: {heldOut?.Count ?? 0} (seed {seed + 2})[/]");

@@ -31,10 +31,16 @@ static class RunCommand
         {
             if (r.GetValueOrDefault<int>() < 1) { r.AddError("--best-candidates must be at least 1."); }
         });
+        var bestJudge = new Option<string>("--best-judge")
+        {
+            Description = "Method best: held-out measure it ranks candidates by: kl (divergence from the float model, default) or ce (cross-entropy against the labels).",
+            DefaultValueFactory = _ => "kl",
+        };
+        bestJudge.AcceptOnlyFromAmong("kl", "ce");
         var args = new PipelineArguments();
         var command = new Command("run", "The whole pipeline: calibrate → measure → search → export → evaluate the exported model → reports.")
         {
-            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates,
+            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates, bestJudge,
         };
         args.AddTo(command);
         command.SetAction(parse =>
@@ -55,6 +61,7 @@ static class RunCommand
                 HeldOut = heldOut,
                 Methods = methods,
                 BestCandidates = parse.GetValue(bestCandidates),
+                BestJudge = parse.GetValue(bestJudge) == "ce" ? BestJudge.CrossEntropy : BestJudge.KlDivergence,
                 Budgets = budgets,
                 OutputDirectory = outDir,
                 Force = parse.GetValue(force),

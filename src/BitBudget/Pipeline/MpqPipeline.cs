@@ -236,11 +236,30 @@ public sealed class MpqPipeline
     public EvaluationResult Evaluate(OnnxModel model, Dataset data, IProgress<int>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(model);
-        // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
-        OnnxModel runnable = ReferenceEquals(model, Original) ? Prepared : model;
-        using var engine = EvaluationEngine.Create(runnable, Options.Runtime);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
         return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100 }, progress, cancel);
     }
+
+    /// <summary>As <see cref="Evaluate(OnnxModel, Dataset, IProgress{int}?, CancellationToken)"/>, plus the KL divergence from
+    /// <paramref name="referenceLogits"/> (e.g. the float model's <see cref="Logits"/> on the same images).</summary>
+    public EvaluationResult EvaluateAgainst(OnnxModel model, Dataset data, float[] referenceLogits, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
+        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, ReferenceLogits = referenceLogits }, null, cancel);
+    }
+
+    /// <summary>The logits of <paramref name="model"/> on every image of <paramref name="data"/>, [count, classes].</summary>
+    public float[] Logits(OnnxModel model, Dataset data, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
+        engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, KeepLogits = true }, null, cancel);
+        return engine.LastLogits!;
+    }
+
+    // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
+    OnnxModel Runnable(OnnxModel model) => ReferenceEquals(model, Original) ? Prepared : model;
 
     /// <summary>Weight bytes and average bits of a configuration, as the budgets count them (float layers at 32 bits).</summary>
     public (long Bytes, double AverageBits) Size(IReadOnlyList<LayerBits> config)

@@ -70,14 +70,15 @@ public class RunWorkflowTests
         Assert.True(File.Exists(Path.Combine(output, "best-candidates.json")));
         foreach (RunPoint best in summary.Points.Where(p => p.Method == "best"))
         {
-            Assert.Contains("held-out CE", best.Status, StringComparison.Ordinal);
+            Assert.Contains("held-out KL", best.Status, StringComparison.Ordinal);
             var considered = summary.BestCandidates.Where(c => c.Budget == best.Budget).ToList();
             Assert.True(considered.Count >= 3, $"{best.Budget}: {considered.Count} candidates");
             Assert.Contains(considered, c => c.Sources.Contains("clado #1"));
             Assert.Contains(considered, c => c.Sources.Contains("independent #2"));
             Assert.Contains(considered, c => c.Sources.Contains("uniform"));   // feasible at both budgets, so it competes
             BestCandidate chosen = Assert.Single(considered, c => c.Chosen);
-            Assert.Equal(considered.Min(c => c.HeldOutCrossEntropy), chosen.HeldOutCrossEntropy);
+            Assert.Equal(considered.Min(c => c.HeldOutKlDivergence), chosen.HeldOutKlDivergence);
+            Assert.All(considered, c => Assert.True(c.HeldOutKlDivergence >= 0 && c.HeldOutCrossEntropy > 0));
             Assert.Equal(chosen.AverageBits, best.AverageBits, 9);
             Assert.All(considered, c => Assert.True(c.AverageBits <= 6.5 + 1e-9));
         }
@@ -89,6 +90,23 @@ public class RunWorkflowTests
         Assert.DoesNotContain("http://", html, StringComparison.Ordinal);
         string manifest = File.ReadAllText(Path.Combine(output, "manifest.json"));
         Assert.Contains(summary.Sensitivity!.Context, manifest, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BestJudgedByCrossEntropy_PicksTheLowestHeldOutCrossEntropy()
+    {
+        using var dir = new Assets.TempDir();
+        RunSummary summary = RunWorkflow.Execute(Request(dir.File("out"), "5bits") with
+        {
+            Methods = ["best"],
+            BestJudge = BestJudge.CrossEntropy,
+            BestCandidates = 2,
+        });
+        RunPoint best = Assert.Single(summary.Points);
+        Assert.Contains("held-out CE", best.Status, StringComparison.Ordinal);
+        BestCandidate chosen = Assert.Single(summary.BestCandidates, c => c.Chosen);
+        Assert.Equal(summary.BestCandidates.Min(c => c.HeldOutCrossEntropy), chosen.HeldOutCrossEntropy);
+        Assert.DoesNotContain(summary.BestCandidates, c => c.Sources.Any(s => s.EndsWith("#3", StringComparison.Ordinal)));
     }
 
     [Fact]
