@@ -117,7 +117,8 @@ internal static class LayerInputStatistics
                 IDisposableReadOnlyCollection<OrtValue> outputs;
                 try
                 {
-                    outputs = model.Run(runOptions, [dataInput], [input], captured);
+                    // ORT needs one output even when every layer reads the model input itself.
+                    outputs = model.Run(runOptions, [dataInput], [input], captured.Count > 0 ? captured : [probe.Graph.Output[0].Name]);
                 }
                 catch (OnnxRuntimeException e)
                 {
