@@ -164,6 +164,19 @@ public class LayerInputStatisticsShiftedTests
             Assert.True(hError <= 1e-5 && sumError <= 1e-5, $"{a.Layer.Name}: H {hError:E2}, sum {sumError:E2}");
         }
 
+        // The first layer (3 channels, the images themselves) against the double reference, H and column sums.
+        var firstH = new double[27 * 27];
+        var firstSum = new double[27];
+        foreach ((float[] data, long[] shape) in batches)
+        {
+            (double[] h, double[] sum, _) = StatisticsReference.ConvGram(data, shape, 0, 1, 3, 3, 1, [1, 1, 1, 1], 1);
+            for (int i = 0; i < h.Length; i++) { firstH[i] += h[i]; }
+            for (int i = 0; i < sum.Length; i++) { firstSum[i] += sum[i]; }
+        }
+        Assert.True(StatisticsReference.RelativeError(shifted[0].H(0), firstH) <= 1e-5);
+        Assert.True(StatisticsReference.RelativeError(shifted[0].Sum, firstSum) <= 1e-5,
+            $"sum: shifted {StatisticsReference.RelativeError(shifted[0].Sum, firstSum):E2}, im2col {StatisticsReference.RelativeError(im2col[0].Sum, firstSum):E2}");
+
         // One stride-1 3×3 layer (32 → 32 channels, 16×16) against the double reference as well.
         LayerInfo layer = summary.Layers.First(l => l.OpType == "Conv" && l.WeightShape[0] == 32 && l.WeightShape[1] == 32);
         int index = summary.Layers.ToList().IndexOf(layer);
