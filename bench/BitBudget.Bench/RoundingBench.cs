@@ -11,8 +11,8 @@ namespace BitBudget.Bench;
 
 /// <summary>
 /// Weights-only top-1 of the rounding settings through the public API (QuantizedWeights.Create → QuantSimulator → EvaluationEngine),
-/// statistics + rounding time, and top-1 against the number of calibration images.
-/// Args: [resnet|squeezenet|gram] [variants|default|calib|time|a8] (default: both models, all parts).
+/// statistics + rounding time, the statistics pass by shifted products against im2col, and top-1 against the number of calibration images.
+/// Args: [resnet|squeezenet|gram] [variants|default|calib|time|stats|a8] (default: both models, all parts; time includes stats).
 /// </summary>
 static class RoundingBench
 {
@@ -73,6 +73,7 @@ static class RoundingBench
                     $"process CPU so far {(Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             }
         }
+        if (part is "all" or "time" or "stats") { StatisticsPaths(prepared, layers, calib); }
         if (part is "all" or "variants" or "default")
         {
             (string Label, WeightRounding Rounding)[] variants =
@@ -117,6 +118,52 @@ static class RoundingBench
                 Console.WriteLine($"  {Math.Min(n, calib.Count),-22} {rtn4,7:F2} {Top1(bc, 4),9:F2} {Top1(g, 4),7:F2} {rtn2,7:F2} {Top1(bc, 2),9:F2} {Top1(g, 2),7:F2}");
             }
         }
+    }
+
+    /// <summary>
+    /// The statistics pass as QuantizedWeights.Create runs it, with stride-1 convs by shifted products (the default) and by im2col,
+    /// alternated so both see the same machine load: median of 3 runs each, their ratio, and the largest per-layer difference of H.
+    /// </summary>
+    static void StatisticsPaths(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, Dataset calib)
+    {
+        int count = Math.Min(WeightRounding.Default.CalibrationImages, calib.Count);
+        int batch = Math.Clamp((1 << 22) / Math.Max(1, calib.SampleSize), 1, 64);   // as QuantizedWeights.Create
+        IReadOnlyList<LayerStatistics> Collect(ConvGram path) => LayerInputStatistics.Collect(prepared, layers, calib, count, batch, convGram: path);
+        IReadOnlyList<LayerStatistics> shifted = Collect(ConvGram.Shifted), im2col = Collect(ConvGram.Im2Col);   // warm-up, and the H compared
+        var times = new Dictionary<ConvGram, List<double>> { [ConvGram.Shifted] = [], [ConvGram.Im2Col] = [] };
+        var cpu = new Dictionary<ConvGram, double> { [ConvGram.Shifted] = 0, [ConvGram.Im2Col] = 0 };
+        for (int run = 0; run < 3; run++)
+        {
+            foreach (ConvGram path in new[] { ConvGram.Im2Col, ConvGram.Shifted })
+            {
+                TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+                long start = Stopwatch.GetTimestamp();
+                Collect(path);
+                times[path].Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+                cpu[path] += (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / 3;
+            }
+        }
+        double Median(ConvGram path) => times[path].Order().ElementAt(1);
+        double maxH = 0, maxSum = 0;
+        string worst = "";
+        for (int i = 0; i < layers.Count; i++)
+        {
+            double h = RelativeDifference(shifted[i].Hessian, im2col[i].Hessian), sum = RelativeDifference(shifted[i].Sum, im2col[i].Sum);
+            if (h > maxH) { (maxH, worst) = (h, layers[i].Name); }
+            maxSum = Math.Max(maxSum, sum);
+        }
+        Console.WriteLine($"  statistics pass over {count} images (batches of {batch}), median of 3: im2col {Median(ConvGram.Im2Col):F2} s (CPU {cpu[ConvGram.Im2Col]:F1} s), " +
+            $"shifted {Median(ConvGram.Shifted):F2} s (CPU {cpu[ConvGram.Shifted]:F1} s), ratio {Median(ConvGram.Im2Col) / Median(ConvGram.Shifted):F2}; " +
+            $"runs im2col [{string.Join(", ", times[ConvGram.Im2Col].Select(t => t.ToString("F2")))}], shifted [{string.Join(", ", times[ConvGram.Shifted].Select(t => t.ToString("F2")))}]; " +
+            $"load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+        Console.WriteLine($"  largest relative Frobenius difference shifted vs im2col over the {layers.Count} layers: H {maxH:E2} ({worst}), column sums {maxSum:E2}");
+    }
+
+    static double RelativeDifference(double[] a, double[] b)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < a.Length; i++) { num += (a[i] - b[i]) * (a[i] - b[i]); den += b[i] * b[i]; }
+        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
     }
 
     /// <summary>X·Xᵀ for one K × M im2col chunk three ways: ORT Gemm (MLAS), TensorPrimitives dot products, MathNet.</summary>

@@ -36,9 +36,19 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
     }
 }
 
+/// <summary>How a Conv's H is computed (Gemm/MatMul always use their input rows).</summary>
+internal enum ConvGram
+{
+    /// <summary>Shifted channel products (<see cref="ShiftedConvGram"/>) for stride-1 convs where they apply and cost fewer multiply-adds; im2col elsewhere.</summary>
+    Shifted,
+    /// <summary>im2col for every Conv: the path the shifted one is checked and benchmarked against.</summary>
+    Im2Col,
+}
+
 /// <summary>
 /// The statistics pass: one ORT run per calibration batch with every quantized layer's input exposed as an extra output,
-/// then im2col (Conv) into a pooled buffer and X·Xᵀ by ORT's own Gemm (MLAS) in a one-node session.
+/// then, per layer, shifted channel products (stride-1 Conv, <see cref="ShiftedConvGram"/>) or im2col (other Conv) into a pooled
+/// buffer and X·Xᵀ, all by ORT's own Gemm (MLAS) in one-node sessions.
 /// </summary>
 /// <remarks>
 /// Each chunk's Gemm accumulates in float over at most <see cref="ChunkFloats"/>/K columns (MLAS, FMA); chunks are summed in
@@ -52,12 +62,13 @@ internal static class LayerInputStatistics
     /// <summary>Accumulates the statistics of <paramref name="layers"/> over <paramref name="batches"/> (NCHW floats and their shape).</summary>
     /// <exception cref="BitBudgetException">A layer's input holds NaN or infinite values, or a Conv is not 2-D.</exception>
     public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
-        IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default) =>
-        Collect(prepared, layers, batches.Select(b => ((ReadOnlyMemory<float>)b.Data, b.Shape)), runtime, null, cancellationToken);
+        IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default,
+        ConvGram convGram = ConvGram.Shifted) =>
+        Collect(prepared, layers, batches.Select(b => ((ReadOnlyMemory<float>)b.Data, b.Shape)), runtime, null, convGram, cancellationToken);
 
     /// <summary>Accumulates the statistics over the first <paramref name="count"/> images of <paramref name="data"/>, batch by batch, without copying them.</summary>
     public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize,
-        RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, ConvGram convGram = ConvGram.Shifted)
     {
         count = Math.Min(count, data.Count);
         IEnumerable<(ReadOnlyMemory<float>, long[])> Batches()
@@ -68,11 +79,12 @@ internal static class LayerInputStatistics
                 yield return (data.Batch(start, n), [n, .. data.SampleShape.Select(d => (long)d)]);
             }
         }
-        return Collect(prepared, layers, Batches(), runtime, progress, cancellationToken);
+        return Collect(prepared, layers, Batches(), runtime, progress, convGram, cancellationToken);
     }
 
     static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
-        IEnumerable<(ReadOnlyMemory<float> Data, long[] Shape)> batches, RuntimeOptions? runtime, IProgress<int>? progress, CancellationToken cancellationToken)
+        IEnumerable<(ReadOnlyMemory<float> Data, long[] Shape)> batches, RuntimeOptions? runtime, IProgress<int>? progress, ConvGram convGram,
+        CancellationToken cancellationToken)
     {
         runtime ??= RuntimeOptions.Default;
         var plans = new List<Plan>(layers.Count);
@@ -117,7 +129,8 @@ internal static class LayerInputStatistics
                 IDisposableReadOnlyCollection<OrtValue> outputs;
                 try
                 {
-                    outputs = model.Run(runOptions, [dataInput], [input], captured);
+                    // ORT needs one output even when every layer reads the model input itself.
+                    outputs = model.Run(runOptions, [dataInput], [input], captured.Count > 0 ? captured : [probe.Graph.Output[0].Name]);
                 }
                 catch (OnnxRuntimeException e)
                 {
@@ -130,13 +143,13 @@ internal static class LayerInputStatistics
                     {
                         if (plan.InputName == dataInput)
                         {
-                            Accumulate(stats[plan.LayerIndex], plan, data.Span, shape, buffer, gram);
+                            Accumulate(stats[plan.LayerIndex], plan, data.Span, shape, buffer, gram, convGram);
                             continue;
                         }
                         OrtValue value = outputs[captured.IndexOf(plan.InputName)];
                         ReadOnlySpan<float> x = value.GetTensorDataAsSpan<float>();
                         long[] xShape = value.GetTensorTypeAndShape().Shape;
-                        Accumulate(stats[plan.LayerIndex], plan, x, xShape, buffer, gram);
+                        Accumulate(stats[plan.LayerIndex], plan, x, xShape, buffer, gram, convGram);
                     }
                 }
                 done += (int)shape[0];
@@ -188,7 +201,7 @@ internal static class LayerInputStatistics
         }
     }
 
-    static void Accumulate(LayerStatistics s, Plan plan, ReadOnlySpan<float> x, long[] shape, float[] buffer, GramSessions gram)
+    static void Accumulate(LayerStatistics s, Plan plan, ReadOnlySpan<float> x, long[] shape, float[] buffer, GramSessions gram, ConvGram convGram)
     {
         int k = s.K;
         if (!plan.IsConv)
@@ -209,6 +222,15 @@ internal static class LayerInputStatistics
         var g = Geometry.For(plan, h, w);
         int cPerGroup = c / plan.Groups;
         int positions = g.OutH * g.OutW;
+        if (convGram == ConvGram.Shifted && ShiftedConvGram.TryCreate(plan, g, h, w, cPerGroup) is { } shifted)
+        {
+            for (int group = 0; group < plan.Groups; group++)
+            {
+                shifted.Accumulate(x, n, c, group, s.H(group), s.Sum.AsSpan(group * k, k), buffer, gram);
+            }
+            s.Columns += (long)n * positions * plan.Groups;
+            return;
+        }
         int imagesPerChunk = Math.Max(1, ChunkFloats / (k * positions));
         if ((long)k * positions > ChunkFloats)
         {
@@ -309,17 +331,56 @@ internal static class LayerInputStatistics
         }
     }
 
-    /// <summary>Two one-node ORT sessions computing X·Xᵀ (columns layout, K × M) and XᵀX (rows layout, M × K) with MLAS.</summary>
+    /// <summary>
+    /// One-node ORT sessions (MLAS): X·Xᵀ (columns layout, K × M), XᵀX (rows layout, M × K), AᵀB of two M × C views
+    /// (the shifted products) and the batched A·B of the border pieces ([P, C, T] · [P, T, C]).
+    /// </summary>
     internal sealed class GramSessions : IDisposable
     {
-        readonly InferenceSession _columns, _rows;
+        readonly InferenceSession _columns, _rows, _cross, _pieces;
         readonly RunOptions _runOptions = new();
 
         public GramSessions(RuntimeOptions runtime)
         {
-            _columns = OrtSessions.Create(GramModel(transA: false), runtime, "the Gram-matrix model");
-            try { _rows = OrtSessions.Create(GramModel(transA: true), runtime, "the Gram-matrix model"); }
-            catch { _columns.Dispose(); _runOptions.Dispose(); throw; }
+            Parallelism = runtime.IntraOpThreads > 0 ? runtime.IntraOpThreads : Environment.ProcessorCount;
+            // The shifted products run one per core from managed threads, each session on one thread.
+            RuntimeOptions single = runtime with { IntraOpThreads = 1 };
+            var created = new List<InferenceSession>(4);
+            try
+            {
+                foreach ((byte[] model, RuntimeOptions options) in new[] { (GramModel(transA: false), runtime), (GramModel(transA: true), runtime), (CrossModel(), single), (PiecesModel(), single) })
+                {
+                    created.Add(OrtSessions.Create(model, options, "the Gram-matrix model"));
+                }
+            }
+            catch
+            {
+                foreach (InferenceSession session in created) { session.Dispose(); }
+                _runOptions.Dispose();
+                throw;
+            }
+            (_columns, _rows, _cross, _pieces) = (created[0], created[1], created[2], created[3]);
+        }
+
+        /// <summary>How many <see cref="Cross"/> products may run at once (the runtime's intra-op threads; 0 = one per core).</summary>
+        public int Parallelism { get; }
+
+        /// <summary><paramref name="result"/> (C × C) = AᵀB for the M × C matrices at float offsets <paramref name="a"/> and <paramref name="b"/> of <paramref name="x"/>.</summary>
+        public void Cross(float[] x, int a, int b, int m, int c, Span<float> result)
+        {
+            using var left = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(a, m * c), [m, c]);
+            using var right = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(b, m * c), [m, c]);
+            using var outputs = _cross.Run(_runOptions, ["a", "b"], [left, right], ["h"]);
+            outputs[0].GetTensorDataAsSpan<float>().CopyTo(result);
+        }
+
+        /// <summary><paramref name="result"/> (P × C × C) = A_p·B_p for A = <paramref name="a"/> as P × C × T and B = <paramref name="b"/> as P × T × C.</summary>
+        public void CrossPieces(float[] a, float[] b, int pieces, int c, int t, Span<float> result)
+        {
+            using var left = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, a.AsMemory(0, pieces * c * t), [pieces, c, t]);
+            using var right = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, pieces * t * c), [pieces, t, c]);
+            using var outputs = _pieces.Run(_runOptions, ["a", "b"], [left, right], ["h"]);
+            outputs[0].GetTensorDataAsSpan<float>().CopyTo(result);
         }
 
         /// <summary>H += X·Xᵀ and sum += row sums of X, for X = <paramref name="x"/>[0 .. k·m) as K × M.</summary>
@@ -350,25 +411,48 @@ internal static class LayerInputStatistics
 
         static byte[] GramModel(bool transA)
         {
-            var graph = new GraphProto { Name = "gram" };
             var node = new NodeProto { OpType = "Gemm", Name = "gram" };
             node.Input.Add("x");
             node.Input.Add("x");
             node.Output.Add("h");
             node.Attribute.Add(new AttributeProto { Name = transA ? "transA" : "transB", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            return Model(node, [Value("x", "A", "B")], Value("h", "K", "K"));
+        }
+
+        static byte[] CrossModel()
+        {
+            var node = new NodeProto { OpType = "Gemm", Name = "cross" };
+            node.Input.Add("a");
+            node.Input.Add("b");
+            node.Output.Add("h");
+            node.Attribute.Add(new AttributeProto { Name = "transA", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            return Model(node, [Value("a", "M", "C"), Value("b", "M", "C")], Value("h", "C", "C"));
+        }
+
+        static byte[] PiecesModel()
+        {
+            var node = new NodeProto { OpType = "MatMul", Name = "pieces" };
+            node.Input.Add("a");
+            node.Input.Add("b");
+            node.Output.Add("h");
+            return Model(node, [Value("a", "P", "C", "T"), Value("b", "P", "T", "C")], Value("h", "P", "C", "C"));
+        }
+
+        static byte[] Model(NodeProto node, ValueInfoProto[] inputs, ValueInfoProto output)
+        {
+            var graph = new GraphProto { Name = node.Name };
             graph.Node.Add(node);
-            graph.Input.Add(Value("x", "A", "B"));
-            graph.Output.Add(Value("h", "K", "K"));
+            graph.Input.Add(inputs);
+            graph.Output.Add(output);
             var proto = new ModelProto { IrVersion = 8, ProducerName = "bitbudget", Graph = graph };
             proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
             return new OnnxModel(proto).ToBytes();
         }
 
-        static ValueInfoProto Value(string name, string d0, string d1)
+        static ValueInfoProto Value(string name, params string[] dims)
         {
             var shape = new TensorShapeProto();
-            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = d0 });
-            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = d1 });
+            foreach (string d in dims) { shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = d }); }
             return new ValueInfoProto
             {
                 Name = name,
@@ -380,6 +464,8 @@ internal static class LayerInputStatistics
         {
             _columns.Dispose();
             _rows.Dispose();
+            _cross.Dispose();
+            _pieces.Dispose();
             _runOptions.Dispose();
         }
     }

@@ -8,13 +8,15 @@ namespace BitBudget.Tests.Support;
 internal static class StatisticsReference
 {
     /// <summary>Σ x xᵀ (K × K) and Σ x over every im2col patch of one group of a 2-D Conv, ONNX padding semantics, in double.</summary>
+    /// <param name="dilationW">The horizontal dilation when it differs from <paramref name="dilation"/>.</param>
     public static (double[] H, double[] Sum, long Columns) ConvGram(float[] x, long[] shape, int group, int groups, int kh, int kw,
-        int stride, int[] pads /* top, left, bottom, right */, int dilation)
+        int stride, int[] pads /* top, left, bottom, right */, int dilation, int? dilationW = null)
     {
+        int dilationH = dilation, dilW = dilationW ?? dilation;
         int n = (int)shape[0], c = (int)shape[1], h = (int)shape[2], w = (int)shape[3];
         int cg = c / groups, k = cg * kh * kw;
-        int outH = (h + pads[0] + pads[2] - dilation * (kh - 1) - 1) / stride + 1;
-        int outW = (w + pads[1] + pads[3] - dilation * (kw - 1) - 1) / stride + 1;
+        int outH = (h + pads[0] + pads[2] - dilationH * (kh - 1) - 1) / stride + 1;
+        int outW = (w + pads[1] + pads[3] - dilW * (kw - 1) - 1) / stride + 1;
         var hm = new double[k * k];
         var sum = new double[k];
         var patch = new double[k];
@@ -31,7 +33,7 @@ internal static class StatisticsReference
                         {
                             for (int j = 0; j < kw; j++)
                             {
-                                int iy = oy * stride - pads[0] + i * dilation, ix = ox * stride - pads[1] + j * dilation;
+                                int iy = oy * stride - pads[0] + i * dilationH, ix = ox * stride - pads[1] + j * dilW;
                                 bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
                                 patch[idx++] = inside ? x[((b * c + group * cg + ch) * h + iy) * w + ix] : 0;
                             }
