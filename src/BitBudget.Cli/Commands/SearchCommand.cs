@@ -18,8 +18,17 @@ static class SearchCommand
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Bit configuration JSON to write (quantize --config reads it)." };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var json = new Option<bool>("--json") { Description = "Print the search result as JSON on stdout." };
+        var rank = new Option<int>("--rank")
+        {
+            Description = "clado/independent: list the N best distinct configurations by the method's objective (the first is written to --output).",
+            DefaultValueFactory = _ => 1,
+        };
+        rank.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 1) { r.AddError("--rank must be at least 1."); }
+        });
         var args = new PipelineArguments();
-        var command = new Command("search", "Choose per-layer bits for a budget with CLADO (exact IQP), the independent ILP, uniform bits or OMPQ.") { model, method, budget, output, force, json };
+        var command = new Command("search", "Choose per-layer bits for a budget with CLADO (exact IQP), the independent ILP, uniform bits or OMPQ.") { model, method, budget, output, force, json, rank };
         args.AddTo(command);
         command.SetAction(parse =>
         {
@@ -52,12 +61,30 @@ static class SearchCommand
                     s = PipelineArguments.Measure(pipeline, sensitivity);
                 }
                 var kind = name switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
-                SearchResult r = pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation);
+                int count = parse.GetValue(rank);
+                IReadOnlyList<SearchResult> ranked = count > 1 && s is not null
+                    ? pipeline.SearchRanked(kind, budgets, s, count, parse.GetValue(args.Psd), Ui.Cancellation)
+                    : [pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation)];
+                SearchResult r = ranked[0];
                 config = pipeline.Configuration(r.Bits);
-                report = System.Text.Json.JsonDocument.Parse(r.ToJson()).RootElement;
+                report = ranked.Count == 1
+                    ? System.Text.Json.JsonDocument.Parse(r.ToJson()).RootElement
+                    : System.Text.Json.JsonDocument.Parse($"[{string.Join(",", ranked.Select(x => x.ToJson()))}]").RootElement;
                 if (!Ui.Quiet)
                 {
                     Ui.Err.MarkupLine($"[grey]{r.Method}: {r.Status}, objective {r.Objective:G6}, bound {r.BestBound:G6}, gap {r.Gap:P2}, {r.SolveTime.TotalSeconds:F2} s ({Markup.Escape(r.Solver)})[/]");
+                }
+                if (ranked.Count > 1 && !parse.GetValue(json))
+                {
+                    var table = new Table().Border(TableBorder.Rounded).Title($"{ranked.Count} best configurations by the {name} objective");
+                    foreach (string c in new[] { "#", "objective", "avg bits", "status", "differs from #1" }) { table.AddColumn(c); }
+                    for (int i = 0; i < ranked.Count; i++)
+                    {
+                        SearchResult x = ranked[i];
+                        string diff = string.Join(", ", x.Bits.Where(b => r.Bits[b.Key] != b.Value).Select(b => $"{b.Key} {r.Bits[b.Key]}→{b.Value}"));
+                        table.AddRow($"{i + 1}", $"{x.Objective:G6}", $"{x.AverageBits:F3}", x.Status.ToString(), Markup.Escape(i == 0 ? "" : diff));
+                    }
+                    Ui.Out.Write(table);
                 }
             }
             if (outFile is not null) { BitConfig.FromResolved(config).Save(outFile.FullName); }
