@@ -67,9 +67,8 @@ static class SearchCommand
                     : [pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation)];
                 SearchResult r = ranked[0];
                 config = pipeline.Configuration(r.Bits);
-                report = ranked.Count == 1
-                    ? System.Text.Json.JsonDocument.Parse(r.ToJson()).RootElement
-                    : System.Text.Json.JsonDocument.Parse($"[{string.Join(",", ranked.Select(x => x.ToJson()))}]").RootElement;
+                var results = ranked.Select(x => System.Text.Json.JsonDocument.Parse(x.ToJson()).RootElement).ToArray();
+                report = results.Length == 1 ? results[0] : results;
                 if (!Ui.Quiet)
                 {
                     Ui.Err.MarkupLine($"[grey]{r.Method}: {r.Status}, objective {r.Objective:G6}, bound {r.BestBound:G6}, gap {r.Gap:P2}, {r.SolveTime.TotalSeconds:F2} s ({Markup.Escape(r.Solver)})[/]");

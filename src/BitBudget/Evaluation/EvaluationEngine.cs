@@ -103,9 +103,9 @@ public sealed class EvaluationEngine : IDisposable
     }
 
     /// <summary>The logits of every image, [count, classes].</summary>
-    public float[] Logits(Dataset data, int batchSize = 64)
+    public float[] Logits(Dataset data, int batchSize = 64, CancellationToken cancel = default)
     {
-        Evaluate(data, new EvaluationOptions { BatchSize = batchSize, KeepLogits = true });
+        Evaluate(data, new EvaluationOptions { BatchSize = batchSize, KeepLogits = true }, null, cancel);
         return LastLogits!;
     }
 

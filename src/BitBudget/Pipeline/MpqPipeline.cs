@@ -254,8 +254,7 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(model);
         using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
-        engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, KeepLogits = true }, null, cancel);
-        return engine.LastLogits!;
+        return engine.Logits(data, batchSize: 100, cancel);
     }
 
     // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
