@@ -172,6 +172,10 @@ internal sealed class MeasurementPlan
         // The base: fixed layers quantized as configured, searched layers in float with float inputs.
         var baseConfig = input.Config.Select(c => c.Searchable ? c with { WeightBits = 0, ActivationBits = 0 } : c).ToArray();
         OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true);
+        // The cones add what the searched layers need (the float fake quantization's Round, Clip with inputs…) to slices of this
+        // base, so it carries their opset even when nothing in it is quantized yet (an opset-8 model with every layer searched).
+        long needed = QdqGraph.RequiredOpset(input.Config, storedWeights: false);
+        if (needed > baseModel.Opset) { OpsetUpgrade.Raise(baseModel, needed); }
 
         // Everything that determines a measured value goes into the context hash, including every quantized tensor.
         var text = new System.Text.StringBuilder();

@@ -1,7 +1,6 @@
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
-using BitBudget.Graph.Onnx;
 using BitBudget.Quantization;
 using BitBudget.Sensitivity;
 using BitBudget.Tests.Support;
@@ -12,33 +11,6 @@ namespace BitBudget.Tests.Evaluation;
 public class NonFiniteTests
 {
     const int Images = 12;
-
-    /// <summary>x[N,3,8,8] → Conv(4) → Relu → GlobalAveragePool → Flatten → Gemm(3) → Relu → Gemm(3) → y[N,3]; <paramref name="poison"/> goes into w1[5].</summary>
-    static OnnxModel Classifier(float? poison = null)
-    {
-        TensorProto w1 = TinyModels.Tensor("w1", [4, 3, 3, 3], seed: 1);
-        if (poison is float p)
-        {
-            float[] values = TensorData.ReadFloats(w1);
-            values[5] = p;
-            w1 = TinyModels.Tensor("w1", [4, 3, 3, 3], values);
-        }
-        return TinyModels.Model(
-            [
-                TinyModels.Node("Conv", ["x", "w1", "b1"], ["c1"], "conv", TinyModels.Ints("kernel_shape", 3, 3), TinyModels.Ints("pads", 1, 1, 1, 1)),
-                TinyModels.Node("Relu", ["c1"], ["r1"], "relu1"),
-                TinyModels.Node("GlobalAveragePool", ["r1"], ["p"], "pool"),
-                TinyModels.Node("Flatten", ["p"], ["f"], "flatten"),
-                TinyModels.Node("Gemm", ["f", "w2", "b2"], ["g"], "fc1", TinyModels.Int("transB", 1)),
-                TinyModels.Node("Relu", ["g"], ["r2"], "relu2"),
-                TinyModels.Node("Gemm", ["r2", "w3", "b3"], ["y"], "fc2", TinyModels.Int("transB", 1)),
-            ],
-            [
-                w1, TinyModels.Tensor("b1", [4], seed: 2), TinyModels.Tensor("w2", [3, 4], seed: 3), TinyModels.Tensor("b2", [3], seed: 4),
-                TinyModels.Tensor("w3", [3, 3], seed: 5), TinyModels.Tensor("b3", [3], seed: 6),
-            ],
-            TinyModels.Value("x", -1, 3, 8, 8), TinyModels.Value("y", -1, 3));
-    }
 
     static Dataset Data(bool nanImage = false)
     {
@@ -52,7 +24,7 @@ public class NonFiniteTests
     [InlineData(float.PositiveInfinity)]
     public void NonFiniteLogits_NeverScore_ErrorNamesFirstNonFiniteNode(float poison)
     {
-        (OnnxModel prepared, _) = ModelInspector.Inspect(Classifier(poison));
+        (OnnxModel prepared, _) = ModelInspector.Inspect(TinyModels.Classifier(poison));
         using var engine = EvaluationEngine.Create(prepared);
         var e = Assert.Throws<BitBudgetException>(() => engine.Evaluate(Data(), new EvaluationOptions { BatchSize = 5 }));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
@@ -65,7 +37,7 @@ public class NonFiniteTests
     [Fact]
     public void FiniteModel_NonFiniteImage_NamesTheBatchAndFirstNode()
     {
-        (OnnxModel prepared, _) = ModelInspector.Inspect(Classifier());
+        (OnnxModel prepared, _) = ModelInspector.Inspect(TinyModels.Classifier());
         using var engine = EvaluationEngine.Create(prepared);
         Assert.Equal(Images, engine.Evaluate(Data()).Count);   // the normal path is unchanged
         var e = Assert.Throws<BitBudgetException>(() => engine.Evaluate(Data(nanImage: true), new EvaluationOptions { BatchSize = 4 }));
@@ -78,7 +50,7 @@ public class NonFiniteTests
     [InlineData(float.NegativeInfinity, "-Infinity")]
     public void NonFiniteWeight_RefusedBeforeRtnAndBeforeGptq_NamingLayerAndTensor(float poison, string shown)
     {
-        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(Classifier(poison));
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(TinyModels.Classifier(poison));
         string expected = $"Layer 'conv' tensor 'w1' of model 'tiny.onnx' holds 1 non-finite value (first: {shown} at element 5); it cannot be quantized.";
         var rtn = Assert.Throws<BitBudgetException>(() => new QuantizedWeights(prepared, summary.Layers));
         Assert.Equal(expected, rtn.Message);
@@ -93,7 +65,7 @@ public class NonFiniteTests
     [InlineData(true)]
     public void NonFiniteCladoLoss_Errors_InsteadOfEnteringOmega(bool naive)
     {
-        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(Classifier());
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(TinyModels.Classifier());
         var config = BitConfig.Uniform(8).Resolve(summary.Layers).Select(c => c with { Searchable = true }).ToArray();
         var input = new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), null, Data(nanImage: true));
         var e = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { BatchSize = 6, Naive = naive }));
