@@ -40,9 +40,11 @@ static class Program   // the one place that turns exceptions into a message and
             Console.Error.WriteLine("error: cancelled; no output was written.");
             return ExitCodes.Cancelled;
         }
-        catch (Exception e) when (!parse.GetValue(verbose))
+        catch (Exception e)
         {
-            Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")} (rerun with --verbose)");
+            // With --verbose the stack follows the line. (An exception filter that let it escape Main made .NET abort: exit 134.)
+            Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}{(parse.GetValue(verbose) ? "" : " (rerun with --verbose)")}");
+            if (parse.GetValue(verbose)) { Console.Error.WriteLine(e.ToString()); }
             return ExitCodes.Internal;
         }
     }

@@ -22,10 +22,44 @@ static class Ui
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower), new FiniteOrNull<double>(), new FiniteOrNull<float>() },
     };
 
-    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, Json));
+    /// <summary>Strict JSON for scripts: a NaN or infinite number is written as null, with a warning on stderr naming how many.</summary>
+    public static string ToJson<T>(T value)
+    {
+        NonFiniteWritten = 0;
+        string text = JsonSerializer.Serialize(value, Json);
+        if (NonFiniteWritten > 0)
+        {
+            Console.Error.WriteLine($"warning: {NonFiniteWritten} non-finite number{(NonFiniteWritten == 1 ? "" : "s")} (NaN or infinity) written as null in the JSON output.");
+        }
+        return text;
+    }
+
+    public static void WriteJson<T>(T value) => Console.Out.WriteLine(ToJson(value));
+
+    [ThreadStatic] static int NonFiniteWritten;
+
+    /// <summary>JSON has no NaN or infinity: System.Text.Json throws on them (exit 70); null says "no number" and stays valid JSON.</summary>
+    sealed class FiniteOrNull<T> : JsonConverter<T> where T : struct, System.Numerics.IFloatingPointIeee754<T>
+    {
+        public override bool HandleNull => false;
+
+        public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.Null ? T.NaN : T.CreateChecked(reader.GetDouble());
+
+        public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options)
+        {
+            if (!T.IsFinite(value))
+            {
+                NonFiniteWritten++;
+                writer.WriteNullValue();
+            }
+            else if (typeof(T) == typeof(float)) { writer.WriteNumberValue((float)(object)value); }
+            else { writer.WriteNumberValue(double.CreateChecked(value)); }
+        }
+    }
 
     public static string Shape(IReadOnlyList<long> shape) => "[" + string.Join("×", shape.Select(d => d < 0 ? "N" : d.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
 

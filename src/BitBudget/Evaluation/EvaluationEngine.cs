@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using BitBudget.Data;
 using BitBudget.Graph;
@@ -89,6 +90,7 @@ public sealed class EvaluationEngine : IDisposable
                 throw new BitBudgetException(ErrorKind.InvalidInput,
                     $"Model output '{OutputName}' has {classes} values per image but the data has {data.ClassNames.Count} classes.");
             }
+            if (!TensorPrimitives.IsFiniteAll(logits)) { throw NonFinite(data, start, n); }
             ReadOnlySpan<float> reference = options.ReferenceLogits is ReadOnlyMemory<float> r ? r.Span.Slice(start * classes, n * classes) : default;
             metrics.Add(logits, data.BatchLabels(start, n), reference);
             if (options.KeepLogits)
@@ -100,6 +102,42 @@ public sealed class EvaluationEngine : IDisposable
         }
         LastLogits = kept;
         return metrics!.Result(watch.Elapsed);
+    }
+
+    /// <summary>
+    /// The error for a batch whose logits hold NaN or ±Inf (every comparison with NaN is false, so it would rank the label first
+    /// and count as correct). Only now, off the normal path, the batch runs again with every node output exposed, to name the
+    /// first node, in graph order, whose output is not finite.
+    /// </summary>
+    BitBudgetException NonFinite(Dataset data, int start, int count)
+    {
+        string where;
+        try { where = FirstNonFiniteNode(data, start, count); }
+        catch (BitBudgetException e) { where = $"the intermediate tensors could not be inspected ({e.Message})"; }
+        return new BitBudgetException(ErrorKind.InvalidInput,
+            $"Model output '{OutputName}' is not finite (NaN or infinity) on images {start}–{start + count - 1} of {data.Description}: {where}.");
+    }
+
+    string FirstNonFiniteNode(Dataset data, int start, int count)
+    {
+        var graph = Model.Proto.Graph;
+        var produced = graph.Node.SelectMany(n => n.Output).Where(o => o.Length > 0).ToArray();
+        using var session = OrtSessions.Create(Model.WithOutputs(produced, typed: false).ToBytes(), _options, $"{Model.Source} with every tensor exposed");
+        string[] floats = [.. session.OutputMetadata.Where(m => m.Value.IsTensor && m.Value.ElementDataType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float).Select(m => m.Key)];
+        using var outputs = Run(session, data, start, count, floats);
+        var finite = new Dictionary<string, bool>(floats.Length, StringComparer.Ordinal);
+        for (int i = 0; i < floats.Length; i++) { finite[floats[i]] = TensorPrimitives.IsFiniteAll(outputs[i].GetTensorDataAsSpan<float>()); }
+        foreach (var node in graph.Node)
+        {
+            foreach (string output in node.Output)
+            {
+                if (finite.TryGetValue(output, out bool ok) && !ok)
+                {
+                    return $"the first non-finite tensor is '{output}', written by node '{(node.Name.Length > 0 ? node.Name : output)}' ({node.OpType})";
+                }
+            }
+        }
+        return "no intermediate tensor is non-finite when run node by node, so an optimized kernel produced it";
     }
 
     /// <summary>The logits of every image, [count, classes].</summary>

@@ -46,6 +46,9 @@ public sealed record ExportOptions
 
     /// <summary>Tests only: real Q/DQ on int2-weight layer inputs, to show the ONNX Runtime failure the emulation avoids.</summary>
     internal bool RealQdqOnInt2Inputs { get; init; }
+
+    /// <summary>Tests only: keep sub-byte [K, N] MatMul/Gemm weights in their layout, to show the ONNX Runtime miscomputation the transposed Gemm avoids.</summary>
+    internal bool KeepSubByteMatMulLayout { get; init; }
 }
 
 /// <summary>
@@ -82,15 +85,24 @@ public static class QdqExporter
                 continue;
             }
             QuantizedTensor q = weights.Get(b);
-            (TensorProto.Types.DataType type, byte[] payload) = SubBytePacking.Pack(q.Values.Span, b.WeightBits);
+            ReadOnlySpan<sbyte> values = q.Values.Span;
+            long[] shape = [.. layer.WeightShape];
+            long axis = q.Axis;
+            if (b.WeightBits <= 4 && !options.KeepSubByteMatMulLayout && AsTransposedGemm(model, layer))
+            {
+                values = Transpose(values, (int)shape[0], (int)shape[1]);
+                shape = [shape[1], shape[0]];
+                if (axis >= 0) { axis = 0; }
+            }
+            (TensorProto.Types.DataType type, byte[] payload) = SubBytePacking.Pack(values, b.WeightBits);
             TensorProto original = model.FindInitializer(layer.WeightName)!;
             model.Graph.Initializer.Remove(original);
             string stored = ModelPreparer.UniqueName(model, $"{layer.WeightName}_quantized");
-            model.Graph.Initializer.Add(TensorData.Raw(stored, type, [.. layer.WeightShape], payload));
+            model.Graph.Initializer.Add(TensorData.Raw(stored, type, shape, payload));
             string scale = ModelPreparer.UniqueName(model, $"{layer.WeightName}_scale");
             ReadOnlySpan<float> scales = q.Scales.Span;
-            model.Graph.Initializer.Add(q.Axis < 0 ? TensorData.Float(scale, [], scales) : TensorData.Float(scale, [scales.Length], scales));
-            dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", [stored, scale], [layer.WeightName], q.Axis < 0 ? null : q.Axis));
+            model.Graph.Initializer.Add(axis < 0 ? TensorData.Float(scale, [], scales) : TensorData.Float(scale, [scales.Length], scales));
+            dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", [stored, scale], [layer.WeightName], axis < 0 ? null : axis));
             if (q.Bias is not null) { QdqGraph.SetBias(model, layer, q.Bias); }   // exactly the bias the simulation uses
             exported.Add(new ExportedLayer(layer.Name, b.WeightBits, type.ToString().ToLowerInvariant(), layer.WeightCount,
                 BitConfig.WeightBytes(layer.WeightCount, b.WeightBits), payload.Length, scales.Length * 4L, b.ActivationBits, q.Bias is not null));
@@ -103,7 +115,72 @@ public static class QdqExporter
         model.Proto.ProducerName = "bitbudget";
         byte[] bytes = model.ToBytes();
         float[] output = Check(bytes, model, options);
+        CheckAgainstSimulation(output, QuantSimulator.Build(prepared, layers, config, weights, activations), options);
         return new ExportResult(model, opset, exported, bytes.LongLength, output);
+    }
+
+    /// <summary>
+    /// Whether the layer's sub-byte weight is stored transposed, [N, K] with per-row scales, under a Gemm with transB = 1 (done here).
+    /// ONNX Runtime 1.31.1 (ORT_ENABLE_EXTENDED and above) rewrites DequantizeLinear(int2/int4 [K, N], axis 1) → MatMul (or Gemm
+    /// with transB = 0 and no C) into its MatMulNBits kernel: at 2 bits that kernel reads memory it should not (mnist-8's Times212:
+    /// 7.0–8.6 % top-1 changing from run to run instead of 98.7 %), at 4 bits it quantizes the activations to int8. It leaves a Gemm
+    /// with transB = 1 alone. Only 2-D products can become a Gemm; other MatMuls keep their layout and the simulation check below
+    /// catches a wrong result.
+    /// </summary>
+    static bool AsTransposedGemm(OnnxModel model, LayerInfo layer)
+    {
+        if (layer.ChannelAxis != 1 || layer.WeightShape.Count != 2) { return false; }
+        List<NodeProto> nodes = QdqGraph.LayerNodes(model, layer);
+        bool twoDimensional = layer.OutputShape.Count == 2;
+        if (!nodes.All(n => n.OpType == "Gemm" || (n.OpType == "MatMul" && twoDimensional))) { return false; }
+        foreach (NodeProto node in nodes)
+        {
+            if (node.OpType == "MatMul")
+            {
+                node.OpType = "Gemm";
+                if (node.Name.Length == 0) { node.Name = OpsetUpgrade.NodeName(node); }
+            }
+            AttributeProto? transB = node.Attribute.FirstOrDefault(a => a.Name == "transB");
+            if (transB is null) { node.Attribute.Add(new AttributeProto { Name = "transB", Type = AttributeProto.Types.AttributeType.Int, I = 1 }); }
+            else { transB.I = 1; }
+        }
+        return true;
+    }
+
+    static sbyte[] Transpose(ReadOnlySpan<sbyte> values, int rows, int columns)
+    {
+        var transposed = new sbyte[values.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < columns; c++) { transposed[c * rows + r] = values[r * columns + c]; }
+        }
+        return transposed;
+    }
+
+    /// <summary>Largest relative RMS difference between the exported and the simulated model's outputs that counts as agreement.</summary>
+    internal const double SimulationTolerance = 0.05;
+
+    /// <summary>
+    /// Runs the simulated model (float dequantized weights, the same activation quantizers) on the check input and refuses an
+    /// export whose output differs from it by more than <see cref="SimulationTolerance"/> relative RMS, or is not finite: a model
+    /// ONNX Runtime loads and runs can still compute something else (see <see cref="AsTransposedGemm"/>).
+    /// </summary>
+    static void CheckAgainstSimulation(float[] exported, OnnxModel simulated, ExportOptions options)
+    {
+        float[] expected = RunOnce(simulated.ToBytes(), simulated, options, "the simulated model");
+        double difference = 0, norm = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = (double)exported[i] - expected[i];
+            difference += d * d;
+            norm += (double)expected[i] * expected[i];
+        }
+        double relative = Math.Sqrt(difference / Math.Max(norm, double.Epsilon));
+        if (!double.IsFinite(relative) || relative > SimulationTolerance)
+        {
+            throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"The exported QDQ model disagrees with its simulation on the check images (relative RMS difference {relative:G3} > {SimulationTolerance}); ONNX Runtime computes it differently, so it was not written."));
+        }
     }
 
     /// <summary>Exports and writes the model to <paramref name="path"/> atomically; refuses an existing file unless <paramref name="force"/>.</summary>
@@ -120,7 +197,10 @@ public static class QdqExporter
     }
 
     /// <summary>Loads the model at ORT_ENABLE_ALL (what users get) and runs one batch, so a model ONNX Runtime rejects is never reported as a success.</summary>
-    static float[] Check(byte[] bytes, OnnxModel model, ExportOptions options)
+    static float[] Check(byte[] bytes, OnnxModel model, ExportOptions options) =>
+        RunOnce(bytes, model, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL } }, "the exported QDQ model");
+
+    static float[] RunOnce(byte[] bytes, OnnxModel model, ExportOptions options, string what)
     {
         long[] shape = ModelInspector.ConcreteInputShape(model);
         long perImage = shape.Skip(1).Aggregate(1L, (a, b) => a * b);
@@ -130,7 +210,7 @@ public static class QdqExporter
             throw new ArgumentException($"The check input has {input.Length} values, not a multiple of {perImage}.", nameof(options));
         }
         shape[0] = input.Length / perImage;
-        using InferenceSession session = OrtSessions.Create(bytes, options.Runtime with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL }, "the exported QDQ model");
+        using InferenceSession session = OrtSessions.Create(bytes, options.Runtime, what);
         using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
         try
@@ -140,7 +220,7 @@ public static class QdqExporter
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime loads the exported QDQ model but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
+            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime loads {what} but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 }

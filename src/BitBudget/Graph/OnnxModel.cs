@@ -124,7 +124,11 @@ public sealed class OnnxModel
     }
 
     /// <summary>A copy whose graph also outputs the named intermediate tensors (float), after the existing outputs.</summary>
-    public OnnxModel WithOutputs(IEnumerable<string> tensors)
+    public OnnxModel WithOutputs(IEnumerable<string> tensors) => WithOutputs(tensors, typed: true);
+
+    /// <summary>As <see cref="WithOutputs(IEnumerable{string})"/>; with <paramref name="typed"/> false the outputs carry no type and
+    /// ONNX Runtime infers it (so shape and index tensors can be exposed too).</summary>
+    internal OnnxModel WithOutputs(IEnumerable<string> tensors, bool typed)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         OnnxModel copy = Clone();
@@ -137,11 +141,13 @@ public sealed class OnnxModel
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no tensor named '{name}'.");
             }
             if (!existing.Add(name)) { continue; }
-            copy.Graph.Output.Add(new ValueInfoProto
-            {
-                Name = name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-            });
+            copy.Graph.Output.Add(typed
+                ? new ValueInfoProto
+                {
+                    Name = name,
+                    Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+                }
+                : new ValueInfoProto { Name = name });
         }
         return copy;
     }

@@ -93,6 +93,9 @@ public sealed class MpqPipeline
     /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
     public IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
 
+    // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
+    float[]? _checkImages;
+
     /// <summary>Hash of the calibration data, or null before calibration.</summary>
     public string? CalibrationHash { get; private set; }
 
@@ -115,6 +118,7 @@ public sealed class MpqPipeline
         }
         Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
+        _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
     }
 
     /// <summary>CLADO's measurement on <paramref name="sensitivity"/> (see <see cref="CladoSensitivity"/>), reusing the store when configured.</summary>
@@ -229,7 +233,7 @@ public sealed class MpqPipeline
     {
         RequireCalibration();
         return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
-            new ExportOptions { Runtime = Options.Runtime });
+            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages });
     }
 
     /// <summary>Top-1/top-5/loss of <paramref name="model"/> (a simulated or exported model, or the original) on <paramref name="data"/>.</summary>

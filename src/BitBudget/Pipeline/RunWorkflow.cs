@@ -48,7 +48,10 @@ public sealed record RunRequest
     /// <summary>Overwrite an existing output folder's files.</summary>
     public bool Force { get; init; }
 
-    /// <summary>Also evaluate the simulated model of every point (the exported one is always evaluated).</summary>
+    /// <summary>Top-1 points by which an exported model and its simulation may differ under <see cref="EvaluateSimulation"/> before the run fails.</summary>
+    public const double MaxSimulationGap = 0.5;
+
+    /// <summary>Also evaluate the simulated model of every point (the exported one is always evaluated); a gap above <see cref="MaxSimulationGap"/> fails the run.</summary>
     public bool EvaluateSimulation { get; init; }
 
     /// <summary>Seeds used for the data draws, recorded in the manifest.</summary>
@@ -205,6 +208,12 @@ public static class RunWorkflow
                 ExportResult exported = p.Export(s.Config, Path.Combine(outDir, file), force: true);
                 EvaluationResult e = p.Evaluate(exported.Model, request.Evaluation, null, cancel);
                 double? sim = request.EvaluateSimulation ? p.Evaluate(p.Simulate(s.Config), request.Evaluation, null, cancel).Top1 : null;
+                if (sim is double simulated && Math.Abs(simulated - e.Top1) > RunRequest.MaxSimulationGap)
+                {
+                    File.Delete(Path.Combine(outDir, file));
+                    throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"{s.Method} @ {s.Budget}: the exported model scores {e.Top1:F2} % top-1 but its simulation {simulated:F2} % (more than {RunRequest.MaxSimulationGap} points apart); the model was deleted."));
+                }
                 result = (e.Top1, e.Top5, sim, file);
                 evaluated[key] = result;
             }

@@ -86,7 +86,12 @@ public sealed class QuantizedWeights
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layers[i].Name}' weight '{layers[i].WeightName}' is not an initializer of model '{prepared.Source}'.");
             }
             _originals[i] = TensorData.ReadFloats(tensor);
-            if (layers[i].BiasName is string b && initializers.TryGetValue(b, out var bias)) { _biases[i] = TensorData.ReadFloats(bias); }
+            RequireFinite(prepared, layers[i], layers[i].WeightName, _originals[i]);
+            if (layers[i].BiasName is string b && initializers.TryGetValue(b, out var bias))
+            {
+                _biases[i] = TensorData.ReadFloats(bias);
+                RequireFinite(prepared, layers[i], b, _biases[i]!);
+            }
         }
         if (statistics is not null && rounding.Method == RoundingMethod.Gptq)
         {
@@ -124,10 +129,33 @@ public sealed class QuantizedWeights
                 $"{(rounding.Method == RoundingMethod.Gptq ? "gptq rounding" : "Bias correction")} needs calibration images; give a calibration set or use rtn without bias correction.");
         }
         CheckFits(prepared, calibration);
+        RequireFiniteWeights(prepared, layers);   // before the statistics pass, which would blame the images for a NaN weight
         int count = Math.Min(rounding.CalibrationImages, calibration.Count);
         int batch = Math.Clamp((1 << 22) / Math.Max(1, calibration.SampleSize), 1, 64);
         IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
         return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}");
+    }
+
+    static void RequireFiniteWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers)
+    {
+        var initializers = prepared.InitializerMap();
+        foreach (LayerInfo layer in layers)
+        {
+            foreach (string? name in (ReadOnlySpan<string?>)[layer.WeightName, layer.BiasName])
+            {
+                if (name is not null && initializers.TryGetValue(name, out var tensor)) { RequireFinite(prepared, layer, name, TensorData.ReadFloats(tensor)); }
+            }
+        }
+    }
+
+    /// <summary>NaN or ±Inf in a weight or bias would be rounded silently (a NaN channel to zeros, Inf to the largest level): refuse it.</summary>
+    static void RequireFinite(OnnxModel prepared, LayerInfo layer, string tensor, float[] values)
+    {
+        if (System.Numerics.Tensors.TensorPrimitives.IsFiniteAll<float>(values)) { return; }
+        int at = Array.FindIndex(values, v => !float.IsFinite(v));
+        int count = values.Count(v => !float.IsFinite(v));
+        throw new BitBudgetException(ErrorKind.InvalidInput, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Layer '{layer.Name}' tensor '{tensor}' of model '{prepared.Source}' holds {count} non-finite value{(count == 1 ? "" : "s")} (first: {values[at]} at element {at}); it cannot be quantized."));
     }
 
     static void CheckFits(OnnxModel prepared, Dataset data)

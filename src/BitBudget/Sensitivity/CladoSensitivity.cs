@@ -172,6 +172,10 @@ internal sealed class MeasurementPlan
         // The base: fixed layers quantized as configured, searched layers in float with float inputs.
         var baseConfig = input.Config.Select(c => c.Searchable ? c with { WeightBits = 0, ActivationBits = 0 } : c).ToArray();
         OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true);
+        // The cones add what the searched layers need (the float fake quantization's Round, Clip with inputs…) to slices of this
+        // base, so it carries their opset even when nothing in it is quantized yet (an opset-8 model with every layer searched).
+        long needed = QdqGraph.RequiredOpset(input.Config, storedWeights: false);
+        if (needed > baseModel.Opset) { OpsetUpgrade.Raise(baseModel, needed); }
 
         // Everything that determines a measured value goes into the context hash, including every quantized tensor.
         var text = new System.Text.StringBuilder();
@@ -220,8 +224,23 @@ internal sealed class MeasurementPlan
         return copy;
     }
 
-    /// <summary>Mean loss of a batch of logits: cross-entropy vs labels, or KL to the reference logits.</summary>
-    public double Loss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference)
+    /// <summary>
+    /// Mean loss of a batch of logits: cross-entropy vs labels, or KL to the reference logits. <paramref name="at"/> names what was
+    /// quantized (U = -1: nothing, V = -1: only layer U at bits index Su) for the error a non-finite loss raises: a NaN stored
+    /// in Ω would make every search silently wrong.
+    /// </summary>
+    public double Loss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference, (int U, int Su, int V, int Sv) at)
+    {
+        double loss = MeanLoss(logits, labels, reference);
+        if (double.IsFinite(loss)) { return loss; }
+        string quantized = at.U < 0 ? "the model with no searched layer quantized"
+            : at.V < 0 ? $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits"
+            : $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits and layer '{Searched[at.V].Name}' at {Bits[at.Sv]} bits";
+        throw new BitBudgetException(ErrorKind.InvalidInput,
+            $"CLADO's {Options.Loss} loss is {loss} with {quantized} on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.");
+    }
+
+    double MeanLoss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference)
     {
         int n = labels.Length, classes = logits.Length / n;
         Span<float> logp = classes <= 4096 ? stackalloc float[classes] : new float[classes];

@@ -26,25 +26,25 @@ internal sealed class NaiveEvaluator(MeasurementPlan plan) : IEvaluator
         _input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
             System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(_start, _count)), [_count, .. data.SampleShape.Select(d => (long)d)]);
         _referenceLogits = Logits(plan.Base);
-        ReferenceLoss = plan.Loss(_referenceLogits, data.BatchLabels(_start, _count), _referenceLogits);
+        ReferenceLoss = plan.Loss(_referenceLogits, data.BatchLabels(_start, _count), _referenceLogits, (-1, 0, -1, 0));
     }
 
     public List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel)
     {
         OnnxModel single = plan.Perturb(plan.Base, plan.Searched[u], plan.Bits[s]);
-        var rows = new List<(int, int, int, int, double)> { (u, s, -1, 0, Loss(single)) };
+        var rows = new List<(int, int, int, int, double)> { (u, s, -1, 0, Loss(single, (u, s, -1, 0))) };
         for (int v = u + 1; v < plan.L; v++)
         {
             for (int t = 0; t < plan.S; t++)
             {
                 cancel.ThrowIfCancellationRequested();
-                rows.Add((u, s, v, t, Loss(plan.Perturb(single, plan.Searched[v], plan.Bits[t]))));
+                rows.Add((u, s, v, t, Loss(plan.Perturb(single, plan.Searched[v], plan.Bits[t]), (u, s, v, t))));
             }
         }
         return rows;
     }
 
-    double Loss(OnnxModel model) => plan.Loss(Logits(model), plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
+    double Loss(OnnxModel model, (int, int, int, int) at) => plan.Loss(Logits(model), plan.Input.Data.BatchLabels(_start, _count), _referenceLogits, at);
 
     float[] Logits(OnnxModel model)
     {

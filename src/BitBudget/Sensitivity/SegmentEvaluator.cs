@@ -106,7 +106,7 @@ internal sealed class SegmentEvaluator : IEvaluator
             System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(_start, _count)), shape);
         _fpOutputs = Run(_full, [_plan.Base.InputName], [_input], _fullOutputs, _fullMacs);
         _referenceLogits = _fpOutputs[0].GetTensorDataAsSpan<float>().ToArray();
-        ReferenceLoss = _plan.Loss(_referenceLogits, _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
+        ReferenceLoss = _plan.Loss(_referenceLogits, _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits, (-1, 0, -1, 0));
     }
 
     OrtValue Fp(string tensor) => _fullIndex.TryGetValue(tensor, out int i) ? _fpOutputs![i] : _input!;
@@ -115,7 +115,7 @@ internal sealed class SegmentEvaluator : IEvaluator
     {
         var rows = new List<(int, int, int, int, double)>(1 + _plan.S * (_plan.L - 1 - u));
         using var trunk = Run(_cone[u][s], _coneInputs[u], [.. _coneInputs[u].Select(Fp)], _coneOutputs[u], _coneMacs[u]);
-        rows.Add((u, s, -1, 0, Loss(trunk[0])));
+        rows.Add((u, s, -1, 0, Loss(trunk[0], (u, s, -1, 0))));
         for (int v = u + 1; v < _plan.L; v++)
         {
             cancel.ThrowIfCancellationRequested();
@@ -124,13 +124,13 @@ internal sealed class SegmentEvaluator : IEvaluator
             for (int t = 0; t < _plan.S; t++)
             {
                 using var logits = Run(_cone[v][t], _coneInputs[v], inputs, [_plan.Base.OutputName], _coneMacs[v]);
-                rows.Add((u, s, v, t, Loss(logits[0])));
+                rows.Add((u, s, v, t, Loss(logits[0], (u, s, v, t))));
             }
         }
         return rows;
     }
 
-    double Loss(OrtValue logits) => _plan.Loss(logits.GetTensorDataAsSpan<float>(), _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits);
+    double Loss(OrtValue logits, (int, int, int, int) at) => _plan.Loss(logits.GetTensorDataAsSpan<float>(), _plan.Input.Data.BatchLabels(_start, _count), _referenceLogits, at);
 
     IDisposableReadOnlyCollection<OrtValue> Run(InferenceSession session, string[] inputs, OrtValue[] values, string[] outputs, double macs)
     {

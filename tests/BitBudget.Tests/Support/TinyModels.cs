@@ -79,4 +79,31 @@ internal static class TinyModels
             ],
             Value("x", -1, 3, 8, 8), Value("y", -1, 4, 8, 8));
     }
+
+    /// <summary>x[N,3,8,8] → Conv(4) → Relu → GlobalAveragePool → Flatten → Gemm(3) → Relu → Gemm(3) → y[N,3]; <paramref name="poison"/> goes into w1[5].</summary>
+    public static OnnxModel Classifier(float? poison = null, long opset = 13)
+    {
+        TensorProto w1 = Tensor("w1", [4, 3, 3, 3], seed: 1);
+        if (poison is float p)
+        {
+            float[] values = TensorData.ReadFloats(w1);
+            values[5] = p;
+            w1 = Tensor("w1", [4, 3, 3, 3], values);
+        }
+        return Model(
+            [
+                Node("Conv", ["x", "w1", "b1"], ["c1"], "conv", Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+                Node("Relu", ["c1"], ["r1"], "relu1"),
+                Node("GlobalAveragePool", ["r1"], ["p"], "pool"),
+                Node("Flatten", ["p"], ["f"], "flatten"),
+                Node("Gemm", ["f", "w2", "b2"], ["g"], "fc1", Int("transB", 1)),
+                Node("Relu", ["g"], ["r2"], "relu2"),
+                Node("Gemm", ["r2", "w3", "b3"], ["y"], "fc2", Int("transB", 1)),
+            ],
+            [
+                w1, Tensor("b1", [4], seed: 2), Tensor("w2", [3, 4], seed: 3), Tensor("b2", [3], seed: 4),
+                Tensor("w3", [3, 3], seed: 5), Tensor("b3", [3], seed: 6),
+            ],
+            Value("x", -1, 3, 8, 8), Value("y", -1, 3), opset);
+    }
 }

@@ -1,0 +1,57 @@
+using System.Text.Json;
+using BitBudget.Graph;
+using BitBudget.Tests.Support;
+
+namespace BitBudget.Tests.Pipeline;
+
+/// <summary>Issue 17 items 1, 4 and 6 through the command line: exit codes and files, never a crash or a silent number.</summary>
+public class SilentWrongCliTests
+{
+    [Fact]
+    public void SensitivityJson_AllLossesFromTheStore_IsValidJson()
+    {
+        using var dir = new Assets.TempDir();
+        string idx = Assets.Require("mnist/t10k-images-idx3-ubyte");
+        string[] sensitivity = ["sensitivity", Assets.Mnist8, "--calib", idx, "--calib-images", "64", "--sens-images", "32", "--first-bits", "search",
+            "--last-bits", "search", "--store", dir.File("s.db")];
+        Assert.Equal(0, Cli.Program.Run([.. sensitivity, "-o", dir.File("first.json")]));
+        Assert.Equal(0, Cli.Program.Run([.. sensitivity, "-o", dir.File("again.json")]));   // every loss from the store: nothing executed
+        using JsonDocument first = JsonDocument.Parse(File.ReadAllText(dir.File("first.json")));
+        using JsonDocument again = JsonDocument.Parse(File.ReadAllText(dir.File("again.json")));
+        Assert.Equal(JsonValueKind.Number, first.RootElement.GetProperty("flop_ratio").ValueKind);
+        Assert.Equal(JsonValueKind.Null, again.RootElement.GetProperty("flop_ratio").ValueKind);
+        Assert.Equal(0, again.RootElement.GetProperty("evaluations").GetInt64());
+        Assert.Equal(first.RootElement.GetProperty("omega").EnumerateArray().Select(v => v.GetDouble()),
+            again.RootElement.GetProperty("omega").EnumerateArray().Select(v => v.GetDouble()));
+    }
+
+    [Fact]
+    public void StrictJson_WritesNonFiniteAsNull()
+    {
+        string text = Cli.Ui.ToJson(new { A = double.NaN, B = float.PositiveInfinity, C = (double?)double.NegativeInfinity, D = 1.5, E = (double?)null });
+        using JsonDocument doc = JsonDocument.Parse(text);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("a").ValueKind);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("b").ValueKind);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("c").ValueKind);
+        Assert.Equal(1.5, doc.RootElement.GetProperty("d").GetDouble());
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("e").ValueKind);
+    }
+
+    [Fact]
+    public void NaNWeightModel_EvalAndQuantizeExitWithInvalidInput_NoOutput()
+    {
+        using var dir = new Assets.TempDir();
+        string idx = Assets.Require("mnist/t10k-images-idx3-ubyte");
+        OnnxModel model = OnnxModel.Load(Assets.Mnist8);
+        var weight = model.FindInitializer("Parameter87")!;
+        float[] values = TensorData.ReadFloats(weight);
+        values[3] = float.NaN;
+        TensorData.SetFloats(weight, values);
+        model.Save(dir.File("nan.onnx"));
+
+        // Before: top-1 100 %, exit 0 (every comparison with NaN is false, so the label ranked first).
+        Assert.Equal(2, Cli.Program.Run(["eval", dir.File("nan.onnx"), "--data", idx, "--limit", "100", "--json", "--no-cache"]));
+        Assert.Equal(2, Cli.Program.Run(["quantize", dir.File("nan.onnx"), "--bits", "4", "--rounding", "rtn", "-o", dir.File("q.onnx")]));
+        Assert.False(File.Exists(dir.File("q.onnx")));
+    }
+}
