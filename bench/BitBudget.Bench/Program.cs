@@ -11,6 +11,7 @@ static class Program
 {
     static readonly Dictionary<string, (string Description, Func<string[], int> Run)> s_benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
+        ["data-cache"] = ("Decoded-image cache: first load, cached load, and the cost of the content key (args: data path under the assets, default cifar10/test).", DataCacheBench.Run),
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),

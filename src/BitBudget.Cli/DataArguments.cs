@@ -113,13 +113,20 @@ sealed class DataArguments
         CacheDirectory = parse.GetValue(NoCache) ? "" : null,
     };
 
+    /// <summary>The option files this command reads (preprocessing JSON, class list), which no output may replace.</summary>
+    public IEnumerable<string?> InputFiles(ParseResult parse) => [parse.GetValue(PreprocessFile)?.FullName, parse.GetValue(ClassList)?.FullName];
+
     public override string ToString() => _prefix;
 }
 
 /// <summary>Threads and execution provider.</summary>
 sealed class RuntimeArguments
 {
-    public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime intra-op threads (0 = one per core).", DefaultValueFactory = _ => 0 };
+    public Option<int> Threads { get; } = new("--threads")
+    {
+        Description = $"ONNX Runtime intra-op threads: 0 = one per core, at most {RuntimeOptions.MaxThreads} (4 × the {Environment.ProcessorCount} logical cores).",
+        DefaultValueFactory = _ => 0,
+    };
     public Option<Device> Device { get; } = new("--device") { Description = "Execution provider: cpu, cuda, tensorrt, dml.", DefaultValueFactory = _ => Runtime.Device.Cpu };
 
     public void AddTo(Command command)
@@ -128,5 +135,6 @@ sealed class RuntimeArguments
         command.Options.Add(Device);
     }
 
-    public RuntimeOptions Options(ParseResult parse) => new() { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) };
+    public RuntimeOptions Options(ParseResult parse) =>
+        new RuntimeOptions { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) }.Validated("--threads");
 }

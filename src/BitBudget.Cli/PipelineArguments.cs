@@ -49,6 +49,10 @@ sealed class PipelineArguments
         }
     }
 
+    /// <summary>Every file these options read (calibration data, store, preprocessing, class list), which no output may replace.</summary>
+    public IEnumerable<string?> InputFiles(ParseResult parse) =>
+        [.. OutputGuard.DataFiles(parse.GetValue(Calib)), parse.CommandResult.Command.Options.Contains(Store) ? parse.GetValue(Store)?.FullName : null, .. Data.InputFiles(parse)];
+
     public PipelineOptions Options(ParseResult parse)
     {
         PipelineOptions baseOptions = PipelineOptions.FromPreset(Data.QuantizationPreset(parse));

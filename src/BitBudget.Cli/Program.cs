@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using BitBudget.Cli.Commands;
 
 namespace BitBudget.Cli;
@@ -24,7 +25,16 @@ static class Program   // the one place that turns exceptions into a message and
         };
         ParseResult parse = root.Parse(args);
         using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        bool terminated = false;
+        ConsoleCancelEventHandler onCtrlC = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCtrlC;
+        // SIGTERM (kill, docker stop, a CI timeout) gets the same cleanup as Ctrl+C instead of .NET's immediate exit.
+        using var onSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            terminated = true;
+            cancel.Cancel();
+        });
         Ui.Cancellation = cancel.Token;
         try
         {
@@ -37,8 +47,16 @@ static class Program   // the one place that turns exceptions into a message and
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("error: cancelled; no output was written.");
-            return ExitCodes.Cancelled;
+            Console.Error.WriteLine(terminated
+                ? "error: terminated (SIGTERM); no output was written (a measurement store keeps what was measured)."
+                : "error: cancelled; no output was written.");
+            return terminated ? ExitCodes.Terminated : ExitCodes.Cancelled;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            // A folder or file the user cannot write is a user error, not a bug.
+            Console.Error.WriteLine($"error: {e.Message.ReplaceLineEndings(" ")}");
+            return ExitCodes.For(ErrorKind.InvalidInput);
         }
         catch (Exception e)
         {
@@ -46,6 +64,10 @@ static class Program   // the one place that turns exceptions into a message and
             Console.Error.WriteLine($"internal error: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}{(parse.GetValue(verbose) ? "" : " (rerun with --verbose)")}");
             if (parse.GetValue(verbose)) { Console.Error.WriteLine(e.ToString()); }
             return ExitCodes.Internal;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCtrlC;
         }
     }
 }

@@ -107,14 +107,21 @@ static class Ui
     /// <summary>Loads a dataset with a decode progress bar and prints the label order.</summary>
     public static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options)
     {
-        var data = WithProgress($"decoding {System.IO.Path.GetFileName(options.Path.TrimEnd('/'))}", 1,
-            progress => BitBudget.Data.DatasetLoader.Load(options, null, w => Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}")));
+        var data = WithDynamicProgress($"decoding {System.IO.Path.GetFileName(options.Path.TrimEnd('/'))}", report => LoadData(options, report));
         if (!Quiet)
         {
             string classes = string.Join(", ", data.ClassNames.Take(10)) + (data.ClassNames.Count > 10 ? $", … ({data.ClassNames.Count} classes)" : "");
             Err.MarkupLine($"[grey]data: {Markup.Escape(data.Description)}; labels 0… = {Markup.Escape(classes)}[/]");
         }
         return data;
+    }
+
+    /// <summary>Loads a dataset reporting (images decoded, images selected) as it goes; nothing is reported on a cache hit but the total.</summary>
+    internal static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options, Action<long, long, string?> report)
+    {
+        int total = 0;
+        return BitBudget.Data.DatasetLoader.Load(options, new SyncProgress(n => report(n, total, null)),
+            w => Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}"), t => { total = t; report(0, t, null); });
     }
 
     sealed class SyncProgress(Action<int> report) : IProgress<int>
@@ -132,6 +139,7 @@ static class ExitCodes
     public const int Usage = 1;
     public const int Internal = 70;
     public const int Cancelled = 130;
+    public const int Terminated = 143;   // 128 + SIGTERM, what shells report for a terminated process
 
     public static int For(ErrorKind kind) => (int)kind;
 }

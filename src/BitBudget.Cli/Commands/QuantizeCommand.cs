@@ -49,11 +49,9 @@ static class QuantizeCommand
             {
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"--bits {u} is not supported; expected 2–8.");
             }
-            string outPath = parse.GetRequiredValue(output).FullName;
-            if (File.Exists(outPath) && !parse.GetValue(force))
-            {
-                throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{outPath}' already exists; use --force to overwrite it.");
-            }
+            string? calibInput = parse.GetValue(calib);
+            string outPath = OutputGuard.CheckFile(parse.GetRequiredValue(output).FullName, parse.GetValue(force),
+                [parse.GetRequiredValue(model).FullName, configFile?.FullName, .. OutputGuard.DataFiles(calibInput), .. dataArgs.InputFiles(parse)]);
             BitConfig bitConfig = configFile is null ? BitConfig.Uniform(uniform!.Value) : BitConfig.Load(configFile.FullName);
             WeightRounding weightRounding = rounding.Rounding(parse);
             bool a8 = parse.GetValue(activations) == "a8";

@@ -49,6 +49,10 @@ static class RunCommand
                 .Select(Budget.ParseList).ToList();
             var methods = Methods(parse.GetRequiredValue(method));
             string outDir = parse.GetRequiredValue(output).FullName;
+            if (File.Exists(outDir))   // also checked by RunWorkflow; here it fails before any data is decoded
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"Output '{outDir}' is a file; `run -o` takes a folder.");
+            }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
             Dataset evaluation = Ui.LoadData(args.Data.Options(parse, parse.GetRequiredValue(eval), pipeline.Prepared.InputShape, parse.GetRequiredValue(evalSplit), parse.GetValue(evalLimit)));

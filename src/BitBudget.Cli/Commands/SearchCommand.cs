@@ -34,15 +34,19 @@ static class SearchCommand
         {
             var budgets = Budget.ParseList(parse.GetRequiredValue(budget));
             FileInfo? outFile = parse.GetValue(output);
-            if (outFile is { Exists: true } && !parse.GetValue(force))
+            if (outFile is not null)
             {
-                throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{outFile.FullName}' already exists; use --force to overwrite it.");
+                OutputGuard.CheckFile(outFile.FullName, parse.GetValue(force), [parse.GetRequiredValue(model).FullName, .. args.InputFiles(parse)]);
             }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
-            // An infeasible budget fails before any data is read.
-            _ = BitSearch.Solve(pipeline.Problem(budgets, null), SearchMethod.Independent, pipeline.Options.Search);
-            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
             string name = parse.GetRequiredValue(method);
+            if (name == "ompq" && pipeline.OmpqLimitation is string limitation)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"{limitation}; use another method or fix the first and last layers' bits.");
+            }
+            // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
+            if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
+            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
             IReadOnlyList<LayerBits> config;
             object report;
             if (name == "ompq")

@@ -13,11 +13,16 @@ static class SensitivityCommand
         var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Sensitivity report: .json (ΔL per layer and bits, Ω and its eigenvalue summary) or .csv (ΔL per layer and bits)." };
         var json = new Option<bool>("--json") { Description = "Print the report as JSON on stdout." };
+        var force = new Option<bool>("--force") { Description = "Overwrite an existing --output file." };
         var args = new PipelineArguments();
-        var command = new Command("sensitivity", "Measure CLADO's single-layer and pairwise loss changes into a store (resumable, shardable).") { model, output, json };
+        var command = new Command("sensitivity", "Measure CLADO's single-layer and pairwise loss changes into a store (resumable, shardable).") { model, output, json, force };
         args.AddTo(command);
         command.SetAction(parse =>
         {
+            if (parse.GetValue(output) is FileInfo target)
+            {
+                OutputGuard.CheckFile(target.FullName, parse.GetValue(force), [parse.GetRequiredValue(model).FullName, .. args.InputFiles(parse)]);
+            }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
             pipeline.Calibrate(calibration, Ui.Cancellation);

@@ -22,9 +22,6 @@ internal sealed class DataSource
     public int RawWidth { get; init; }
     public int RawChannels { get; init; }
 
-    /// <summary>Size and modification time of every file behind the source, for the cache key.</summary>
-    public required string Stamp { get; init; }
-
     static readonly string[] s_imageExtensions = [".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"];
 
     public static DataSource Open(string path, string? classList)
@@ -45,7 +42,6 @@ internal sealed class DataSource
             .Where(d => !d.StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
         string[]? classList = classListPath is null ? null : ReadClassList(classListPath);
         var items = new List<DataItem>();
-        var stamp = new System.Text.StringBuilder();
         string kind;
         IReadOnlyList<string> classes;
         if (subfolders.Length > 0)
@@ -63,7 +59,6 @@ internal sealed class DataSource
                 foreach (string file in ImageFiles(System.IO.Path.Combine(root, folder)))
                 {
                     items.Add(new DataItem(file, label, -1));
-                    AppendStamp(stamp, file);
                 }
             }
         }
@@ -82,14 +77,13 @@ internal sealed class DataSource
                         $"Image '{files[i]}' has class '{keys[i]}', which is not in the class list '{classListPath}'.");
                 }
                 items.Add(new DataItem(files[i], label, -1));
-                AppendStamp(stamp, files[i]);
             }
         }
         if (items.Count == 0)
         {
             throw new BitBudgetException(ErrorKind.InvalidInput, $"Data folder '{root}' contains no images ({string.Join("/", s_imageExtensions)}).");
         }
-        return new DataSource { Kind = kind, Path = root, ClassNames = classes, Items = [.. items], Stamp = stamp.ToString() };
+        return new DataSource { Kind = kind, Path = root, ClassNames = classes, Items = [.. items] };
     }
 
     static string ClassKey(string fileName)
@@ -118,12 +112,6 @@ internal sealed class DataSource
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < classes.Count; i++) { index[classes[i]] = i; }
         return index;
-    }
-
-    static void AppendStamp(System.Text.StringBuilder stamp, string file)
-    {
-        var info = new FileInfo(file);
-        stamp.Append(file).Append('|').Append(info.Length).Append('|').Append(info.LastWriteTimeUtc.Ticks).Append('\n');
     }
 
     static DataSource OpenCsv(string path)
@@ -160,11 +148,10 @@ internal sealed class DataSource
             maxLabel = Math.Max(maxLabel, label);
         }
         var classes = Enumerable.Range(0, maxLabel + 1).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        var fi = new FileInfo(path);
         return new DataSource
         {
             Kind = "ERAN CSV", Path = path, ClassNames = classes, Items = items, RawPixels = pixels,
-            RawHeight = side, RawWidth = side, RawChannels = channels, Stamp = $"{path}|{fi.Length}|{fi.LastWriteTimeUtc.Ticks}",
+            RawHeight = side, RawWidth = side, RawChannels = channels,
         };
 
         static bool IsSquare(int n) => n > 0 && (int)Math.Round(Math.Sqrt(n)) is int s && s * s == n;
@@ -193,13 +180,10 @@ internal sealed class DataSource
         var items = new DataItem[count];
         for (int i = 0; i < count; i++) { items[i] = new DataItem($"{imagesPath}#{i}", labels[8 + i], i); }
         int classes = labels.AsSpan(8).ToArray().Max() + 1;
-        var fi = new FileInfo(imagesPath);
-        var fl = new FileInfo(labelsPath);
         return new DataSource
         {
             Kind = "IDX", Path = imagesPath, Items = items, RawPixels = images[16..], RawHeight = rows, RawWidth = cols, RawChannels = 1,
             ClassNames = Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
-            Stamp = $"{imagesPath}|{fi.Length}|{fi.LastWriteTimeUtc.Ticks}|{fl.Length}|{fl.LastWriteTimeUtc.Ticks}",
         };
     }
 

@@ -20,6 +20,11 @@ public static class ModelPreparer
     {
         OnnxModel result = model.Clone();
         DetachInitializersFromInputs(result);
+        if (result.DataInputs is { Count: > 1 } inputs)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"Model '{model.Source}' has {inputs.Count} data inputs ({string.Join(", ", inputs.Select(i => i.Name))}); BitBudget handles classifiers with one image input.");
+        }
         int weights = FoldConstantWeightNodes(result);
         int batchNorms = FoldBatchNorms(result);
         int biases = FoldBiasAdds(result);

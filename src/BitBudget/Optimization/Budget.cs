@@ -75,8 +75,17 @@ public sealed record Budget(BudgetKind Kind, double Value, BudgetScope Scope = B
     }
 
     /// <summary>Parses a comma-separated list of budgets that must all hold, e.g. "4bits,1.2MB".</summary>
-    public static IReadOnlyList<Budget> ParseList(string text) =>
-        [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Parse)];
+    public static IReadOnlyList<Budget> ParseList(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string[] parts = text.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Any(p => p.Length == 0))
+        {
+            // "3bits," is a typo (a budget lost after the comma), not a list of one.
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Budget list '{text}' has an empty entry; separate budgets with single commas, e.g. '4bits,1.2MB'.");
+        }
+        return [.. parts.Select(Parse)];
+    }
 
     static BitBudgetException Invalid(string text) => new(ErrorKind.InvalidInput,
         $"Budget '{text}' is not understood; expected a positive number with a unit such as '3.5bits', '3.5bits-searched', '120KB', '1.5MiB' or '2.1GBitOPs'.");

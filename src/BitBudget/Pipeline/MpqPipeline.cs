@@ -179,11 +179,34 @@ public sealed class MpqPipeline
         return BitSearch.SolveRanked(Problem(budgets, sensitivity, psd), method, count, Options.Search, cancel);
     }
 
+    /// <summary>
+    /// Throws (naming the minimum) when no configuration meets <paramref name="budgets"/>; returns a note when every configuration
+    /// does, so the budget does not bind the search; otherwise null.
+    /// </summary>
+    public string? CheckBudget(IReadOnlyList<Budget> budgets)
+    {
+        SearchProblem problem = Problem(budgets, null);
+        _ = BitSearch.Solve(problem, SearchMethod.Independent, Options.Search with { TimeLimit = TimeSpan.FromSeconds(10) });
+        var widest = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? l.CandidateBits.Max());
+        return budgets.All(b => b.Measure(problem, widest) <= b.Value)
+            ? $"Budget {string.Join("+", budgets)} is not binding: every searched layer fits at {Options.CandidateBits.Max()} bits " +
+              $"({Budget.Measure(problem, BudgetKind.AvgBits, BudgetScope.AllLayers, widest):F3} avg bits)."
+            : null;
+    }
+
+    /// <summary>Why OMPQ cannot follow this pipeline's layer policy (it keeps the first and last layers out of its search), or null when it can.</summary>
+    public string? OmpqLimitation =>
+        Options.Ompq.Units.FixFirstAndLast && (Options.FirstLayerBits is null || Options.LastLayerBits is null)
+            ? $"OMPQ keeps the first and last layers out of its search (at {Options.Ompq.Units.FixedBits} bits), so it cannot honour " +
+              $"{(Options.FirstLayerBits is null ? "--first-bits search" : "--last-bits search")}"
+            : null;
+
     /// <summary>OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget.</summary>
     public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
+        if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
         OmpqBudget ompqBudget = budget switch
         {
             { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.AverageBits, budget.Value),

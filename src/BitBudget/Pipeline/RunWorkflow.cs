@@ -117,11 +117,27 @@ public static class RunWorkflow
         }
         if (request.Budgets.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No budget given."); }
         string outDir = Path.GetFullPath(request.OutputDirectory);
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !request.Force)
+        if (File.Exists(outDir))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Output '{outDir}' is a file; `run -o` takes a folder.");
+        }
+        CheckInputsOutsideOutputs(request, outDir);
+        // The store may live in the output folder; it is the run's own state, not an earlier run's output.
+        string? store = request.Pipeline.Options.Sensitivity.StorePath is string sp ? Path.GetFullPath(sp) : null;
+        if (Directory.Exists(outDir) && !request.Force
+            && Directory.EnumerateFileSystemEntries(outDir).Any(e => store is null || !(e == store || e.StartsWith(store + "-", StringComparison.Ordinal))))
         {
             throw new BitBudgetException(ErrorKind.OutputExists, $"Output folder '{outDir}' exists and is not empty; use --force to overwrite its files.");
         }
         var warnings = new List<string>();
+        var methods = request.Methods.ToList();
+        if (methods.Contains("ompq") && p.OmpqLimitation is string limitation)
+        {
+            if (methods.Count == 1) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+            methods.Remove("ompq");
+            warnings.Add($"{limitation}; ompq skipped, running {string.Join(", ", methods)}.");
+        }
+        request = request with { Methods = methods };
         int overlap = request.Evaluation.OverlapWith(request.Calibration) + request.Evaluation.OverlapWith(request.Sensitivity)
             + (request.HeldOut is null ? 0 : request.Evaluation.OverlapWith(request.HeldOut));
         if (overlap > 0)
@@ -131,7 +147,23 @@ public static class RunWorkflow
         // Fail fast on infeasible budgets, before any measurement.
         foreach (var budgets in request.Budgets) { CheckBudget(p, budgets, warnings); }
 
-        Directory.CreateDirectory(outDir);
+        // Everything is written into a staging folder beside the output and moved there at the end, so a cancelled or
+        // failed run leaves no half-written output folder that would block its own rerun.
+        string staging = OutputStaging.Create(outDir);
+        try
+        {
+            RunSummary summary = Run(request, p, staging, warnings, progress, cancel);
+            OutputStaging.Publish(staging, outDir);
+            return summary with { OutputDirectory = outDir };
+        }
+        finally
+        {
+            OutputStaging.Discard(staging);
+        }
+    }
+
+    static RunSummary Run(RunRequest request, MpqPipeline p, string outDir, List<string> warnings, IProgress<RunProgress>? progress, CancellationToken cancel)
+    {
         Directory.CreateDirectory(Path.Combine(outDir, "models"));
         var timings = new List<StageTiming>();
         var solverRuns = new List<SolverRun>();
@@ -280,13 +312,26 @@ public static class RunWorkflow
     /// <summary>Throws (naming the minimum) when no configuration fits; warns when every configuration fits.</summary>
     static void CheckBudget(MpqPipeline p, IReadOnlyList<Budget> budgets, List<string> warnings)
     {
-        SearchProblem problem = p.Problem(budgets, null);
-        _ = BitSearch.Solve(problem, SearchMethod.Independent, p.Options.Search with { TimeLimit = TimeSpan.FromSeconds(10) });
-        var widest = problem.Layers.ToDictionary(l => l.Name, l => l.FixedBits ?? l.CandidateBits.Max());
-        if (budgets.All(b => b.Measure(problem, widest) <= b.Value))
+        if (p.CheckBudget(budgets) is string note) { warnings.Add(note); }
+    }
+
+    /// <summary>The files a run writes into its output folder; no input may be one of them, whatever --force says.</summary>
+    static readonly string[] s_outputNames = ["bits.json", "model.onnx", "layers.csv", "layers.json", "pareto.json", "pareto.png", "manifest.json", "report.html", "best-candidates.json"];
+
+    static void CheckInputsOutsideOutputs(RunRequest request, string outDir)
+    {
+        string models = Path.Combine(outDir, "models");
+        var inputs = new[] { request.Pipeline.Original.Source, request.Pipeline.Options.Sensitivity.StorePath };
+        foreach (string input in inputs.OfType<string>().Where(File.Exists))
         {
-            warnings.Add($"Budget {string.Join("+", budgets)} is not binding: every searched layer fits at {p.Options.CandidateBits.Max()} bits " +
-                $"({Budget.Measure(problem, BudgetKind.AvgBits, BudgetScope.AllLayers, widest):F3} avg bits).");
+            string resolved = FileIdentity.Resolve(input);
+            bool clash = s_outputNames.Any(n => FileIdentity.SameFile(Path.Combine(outDir, n), input) || FileIdentity.Resolve(Path.Combine(outDir, n)) == resolved)
+                || resolved.StartsWith(FileIdentity.Resolve(models) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+            if (clash)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"Input '{input}' is one of the files a run writes into '{outDir}'; BitBudget never writes over an input, even with --force. Choose another output folder.");
+            }
         }
     }
 

@@ -24,6 +24,7 @@ internal static class OrtSessions
 
     public static SessionOptions CreateOptions(RuntimeOptions options)
     {
+        options.Validated();
         var sessionOptions = new SessionOptions
         {
             GraphOptimizationLevel = options.Optimization,

@@ -35,4 +35,14 @@ public sealed record RuntimeOptions
 
     /// <summary>The defaults: all cores, all optimizations, CPU.</summary>
     public static RuntimeOptions Default { get; } = new();
+
+    /// <summary>The most intra-op threads accepted: 4 × the logical cores. More only adds contention, and ORT allocates a stack
+    /// and scratch per thread, so a typo like 99999 would exhaust memory instead of running.</summary>
+    public static int MaxThreads => 4 * Environment.ProcessorCount;
+
+    /// <summary>This record, or a one-line error naming <paramref name="option"/> when the thread count is negative or above <see cref="MaxThreads"/>.</summary>
+    public RuntimeOptions Validated(string option = "IntraOpThreads") =>
+        IntraOpThreads >= 0 && IntraOpThreads <= MaxThreads ? this
+            : throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"{option} {IntraOpThreads} is out of range; expected 0 (one per core) to {MaxThreads} (4 × the {Environment.ProcessorCount} logical cores).");
 }

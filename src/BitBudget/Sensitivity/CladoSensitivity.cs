@@ -61,34 +61,65 @@ public static class CladoSensitivity
         double executedMacs = 0;
         TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
         TimeSpan? rawTime = null, rawSame = null;
-        long done = 0;
+        long done = 0, doneElsewhere = 0;
         if (todo.Count > 0)
         {
             using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
+            // Workers sharing the store claim each unit before measuring it; units another worker holds wait for the end.
+            using var claims = store is null ? null : new UnitClaims(store, plan.Context, options.ClaimLease);
             setup = watch.Elapsed;
             var loop = Stopwatch.StartNew();
-            foreach ((int batch, var units) in todo)
+            long Evaluations(int u) => u < 0 ? 0 : 1 + (long)plan.S * (plan.L - 1 - u);
+            void Measure(int batch, List<(int U, int S)> units, List<(int Batch, int U, int S)> heldElsewhere)
             {
-                cancel.ThrowIfCancellationRequested();
-                evaluator.BeginBatch(batch);
-                if (!completed.Contains((batch, -1, 0)))
-                {
-                    double reference = evaluator.ReferenceLoss;
-                    store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
-                    losses[(batch, -1, 0, -1, 0)] = reference;
-                }
+                bool begun = false;
                 foreach ((int u, int s) in units)
                 {
                     cancel.ThrowIfCancellationRequested();
+                    switch (claims?.TryClaim(batch, u, s) ?? ClaimResult.Claimed)
+                    {
+                        case ClaimResult.Done:
+                            doneElsewhere += Evaluations(u);
+                            continue;
+                        case ClaimResult.Taken:
+                            heldElsewhere.Add((batch, u, s));
+                            continue;
+                    }
+                    if (!begun) { evaluator.BeginBatch(batch); begun = true; }
+                    if (u < 0)
+                    {
+                        double reference = evaluator.ReferenceLoss;
+                        store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
+                        losses[(batch, -1, 0, -1, 0)] = reference;
+                        continue;
+                    }
                     var rows = evaluator.MeasureUnit(u, s, cancel);
                     store?.CommitUnit(plan.Context, batch, u, s, rows);
                     foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
                     done += rows.Count;
-                    progress?.Report(new SensitivityProgress(done, totalEvaluations, done / Math.Max(1e-9, loop.Elapsed.TotalSeconds)));
+                    progress?.Report(new SensitivityProgress(done + doneElsewhere, totalEvaluations, done / Math.Max(1e-9, loop.Elapsed.TotalSeconds)));
                 }
-                evaluator.EndBatch();
+                if (begun) { evaluator.EndBatch(); }
+            }
+            var pending = new List<(int Batch, int U, int S)>();
+            foreach ((int batch, var units) in todo)
+            {
+                // u = −1 is the batch's reference loss.
+                Measure(batch, [.. completed.Contains((batch, -1, 0)) ? [] : new[] { (-1, 0) }, .. units], pending);
+            }
+            // Units another worker held: wait until they are stored, or take them over when that worker's lease runs out.
+            while (pending.Count > 0)
+            {
+                if (cancel.WaitHandle.WaitOne(UnitClaims.PollInterval)) { cancel.ThrowIfCancellationRequested(); }
+                var still = new List<(int Batch, int U, int S)>();
+                foreach (var group in pending.GroupBy(p => p.Batch))
+                {
+                    Measure(group.Key, [.. group.Select(p => (p.U, p.S))], still);
+                }
+                pending = still;
             }
             measuring = loop.Elapsed;
+            if (doneElsewhere > 0 || claims?.SawOtherWorkers == true) { losses = store!.Losses(plan.Context); }
             executedMacs = evaluator.ExecutedMacs;
             rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs);
             rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs);
@@ -107,18 +138,52 @@ public static class CladoSensitivity
         });
     }
 
-    /// <summary>Combines measurement stores (e.g. from <see cref="Shard"/> workers) into <paramref name="target"/>; returns the losses added.</summary>
+    /// <summary>
+    /// Combines measurement stores (e.g. from <see cref="Shard"/> workers) into <paramref name="target"/>; returns the losses added.
+    /// Atomic: the merge goes into a copy of the target that replaces it only when every source merged, so a bad source leaves the
+    /// target as it was.
+    /// </summary>
     public static long MergeStores(string target, IEnumerable<string> sources)
     {
+        ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(sources);
-        using var store = new MeasurementStore(target);
+        string full = Path.GetFullPath(target);
+        string[] from = [.. sources.Select(Path.GetFullPath).Where(s => s != full && !Internals.FileIdentity.SameFile(s, full))];
+        foreach (string source in from) { MeasurementStore.Validate(source); }   // every source checked before anything is written
         long added = 0;
-        foreach (string source in sources)
+        Internals.AtomicFile.Write(full, temp =>
         {
-            if (Path.GetFullPath(source) == Path.GetFullPath(target)) { continue; }
-            added += store.MergeFrom(source);
-        }
+            if (File.Exists(full) && new FileInfo(full).Length > 0) { MeasurementStore.CopyTo(full, temp); }
+            using var store = new MeasurementStore(temp);
+            foreach (string source in from) { added += store.MergeFrom(source); }
+        });
         return added;
+    }
+}
+
+/// <summary>This worker's claims on the units of one measurement context in a shared store.</summary>
+internal sealed class UnitClaims(MeasurementStore store, string context, TimeSpan lease) : IDisposable
+{
+    /// <summary>How often a worker looks again at units another worker holds.</summary>
+    public static TimeSpan PollInterval { get; } = TimeSpan.FromMilliseconds(250);
+
+    readonly string _owner = WorkerId.New();
+
+    /// <summary>Whether another worker held or finished a unit this one wanted.</summary>
+    public bool SawOtherWorkers { get; private set; }
+
+    public ClaimResult TryClaim(int batch, int u, int su)
+    {
+        ClaimResult result = store.TryClaim(context, batch, u, su, _owner, lease);
+        SawOtherWorkers |= result != ClaimResult.Claimed;
+        return result;
+    }
+
+    /// <summary>Hands unfinished units back at once (cancelled, failed or done), instead of after the lease.</summary>
+    public void Dispose()
+    {
+        try { store.Release(_owner); }
+        catch (Microsoft.Data.Sqlite.SqliteException) { }   // the lease expires anyway
     }
 }
 

@@ -23,7 +23,8 @@ internal sealed class MeasurementStore : IDisposable
         try
         {
             _connection.Open();
-            Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+            // Several workers may share one store: wait for each other's write transactions instead of failing.
+            Execute("PRAGMA busy_timeout=60000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
             Execute("""
                 CREATE TABLE IF NOT EXISTS contexts (context TEXT PRIMARY KEY, description TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS losses (
@@ -31,6 +32,8 @@ internal sealed class MeasurementStore : IDisposable
                     loss REAL NOT NULL, PRIMARY KEY (context, batch, u, su, v, sv)) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS units (context TEXT NOT NULL, batch INTEGER NOT NULL, u INTEGER NOT NULL, su INTEGER NOT NULL,
                     PRIMARY KEY (context, batch, u, su)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS claims (context TEXT NOT NULL, batch INTEGER NOT NULL, u INTEGER NOT NULL, su INTEGER NOT NULL,
+                    owner TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (context, batch, u, su)) WITHOUT ROWID;
                 """);
         }
         catch (SqliteException e)
@@ -115,7 +118,7 @@ internal sealed class MeasurementStore : IDisposable
         using (var mark = _connection.CreateCommand())
         {
             mark.Transaction = transaction;
-            mark.CommandText = "INSERT OR REPLACE INTO units VALUES ($c, $b, $u, $su)";
+            mark.CommandText = "INSERT OR REPLACE INTO units VALUES ($c, $b, $u, $su); DELETE FROM claims WHERE context = $c AND batch = $b AND u = $u AND su = $su";
             mark.Parameters.AddWithValue("$c", context);
             mark.Parameters.AddWithValue("$b", batch);
             mark.Parameters.AddWithValue("$u", u);
@@ -125,11 +128,95 @@ internal sealed class MeasurementStore : IDisposable
         transaction.Commit();
     }
 
+    /// <summary>
+    /// Claims unit (batch, u, su) of <paramref name="context"/> for <paramref name="owner"/> until now + <paramref name="lease"/>, so
+    /// that workers sharing the store split the work: <see cref="ClaimResult.Done"/> when it is already measured,
+    /// <see cref="ClaimResult.Taken"/> while another live worker holds it. A claim whose lease ran out, or whose owner is a
+    /// process of this machine that no longer runs, is taken over.
+    /// </summary>
+    public ClaimResult TryClaim(string context, int batch, int u, int su, string owner, TimeSpan lease)
+    {
+        using var transaction = _connection.BeginTransaction(deferred: false);   // BEGIN IMMEDIATE: one claimer at a time
+        using var command = _connection.CreateCommand();
+        command.Transaction = transaction;
+        command.Parameters.AddWithValue("$c", context);
+        command.Parameters.AddWithValue("$b", batch);
+        command.Parameters.AddWithValue("$u", u);
+        command.Parameters.AddWithValue("$su", su);
+        command.CommandText = "SELECT COUNT(*) FROM units WHERE context = $c AND batch = $b AND u = $u AND su = $su";
+        if ((long)command.ExecuteScalar()! > 0) { return ClaimResult.Done; }
+        double now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
+        command.CommandText = "SELECT owner, expires FROM claims WHERE context = $c AND batch = $b AND u = $u AND su = $su";
+        using (var reader = command.ExecuteReader())
+        {
+            if (reader.Read() && reader.GetString(0) != owner && reader.GetDouble(1) > now && WorkerId.MayBeAlive(reader.GetString(0)))
+            {
+                return ClaimResult.Taken;
+            }
+        }
+        command.CommandText = "INSERT OR REPLACE INTO claims VALUES ($c, $b, $u, $su, $o, $e)";
+        command.Parameters.AddWithValue("$o", owner);
+        command.Parameters.AddWithValue("$e", now + lease.TotalSeconds);
+        command.ExecuteNonQuery();
+        transaction.Commit();
+        return ClaimResult.Claimed;
+    }
+
+    /// <summary>Drops every claim of <paramref name="owner"/> (a worker that stops hands its unfinished units back at once).</summary>
+    public void Release(string owner)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = "DELETE FROM claims WHERE owner = $o";
+        command.Parameters.AddWithValue("$o", owner);
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>Throws a one-line error unless <paramref name="path"/> is a measurement store; opens it read-only, so nothing is changed.</summary>
+    public static void Validate(string path)
+    {
+        if (!File.Exists(path)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Measurement store '{path}' does not exist."); }
+        try
+        {
+            using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('contexts', 'losses', 'units')";
+            if ((long)command.ExecuteScalar()! != 3)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is an SQLite database but not a measurement store (no contexts, losses and units tables).");
+            }
+        }
+        catch (SqliteException e)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
+        }
+    }
+
+    /// <summary>Copies the store at <paramref name="source"/> (its write-ahead log folded in first) to <paramref name="destination"/>.</summary>
+    public static void CopyTo(string source, string destination)
+    {
+        Validate(source);
+        try
+        {
+            using (var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = source, Pooling = false }.ToString()))
+            {
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA busy_timeout=60000; PRAGMA wal_checkpoint(TRUNCATE);";
+                command.ExecuteNonQuery();
+            }
+            File.Copy(source, destination, overwrite: true);
+        }
+        catch (SqliteException e)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{source}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
+        }
+    }
+
     /// <summary>Copies every context, loss and unit of <paramref name="other"/> into this store; returns the rows added.</summary>
     public long MergeFrom(string other)
     {
-        if (!File.Exists(other)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Measurement store '{other}' does not exist."); }
-        using (var check = new MeasurementStore(other)) { _ = check.Contexts(); }   // validates the schema with a one-line error
+        Validate(other);   // read-only: a file that is not a store is named and left as it was
         Execute($"ATTACH DATABASE '{other.Replace("'", "''", StringComparison.Ordinal)}' AS other");
         try
         {
@@ -175,5 +262,46 @@ internal sealed class MeasurementStore : IDisposable
     {
         _connection.Dispose();
         SqliteConnection.ClearAllPools();
+    }
+}
+
+/// <summary>What <see cref="MeasurementStore.TryClaim"/> found.</summary>
+internal enum ClaimResult
+{
+    /// <summary>The unit is this worker's to measure.</summary>
+    Claimed,
+    /// <summary>Another live worker is measuring it.</summary>
+    Taken,
+    /// <summary>It is already in the store.</summary>
+    Done,
+}
+
+/// <summary>Names a measuring worker "host/pid/random", so a worker of the same host can tell that the owner of a claim has died.</summary>
+internal static class WorkerId
+{
+    public static string New() => $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
+
+    /// <summary>False only when the owner is a process of this host that no longer runs.</summary>
+    public static bool MayBeAlive(string owner)
+    {
+        string[] parts = owner.Split('/');
+        if (parts.Length != 3 || parts[0] != Environment.MachineName
+            || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+        {
+            return true;
+        }
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 }

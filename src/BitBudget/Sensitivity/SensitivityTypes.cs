@@ -53,6 +53,13 @@ public sealed record SensitivityOptions
     /// <summary>Measure only this share of the work (needs a store).</summary>
     public Shard? Shard { get; init; }
 
+    /// <summary>
+    /// How long a worker's claim on a unit of a shared store lasts before another worker may take the unit over (a worker that
+    /// was killed never finishes it). Workers on one store split the units; a unit that outlasts its lease is at worst measured
+    /// twice, to the same values. Default 10 minutes.
+    /// </summary>
+    public TimeSpan ClaimLease { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>ONNX Runtime settings.</summary>
     public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
 
