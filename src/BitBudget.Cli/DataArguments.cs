@@ -69,6 +69,8 @@ sealed class DataArguments
     /// and a channels-last input is detected from the shape when unambiguous.</summary>
     public Preprocessing Preprocessing(ParseResult parse, IReadOnlyList<long> modelInput)
     {
+        // Bad values fail before anything is said.
+        float[]? mean = Numbers(parse.GetValue(Mean), "--mean"), std = Numbers(parse.GetValue(Std), "--std");
         Preprocessing pre;
         if (parse.GetValue(PreprocessFile) is FileInfo file) { pre = Data.Preprocessing.Load(file.FullName); }
         else if (DataPreset(parse) is string name) { pre = Data.Preprocessing.FromPreset(name); }
@@ -86,8 +88,8 @@ sealed class DataArguments
         if (parse.GetValue(Crop) is int c) { pre = pre with { CenterCrop = c }; }
         if (parse.GetValue(Scale) is float s) { pre = pre with { Scale = s }; }
         if (parse.GetValue(Grey)) { pre = pre with { Grey = true, Mean = pre.Mean.Length == 1 ? pre.Mean : [pre.Mean[0]], Std = pre.Std.Length == 1 ? pre.Std : [pre.Std[0]] }; }
-        if (Numbers(parse.GetValue(Mean), "--mean") is { Length: > 0 } m) { pre = pre with { Mean = m }; }
-        if (Numbers(parse.GetValue(Std), "--std") is { Length: > 0 } d) { pre = pre with { Std = d }; }
+        if (mean is { Length: > 0 }) { pre = pre with { Mean = mean }; }
+        if (std is { Length: > 0 }) { pre = pre with { Std = std }; }
         if (parse.GetValue(Bgr)) { pre = pre with { ChannelOrder = ChannelOrder.Bgr }; }
         if (parse.GetValue(Nhwc)) { pre = pre with { Layout = TensorLayout.Nhwc }; }
         return pre.Validated("preprocessing options");

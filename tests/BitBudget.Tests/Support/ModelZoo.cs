@@ -161,20 +161,26 @@ internal static class ModelZoo
     }
 
     /// <summary>
-    /// Writes <paramref name="count"/> random 8×8 RGB images as an ERAN CSV whose labels are what the float
-    /// <paramref name="labeller"/> predicts (minus <paramref name="labelOffset"/>), so its top-1 is 100 % and a wrong
-    /// label mapping shows at once. Labels cycle through the <paramref name="dataClasses"/> classes where the model's answer
-    /// falls outside them, so every class up to dataClasses − 1 occurs.
+    /// Writes <paramref name="count"/> random 8×8 RGB images labelled by what the float <paramref name="labeller"/> predicts
+    /// (minus <paramref name="labelOffset"/>), so its top-1 is 100 % and a wrong label mapping shows at once. With
+    /// <paramref name="dataClasses"/> ≤ 10 an ERAN CSV at <paramref name="path"/>; otherwise a flat folder of
+    /// <c>cNNNN_i.png</c> files at <paramref name="path"/> and, beside it, <c>path.classes.txt</c> listing every class
+    /// (as ImageNet's wnids are listed), so the data has <paramref name="dataClasses"/> classes whichever occur.
     /// </summary>
-    public static void WriteData(string path, OnnxModel labeller, int count, int seed, int dataClasses = 10, int labelOffset = 0, bool nhwcModel = false)
+    public static void WriteData(string path, OnnxModel labeller, int count, int seed, int dataClasses = 10, int labelOffset = 0)
     {
         var random = new Random(seed);
         var pixels = new byte[count, Side * Side * 3];
-        for (int i = 0; i < count; i++) { for (int k = 0; k < Side * Side * 3; k++) { pixels[i, k] = (byte)random.Next(256); } }
+        for (int i = 0; i < count; i++)
+        {
+            // A random colour per image plus noise: the pooled features (and so the predicted classes) vary between images.
+            int[] colour = [random.Next(256), random.Next(256), random.Next(256)];
+            for (int k = 0; k < Side * Side * 3; k++) { pixels[i, k] = (byte)Math.Clamp(colour[k % 3] + random.Next(-40, 41), 0, 255); }
+        }
         string temp = path + ".unlabelled.csv";
-        Write(temp, pixels, new int[count]);
-        Preprocessing pre = Preprocessing.Cifar10 with { Layout = nhwcModel ? TensorLayout.Nhwc : TensorLayout.Nchw };
-        Dataset data = DatasetLoader.Load(new DataOptions { Path = temp, Preprocessing = pre, CacheDirectory = "" });
+        WriteCsv(temp, pixels, new int[count]);
+        Dataset data = DatasetLoader.Load(new DataOptions { Path = temp, Preprocessing = Preprocessing.Cifar10, CacheDirectory = "" });
+        File.Delete(temp);
         (OnnxModel prepared, _) = ModelPreparer.Prepare(labeller);
         float[] logits;
         using (var engine = EvaluationEngine.Create(prepared)) { logits = engine.Logits(data); }
@@ -185,15 +191,33 @@ internal static class ModelZoo
             ReadOnlySpan<float> row = logits.AsSpan(i * classes, classes);
             int best = 0;
             for (int c = 1; c < classes; c++) { if (row[c] > row[best]) { best = c; } }
-            int label = best - labelOffset;
-            labels[i] = label >= 0 && label < dataClasses ? label : i % dataClasses;
+            labels[i] = best - labelOffset;
+            if (labels[i] < 0 || labels[i] >= dataClasses) { throw new InvalidOperationException($"Image {i} is predicted as class {best}, outside the data's classes."); }
         }
-        labels[^1] = dataClasses - 1;   // the CSV's class count is its largest label + 1
-        Write(path, pixels, labels);
-        File.Delete(temp);
+        if (dataClasses <= 10)
+        {
+            WriteCsv(path, pixels, labels);
+            return;
+        }
+        Directory.CreateDirectory(path);
+        File.WriteAllLines(path + ".classes.txt", Enumerable.Range(0, dataClasses).Select(c => $"c{c:D4}"));
+        for (int i = 0; i < count; i++)
+        {
+            using var bitmap = new SkiaSharp.SKBitmap(Side, Side, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque);
+            for (int y = 0; y < Side; y++)
+            {
+                for (int x = 0; x < Side; x++)
+                {
+                    int at = (y * Side + x) * 3;
+                    bitmap.SetPixel(x, y, new SkiaSharp.SKColor(pixels[i, at], pixels[i, at + 1], pixels[i, at + 2]));
+                }
+            }
+            using var png = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+            File.WriteAllBytes(System.IO.Path.Combine(path, $"c{labels[i]:D4}_{i:D4}.png"), png.ToArray());
+        }
     }
 
-    static void Write(string path, byte[,] pixels, int[] labels)
+    static void WriteCsv(string path, byte[,] pixels, int[] labels)
     {
         using var writer = new StreamWriter(path);
         for (int i = 0; i < labels.Length; i++)
