@@ -13,8 +13,9 @@ sealed class DataArguments
     public Option<int?> Resize { get; }
     public Option<int?> Crop { get; }
     public Option<float?> Scale { get; }
-    public Option<float[]?> Mean { get; }
-    public Option<float[]?> Std { get; }
+    public Option<string[]?> Mean { get; }
+    public Option<string[]?> Std { get; }
+    public Option<int> LabelOffset { get; }
     public Option<bool> Bgr { get; }
     public Option<bool> Nhwc { get; }
     public Option<bool> Grey { get; }
@@ -33,8 +34,13 @@ sealed class DataArguments
         Resize = new Option<int?>("--resize") { Description = "Resize the shorter side to this many pixels (bilinear)." };
         Crop = new Option<int?>("--crop") { Description = "Center-crop a square of this side." };
         Scale = new Option<float?>("--scale") { Description = "Multiply 0..255 pixels by this before mean/std (e.g. 0.00392157)." };
-        Mean = new Option<float[]?>("--mean") { Description = "Per-channel mean after scaling.", AllowMultipleArgumentsPerToken = true };
-        Std = new Option<float[]?>("--std") { Description = "Per-channel std after scaling.", AllowMultipleArgumentsPerToken = true };
+        Mean = new Option<string[]?>("--mean") { Description = "Per-channel mean after scaling, separated by commas or spaces: --mean 0.5,0.5,0.5 or --mean 0.5 0.5 0.5.", AllowMultipleArgumentsPerToken = true };
+        Std = new Option<string[]?>("--std") { Description = "Per-channel std after scaling, separated by commas or spaces: --std 0.25,0.25,0.25.", AllowMultipleArgumentsPerToken = true };
+        LabelOffset = new Option<int>("--label-offset")
+        {
+            Description = "Add N to every data label to get the model's class (1 for ImageNet models whose class 0 is background); splits use the data's own labels.",
+            DefaultValueFactory = _ => 0,
+        };
         Bgr = new Option<bool>("--bgr") { Description = "Feed channels in BGR order." };
         Nhwc = new Option<bool>("--nhwc") { Description = "Feed channels-last tensors." };
         Grey = new Option<bool>("--grey") { Description = "Convert images to one grey channel." };
@@ -45,28 +51,66 @@ sealed class DataArguments
 
     public void AddTo(Command command)
     {
-        foreach (Option o in new Option[] { Preset, PreprocessFile, Resize, Crop, Scale, Mean, Std, Bgr, Nhwc, Grey, ClassList, SkipBadImages, NoCache })
+        foreach (Option o in new Option[] { Preset, PreprocessFile, Resize, Crop, Scale, Mean, Std, Bgr, Nhwc, Grey, ClassList, LabelOffset, SkipBadImages, NoCache })
         {
             command.Options.Add(o);
         }
     }
 
-    /// <summary>The preprocessing the options describe; without a preset it is guessed from the model input shape.</summary>
+    readonly HashSet<string> _said = [];
+
+    /// <summary>Prints an informational line once per command (the preprocessing is worked out for every data set).</summary>
+    void SayOnce(string line)
+    {
+        if (_said.Add(line)) { Ui.Note(line); }
+    }
+
+    /// <summary>The preprocessing the options describe; without a preset it is guessed from the model input shape (and said so),
+    /// and a channels-last input is detected from the shape when unambiguous.</summary>
     public Preprocessing Preprocessing(ParseResult parse, IReadOnlyList<long> modelInput)
     {
+        // Bad values fail before anything is said.
+        float[]? mean = Numbers(parse.GetValue(Mean), "--mean"), std = Numbers(parse.GetValue(Std), "--std");
         Preprocessing pre;
         if (parse.GetValue(PreprocessFile) is FileInfo file) { pre = Data.Preprocessing.Load(file.FullName); }
         else if (DataPreset(parse) is string name) { pre = Data.Preprocessing.FromPreset(name); }
-        else { pre = Guess(modelInput); }
+        else
+        {
+            (string guessed, pre, string reason) = InputLayout.Guess(modelInput);
+            SayOnce($"preset: {guessed}, {reason}; --preset chooses another");
+        }
+        if (!parse.GetValue(Nhwc) && InputLayout.Adapt(pre, modelInput) is (Preprocessing adapted, string note))
+        {
+            pre = adapted;
+            SayOnce($"{note}; feeding {(adapted.Layout == TensorLayout.Nhwc ? "channels-last" : "channels-first")} tensors");
+        }
         if (parse.GetValue(Resize) is int r) { pre = pre with { ResizeShorter = r }; }
         if (parse.GetValue(Crop) is int c) { pre = pre with { CenterCrop = c }; }
         if (parse.GetValue(Scale) is float s) { pre = pre with { Scale = s }; }
         if (parse.GetValue(Grey)) { pre = pre with { Grey = true, Mean = pre.Mean.Length == 1 ? pre.Mean : [pre.Mean[0]], Std = pre.Std.Length == 1 ? pre.Std : [pre.Std[0]] }; }
-        if (parse.GetValue(Mean) is { Length: > 0 } m) { pre = pre with { Mean = m }; }
-        if (parse.GetValue(Std) is { Length: > 0 } d) { pre = pre with { Std = d }; }
+        if (mean is { Length: > 0 }) { pre = pre with { Mean = mean }; }
+        if (std is { Length: > 0 }) { pre = pre with { Std = std }; }
         if (parse.GetValue(Bgr)) { pre = pre with { ChannelOrder = ChannelOrder.Bgr }; }
         if (parse.GetValue(Nhwc)) { pre = pre with { Layout = TensorLayout.Nhwc }; }
         return pre.Validated("preprocessing options");
+    }
+
+    /// <summary>Per-channel values given as one or more tokens, each holding numbers separated by commas or spaces.</summary>
+    static float[]? Numbers(string[]? tokens, string option)
+    {
+        if (tokens is null || tokens.Length == 0) { return null; }
+        var values = new List<float>();
+        foreach (string part in tokens.SelectMany(t => t.Split([',', ' ', '\t'], StringSplitOptions.RemoveEmptyEntries)))
+        {
+            if (!float.TryParse(part, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"{option} '{string.Join(" ", tokens)}': '{part}' is not a number; give one value per channel separated by commas or spaces, e.g. {option} 0.5,0.5,0.5.");
+            }
+            values.Add(v);
+        }
+        if (values.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"{option} needs one value per channel, e.g. {option} 0.5,0.5,0.5."); }
+        return [.. values];
     }
 
     /// <summary>The quantization presets accepted by --preset beside the data presets.</summary>
@@ -91,16 +135,6 @@ sealed class DataArguments
         return values;
     }
 
-    static Preprocessing Guess(IReadOnlyList<long> shape)
-    {
-        // [N,C,H,W]: 1×28×28 is MNIST-like, 3×32×32 CIFAR-like, 3×224×224 ImageNet-like.
-        if (shape.Count == 4 && shape[1] == 1) { return Data.Preprocessing.Mnist; }
-        if (shape.Count == 4 && shape[2] is > 0 and <= 64) { return Data.Preprocessing.Cifar10; }
-        if (shape.Count == 4 && shape[2] == 224) { return Data.Preprocessing.ImageNet; }
-        throw new BitBudgetException(ErrorKind.InvalidInput,
-            $"Cannot guess the preprocessing for input shape {Ui.Shape(shape)}; pass --preset or --preprocess.");
-    }
-
     public DataOptions Options(ParseResult parse, string path, IReadOnlyList<long> modelInput, string split = "all", int? limit = null, int? seed = null) => new()
     {
         Path = path,
@@ -110,6 +144,8 @@ sealed class DataArguments
         Limit = limit,
         Seed = seed,
         SkipBadImages = parse.GetValue(SkipBadImages),
+        LabelOffset = parse.GetValue(LabelOffset) is int offset and >= 0 ? offset
+            : throw new BitBudgetException(ErrorKind.InvalidInput, $"--label-offset must be 0 or more, got {parse.GetValue(LabelOffset)}."),
         CacheDirectory = parse.GetValue(NoCache) ? "" : null,
     };
 

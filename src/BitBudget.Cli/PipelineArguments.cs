@@ -15,6 +15,7 @@ sealed class PipelineArguments
     public DataArguments Data { get; } = new();
     public RuntimeArguments Runtime { get; } = new();
     public RoundingArguments Rounding { get; } = new();
+    public ModelArguments Model { get; } = new();
     public Option<string> Calib { get; } = new("--calib") { Description = "Calibration/sensitivity images (never the evaluation set).", Required = true };
     public Option<string> CalibSplit { get; } = new("--calib-split") { Description = "Split of --calib: all, even-classes, odd-classes.", DefaultValueFactory = _ => "all" };
     public Option<int> SensImages { get; } = new("--sens-images") { Description = "Images for the CLADO sensitivities (drawn from --calib).", DefaultValueFactory = _ => 512 };
@@ -38,6 +39,7 @@ sealed class PipelineArguments
         Data.AddTo(command);
         Runtime.AddTo(command);
         Rounding.AddTo(command);
+        Model.AddTo(command);
         foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
         {
             command.Options.Add(o);
@@ -64,6 +66,8 @@ sealed class PipelineArguments
         var options = baseOptions with
         {
             Runtime = Runtime.Options(parse),
+            Output = Model.OutputName(parse),
+            OutputKind = Model.OutputKind(parse),
             CandidateBits = candidates,
             ActivationBits = actBits,
             ActivationCalibration = parse.GetValue(ActCalibration) ?? baseOptions.ActivationCalibration,
@@ -129,7 +133,8 @@ sealed class PipelineArguments
     {
         Ui.Quiet = parse.GetValue(Quiet);
         DataOptions options = Data.Options(parse, parse.GetRequiredValue(Calib), pipeline.Prepared.InputShape, parse.GetRequiredValue(CalibSplit));
-        Dataset source = Ui.LoadData(options);
+        Ui.Note(ModelArguments.Describe(pipeline.Summary.Preparation, pipeline.OutputKind, pipeline.Options.OutputKind is not null));
+        Dataset source = Ui.LoadData(options, pipeline.Prepared);
         int seed = parse.GetValue(Seed);
         Dataset calibration = source.Sample(pipeline.Options.CalibrationImages, seed);
         int sensImages = parse.CommandResult.Command.Options.Contains(SensImages) ? Positive(parse.GetValue(SensImages), "--sens-images") : 0;

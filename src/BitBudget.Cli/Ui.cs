@@ -104,14 +104,24 @@ static class Ui
         return result;
     }
 
-    /// <summary>Loads a dataset with a decode progress bar and prints the label order.</summary>
-    public static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options)
+    /// <summary>An informational grey line on stderr (nothing with --quiet).</summary>
+    public static void Note(string? line)
+    {
+        if (line is not null && !Quiet) { Err.MarkupLine($"[grey]{Markup.Escape(line)}[/]"); }
+    }
+
+    /// <summary>Loads a dataset with a progress bar; with <paramref name="model"/>, warns when its class count and the data's differ.</summary>
+    public static BitBudget.Data.Dataset LoadData(BitBudget.Data.DataOptions options, BitBudget.Graph.OnnxModel? model = null)
     {
         var data = WithDynamicProgress($"decoding {System.IO.Path.GetFileName(options.Path.TrimEnd('/'))}", report => LoadData(options, report));
         if (!Quiet)
         {
             string classes = string.Join(", ", data.ClassNames.Take(10)) + (data.ClassNames.Count > 10 ? $", … ({data.ClassNames.Count} classes)" : "");
             Err.MarkupLine($"[grey]data: {Markup.Escape(data.Description)}; labels 0… = {Markup.Escape(classes)}[/]");
+        }
+        if (model is not null && ClassCountWarning(model, data) is string warning)
+        {
+            Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(warning)}");
         }
         return data;
     }
@@ -122,6 +132,19 @@ static class Ui
         int total = 0;
         return BitBudget.Data.DatasetLoader.Load(options, new SyncProgress(n => report(n, total, null)),
             w => Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(w)}"), t => { total = t; report(0, t, null); });
+    }
+
+    /// <summary>A warning when the model's output class count (declared in the graph) differs from what the data's labels need.</summary>
+    internal static string? ClassCountWarning(BitBudget.Graph.OnnxModel model, BitBudget.Data.Dataset data)
+    {
+        IReadOnlyList<long> shape = model.OutputShape;
+        if (shape.Count < 2 || shape[^1] <= 0 || shape[^1] == data.ClassCount) { return null; }
+        long classes = shape[^1];
+        string offset = data.LabelOffset > 0 ? $" + label offset {data.LabelOffset}" : "";
+        string hint = classes > data.ClassCount
+            ? $"; if the model's first {classes - data.ClassNames.Count} class(es) are extra (e.g. a background class 0), pass --label-offset {classes - data.ClassNames.Count}"
+            : "";
+        return $"the model's output '{model.OutputName}' has {classes} classes but the data has {data.ClassNames.Count}{offset}{hint}.";
     }
 
     sealed class SyncProgress(Action<int> report) : IProgress<int>

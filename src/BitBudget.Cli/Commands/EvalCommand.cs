@@ -19,23 +19,27 @@ static class EvalCommand
         var json = new Option<bool>("--json") { Description = "Print the result as JSON on stdout." };
         var dataArgs = new DataArguments();
         var runtime = new RuntimeArguments();
+        var modelArgs = new ModelArguments();
         var command = new Command("eval", "Measure top-1/top-5 accuracy and cross-entropy of a model on labeled images.") { model, data, split, limit, seed, batch, json };
         dataArgs.AddTo(command);
         runtime.AddTo(command);
+        modelArgs.AddTo(command);
         command.SetAction(parse =>
         {
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
             // Only the exact rewrites (dynamic batch …): a QDQ model has no float weights to list.
-            (OnnxModel prepared, _) = ModelPreparer.Prepare(loaded);
+            (OnnxModel prepared, PreparationReport report) = ModelPreparer.Prepare(loaded, modelArgs.OutputName(parse));
             DataOptions options = dataArgs.Options(parse, parse.GetRequiredValue(data), prepared.InputShape, parse.GetRequiredValue(split), parse.GetValue(limit), parse.GetValue(seed));
-            Dataset dataset = Ui.LoadData(options);
-            using var engine = EvaluationEngine.Create(prepared, runtime.Options(parse));
+            OutputKind? kind = modelArgs.OutputKind(parse);
+            Ui.Note(ModelArguments.Describe(report, kind ?? report.OutputKind, kind is not null));
+            Dataset dataset = Ui.LoadData(options, prepared);
+            using var engine = EvaluationEngine.Create(prepared, runtime.Options(parse), kind);
             engine.CheckInput(dataset);
             EvaluationResult result = Ui.WithProgress($"evaluating {dataset.Count:N0} images", dataset.Count,
                 progress => engine.Evaluate(dataset, new EvaluationOptions { BatchSize = parse.GetValue(batch) }, progress, Ui.Cancellation));
             if (parse.GetValue(json))
             {
-                Ui.WriteJson(new { Model = loaded.Source, Data = dataset.Description, DataHash = dataset.Hash, result.Count, result.Top1, result.Top5, result.CrossEntropy, result.ImagesPerSecond });
+                Ui.WriteJson(new { Model = loaded.Source, Data = dataset.Description, DataHash = dataset.Hash, result.Count, result.Top1, result.Top5, result.CrossEntropy, result.ImagesPerSecond, OutputName = report.Output, OutputKind = OutputKinds.Name(engine.OutputKind), dataset.LabelOffset });
                 return ExitCodes.Ok;
             }
             Ui.Out.MarkupLine($"[bold]{Markup.Escape(Path.GetFileName(loaded.Source))}[/] on {Markup.Escape(dataset.Description)}");

@@ -11,10 +11,12 @@ static class InspectCommand
         var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
         var json = new Option<bool>("--json") { Description = "Print the layer inventory as JSON on stdout." };
         var command = new Command("inspect", "List the quantizable layers of a model with shapes, parameters and MACs.") { model, json };
+        var modelArgs = new ModelArguments();
+        command.Options.Add(modelArgs.Output);
         command.SetAction(parse =>
         {
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
-            (_, ModelSummary summary) = ModelInspector.Inspect(loaded);
+            (_, ModelSummary summary) = ModelInspector.Inspect(loaded, modelArgs.OutputName(parse));
             if (parse.GetValue(json))
             {
                 Ui.WriteJson(new
@@ -23,6 +25,8 @@ static class InspectCommand
                     summary.InputName,
                     summary.InputShape,
                     summary.OutputName,
+                    OutputKind = OutputKinds.Name(summary.Preparation.OutputKind),
+                    summary.Preparation.DroppedOutputs,
                     summary.Opset,
                     LayerCount = summary.Layers.Count,
                     summary.OpCounts,
@@ -63,7 +67,9 @@ static class InspectCommand
         table.AddEmptyRow();
         table.AddRow("", "[bold]total[/]", "", Ui.Count(summary.TotalWeights) + " w", Ui.Count(summary.TotalParameters), "", "", Ui.Count(summary.TotalMacs), "");
         Ui.Out.Write(table);
-        Ui.Out.MarkupLine($"input [blue]{Markup.Escape(summary.InputName)}[/] {Markup.Escape(Ui.Shape(summary.InputShape))}, output [blue]{Markup.Escape(summary.OutputName)}[/], opset {summary.Opset}; " +
+        Ui.Out.MarkupLine($"input [blue]{Markup.Escape(summary.InputName)}[/] {Markup.Escape(Ui.Shape(summary.InputShape))}, output [blue]{Markup.Escape(summary.OutputName)}[/] ({OutputKinds.Name(summary.Preparation.OutputKind)}" +
+            (summary.Preparation.DroppedOutputs.Count == 0 ? "" : $"; dropped {Markup.Escape(string.Join(", ", summary.Preparation.DroppedOutputs.Select(o => $"'{o}'")))}, --model-output chooses") +
+            $"), opset {summary.Opset}; " +
             $"prepared: {summary.Preparation.FoldedBatchNorms} BN folded, {summary.Preparation.FoldedBiasAdds} bias Add folded, " +
             $"{summary.Preparation.FoldedWeightNodes} weight nodes folded, batch {(summary.Preparation.BatchMadeDynamic ? "made dynamic" : "already dynamic")}; " +
             $"{Ui.Count(summary.ModelInitializerElements)} initializer elements in the file.");

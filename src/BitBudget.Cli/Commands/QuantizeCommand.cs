@@ -23,13 +23,14 @@ static class QuantizeCommand
         {
             Description = "Calibration images (class folders, flat <class>_*.JPEG folder, IDX file or ERAN CSV) for gptq / bias correction and --activations a8; keep them apart from the evaluation set.",
         };
+        var calibSplit = new Option<string>("--calib-split") { Description = "Split of --calib: all, even-classes, odd-classes.", DefaultValueFactory = _ => "all" };
         var calibSeed = new Option<int>("--calib-seed") { Description = "Seed of the random draw of the --calib-images calibration images (spread over all classes).", DefaultValueFactory = _ => 0 };
         var actMethod = new Option<ActivationCalibration>("--act-calibration") { Description = "Activation range for a8: minmax, percentile (99.99 %) or mse.", DefaultValueFactory = _ => ActivationCalibration.Percentile };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var json = new Option<bool>("--json") { Description = "Print the per-layer storage report as JSON on stdout." };
         var command = new Command("quantize", "Quantize a model with a bit configuration and write a runnable QDQ ONNX model.")
         {
-            model, config, bits, output, activations, calib, calibSeed, actMethod, force, json,
+            model, config, bits, output, activations, calib, calibSplit, calibSeed, actMethod, force, json,
         };
         var rounding = new RoundingArguments();
         rounding.AddTo(command);
@@ -37,6 +38,8 @@ static class QuantizeCommand
         dataArgs.AddTo(command);
         var runtime = new RuntimeArguments();
         runtime.AddTo(command);
+        var modelArgs = new ModelArguments();
+        modelArgs.AddTo(command);
         command.SetAction(parse =>
         {
             FileInfo? configFile = parse.GetValue(config);
@@ -65,7 +68,8 @@ static class QuantizeCommand
                         : "--bias-correction on needs calibration images: give --calib DATA, or use --bias-correction off.");
             }
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
-            (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(loaded);
+            (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(loaded, modelArgs.OutputName(parse));
+            OutputKind? kind = modelArgs.OutputKind(parse);
             IReadOnlyList<LayerBits> resolved = bitConfig.Resolve(summary.Layers);
             // --activations none: weights only, whatever activation bits the config names; a8: 8-bit inputs of every quantized layer.
             resolved = [.. resolved.Select(b => b with { ActivationBits = a8 && !b.IsFloat ? 8 : 0 })];
@@ -73,7 +77,13 @@ static class QuantizeCommand
             Dataset? calibration = null;
             if (calibPath is not null)
             {
-                calibration = Ui.LoadData(dataArgs.Options(parse, calibPath, prepared.InputShape, "all", weightRounding.CalibrationImages, parse.GetValue(calibSeed)));
+                DataOptions calibOptions = dataArgs.Options(parse, calibPath, prepared.InputShape, parse.GetRequiredValue(calibSplit), weightRounding.CalibrationImages, parse.GetValue(calibSeed));
+                Ui.Note(ModelArguments.Describe(summary.Preparation, kind ?? summary.Preparation.OutputKind, kind is not null));
+                calibration = Ui.LoadData(calibOptions, prepared);
+            }
+            else
+            {
+                Ui.Note(ModelArguments.Describe(summary.Preparation, kind ?? summary.Preparation.OutputKind, kind is not null));
             }
             QuantizedWeights weights = weightRounding.NeedsCalibration
                 ? Ui.WithProgress("layer input statistics", Math.Min(weightRounding.CalibrationImages, calibration!.Count),
@@ -82,7 +92,7 @@ static class QuantizeCommand
             IReadOnlyDictionary<string, ActivationParams>? actParams = null;
             if (a8)
             {
-                using EvaluationEngine engine = EvaluationEngine.Create(prepared, runtimeOptions);
+                using EvaluationEngine engine = EvaluationEngine.Create(prepared, runtimeOptions, kind);
                 actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
             }
             float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();

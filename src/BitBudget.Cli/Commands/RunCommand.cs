@@ -55,7 +55,7 @@ static class RunCommand
             }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
-            Dataset evaluation = Ui.LoadData(args.Data.Options(parse, parse.GetRequiredValue(eval), pipeline.Prepared.InputShape, parse.GetRequiredValue(evalSplit), parse.GetValue(evalLimit)));
+            Dataset evaluation = Ui.LoadData(args.Data.Options(parse, parse.GetRequiredValue(eval), pipeline.Prepared.InputShape, parse.GetRequiredValue(evalSplit), parse.GetValue(evalLimit)), pipeline.Prepared);
             var request = new RunRequest
             {
                 Pipeline = pipeline,

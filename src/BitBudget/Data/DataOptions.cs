@@ -21,6 +21,9 @@ public sealed record DataOptions
     /// <summary>Seed of the random subset drawn by <see cref="Limit"/>; null takes the first images in sorted order.</summary>
     public int? Seed { get; init; }
 
+    /// <summary>Added to every label after the split (e.g. 1 for an ImageNet model with a background class 0); splits use the source's labels.</summary>
+    public int LabelOffset { get; init; }
+
     /// <summary>Skip (and report) unreadable images instead of failing.</summary>
     public bool SkipBadImages { get; init; }
 

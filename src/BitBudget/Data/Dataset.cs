@@ -10,8 +10,10 @@ public sealed class Dataset
     readonly int[] _labels;
     readonly string[] _ids;
 
-    internal Dataset(float[] images, int[] labels, string[] ids, int[] sampleShape, IReadOnlyList<string> classNames, string description, string hash)
+    internal Dataset(float[] images, int[] labels, string[] ids, int[] sampleShape, IReadOnlyList<string> classNames, string description, string hash,
+        int labelOffset = 0)
     {
+        LabelOffset = labelOffset;
         _images = images;
         _labels = labels;
         _ids = ids;
@@ -46,7 +48,13 @@ public sealed class Dataset
     /// <summary>Class names in label order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
 
-    /// <summary>Labels, one per image.</summary>
+    /// <summary>Added to the source's labels to get the model's class indices (e.g. 1 when the model's class 0 is a background class).</summary>
+    public int LabelOffset { get; }
+
+    /// <summary>Model class indices this data needs: its classes plus <see cref="LabelOffset"/>.</summary>
+    public int ClassCount => ClassNames.Count + LabelOffset;
+
+    /// <summary>Labels (model class indices, <see cref="LabelOffset"/> included), one per image.</summary>
     public ReadOnlySpan<int> Labels => _labels;
 
     /// <summary>All images, contiguous.</summary>
@@ -82,7 +90,18 @@ public sealed class Dataset
             ids[i] = _ids[k];
         }
         string hash = Internals.Hashing.Sha256Hex(System.Text.Encoding.UTF8.GetBytes(Hash + ":" + string.Join(',', indices)))[..16];
-        return new Dataset(images, labels, ids, [.. SampleShape], ClassNames, description ?? $"{Description}, subset of {indices.Count}", hash);
+        return new Dataset(images, labels, ids, [.. SampleShape], ClassNames, description ?? $"{Description}, subset of {indices.Count}", hash, LabelOffset);
+    }
+
+    /// <summary>The same images with <paramref name="offset"/> added to every label (on top of the current offset); splits made
+    /// before stay defined on the source's own labels.</summary>
+    public Dataset WithLabelOffset(int offset)
+    {
+        if (offset < 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"The label offset must be 0 or more, got {offset}."); }
+        if (offset == 0) { return this; }
+        int[] labels = [.. _labels.Select(l => l + offset)];
+        string hash = Internals.Hashing.Sha256Hex(System.Text.Encoding.UTF8.GetBytes($"{Hash}:label-offset={offset}"))[..Hash.Length];
+        return new Dataset(_images, labels, _ids, [.. SampleShape], ClassNames, $"{Description}, labels +{LabelOffset + offset}", hash, LabelOffset + offset);
     }
 
     /// <summary>A deterministic random draw of <paramref name="count"/> images (all if fewer), in ascending index order.</summary>

@@ -16,6 +16,11 @@ public static class DatasetLoader
     public static Dataset Load(DataOptions options, IProgress<int>? progress = null, Action<string>? warnings = null, Action<int>? total = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.LabelOffset != 0)
+        {
+            // The split and the cache see the source's own labels; only the loaded labels move.
+            return Load(options with { LabelOffset = 0 }, progress, warnings).WithLabelOffset(options.LabelOffset);
+        }
         Preprocessing pre = options.Preprocessing.Validated();
         if (options.Limit is <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"--limit must be positive, got {options.Limit}."); }
         DataSource source = DataSource.Open(options.Path, options.ClassList);

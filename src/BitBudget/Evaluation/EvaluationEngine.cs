@@ -20,8 +20,9 @@ public sealed class EvaluationEngine : IDisposable
     readonly List<OrtValue> _overrides;
     readonly RuntimeOptions _options;
 
-    EvaluationEngine(byte[] modelBytes, OnnxModel model, RuntimeOptions options, InferenceSession session, List<OrtValue> overrides)
+    EvaluationEngine(byte[] modelBytes, OnnxModel model, RuntimeOptions options, InferenceSession session, List<OrtValue> overrides, OutputKind outputKind)
     {
+        OutputKind = outputKind;
         _modelBytes = modelBytes;
         Model = model;
         _options = options;
@@ -32,14 +33,20 @@ public sealed class EvaluationEngine : IDisposable
     }
 
     /// <summary>Opens a session for <paramref name="model"/> (use a prepared model so batches can vary).</summary>
-    public static EvaluationEngine Create(OnnxModel model, RuntimeOptions? options = null)
+    /// <param name="model">The model; its first output is the classifier output.</param>
+    /// <param name="options">ONNX Runtime settings.</param>
+    /// <param name="outputKind">What the output holds; null detects it from the graph (<see cref="OutputKinds.Detect"/>).</param>
+    public static EvaluationEngine Create(OnnxModel model, RuntimeOptions? options = null, OutputKind? outputKind = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= RuntimeOptions.Default;
         byte[] bytes = model.ToBytes();
         var session = OrtSessions.Create(bytes, options, model.Source);
-        return new EvaluationEngine(bytes, model, options, session, []);
+        return new EvaluationEngine(bytes, model, options, session, [], outputKind ?? OutputKinds.Detect(model));
     }
+
+    /// <summary>What the output holds: losses and KL are computed from log-probabilities derived accordingly.</summary>
+    public OutputKind OutputKind { get; }
 
     /// <summary>The model this engine runs (without weight overrides).</summary>
     public OnnxModel Model { get; }
@@ -64,7 +71,7 @@ public sealed class EvaluationEngine : IDisposable
         OnnxModel replaced = Model.WithInitializers(weights);
         byte[] bytes = replaced.ToBytes();
         var session = OrtSessions.Create(bytes, _options, $"{Model.Source} with replaced weights");
-        return new EvaluationEngine(bytes, replaced, _options, session, []);
+        return new EvaluationEngine(bytes, replaced, _options, session, [], OutputKind);
     }
 
     /// <summary>Top-1, top-5, cross-entropy (and KL to reference logits) of the model on <paramref name="data"/>.</summary>
@@ -84,11 +91,12 @@ public sealed class EvaluationEngine : IDisposable
             using var outputs = Run(_session, data, start, n, [OutputName]);
             ReadOnlySpan<float> logits = outputs[0].GetTensorDataAsSpan<float>();
             int classes = logits.Length / n;
-            metrics ??= new Metrics(classes);
-            if (classes != metrics.Classes || classes < data.ClassNames.Count)
+            metrics ??= new Metrics(classes, OutputKind);
+            if (classes != metrics.Classes || classes < data.ClassCount)
             {
                 throw new BitBudgetException(ErrorKind.InvalidInput,
-                    $"Model output '{OutputName}' has {classes} values per image but the data has {data.ClassNames.Count} classes.");
+                    $"Model output '{OutputName}' has {classes} values per image but the data has {data.ClassNames.Count} classes" +
+                    (data.LabelOffset > 0 ? $" shifted by {data.LabelOffset} (needs {data.ClassCount})." : "."));
             }
             if (!TensorPrimitives.IsFiniteAll(logits)) { throw NonFinite(data, start, n); }
             ReadOnlySpan<float> reference = options.ReferenceLogits is ReadOnlyMemory<float> r ? r.Span.Slice(start * classes, n * classes) : default;

@@ -1,9 +1,10 @@
 using System.Numerics.Tensors;
+using BitBudget.Graph;
 
 namespace BitBudget.Evaluation;
 
 /// <summary>Accumulates top-1/top-5, cross-entropy and KL divergence over batches of logits.</summary>
-internal sealed class Metrics(int classes)
+internal sealed class Metrics(int classes, OutputKind kind = OutputKind.Logits)
 {
     long _count, _top1, _top5;
     double _crossEntropy, _kl;
@@ -29,18 +30,34 @@ internal sealed class Metrics(int classes)
             }
             if (above == 0) { _top1++; }
             if (above < k) { _top5++; }
-            LogSoftmax(row, _logProbs);
+            LogProbabilities(row, kind, _logProbs);
             _crossEntropy -= _logProbs[label];
             if (!reference.IsEmpty)
             {
                 _hasKl = true;
-                LogSoftmax(reference.Slice(i * Classes, Classes), _refLogProbs);
+                LogProbabilities(reference.Slice(i * Classes, Classes), kind, _refLogProbs);
                 double kl = 0;
                 for (int c = 0; c < Classes; c++) { kl += Math.Exp(_refLogProbs[c]) * (_refLogProbs[c] - _logProbs[c]); }
                 _kl += kl;
             }
         }
         _count += n;
+    }
+
+    /// <summary>
+    /// The log-probabilities an output row stands for: log softmax of logits; log of probabilities (renormalized, and
+    /// floored at the smallest float so an underflowed 0 gives a large finite loss); log-probabilities renormalized
+    /// (log softmax is the identity on them up to rounding). Every loss is computed from these.
+    /// </summary>
+    public static void LogProbabilities(ReadOnlySpan<float> row, OutputKind kind, Span<float> destination)
+    {
+        if (kind != OutputKind.Probabilities)
+        {
+            LogSoftmax(row, destination);
+            return;
+        }
+        for (int c = 0; c < row.Length; c++) { destination[c] = MathF.Log(Math.Max(row[c], float.Epsilon)); }
+        LogSoftmax(destination, destination);
     }
 
     /// <summary>log softmax in float with the max subtracted, as PyTorch computes it.</summary>

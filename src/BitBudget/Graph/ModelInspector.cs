@@ -9,9 +9,12 @@ public static class ModelInspector
 {
     /// <summary>Prepares <paramref name="model"/> (see <see cref="ModelPreparer"/>) and lists its quantizable layers.</summary>
     /// <returns>The prepared model, which every later stage should use, and its summary.</returns>
-    public static (OnnxModel Prepared, ModelSummary Summary) Inspect(OnnxModel model)
+    /// <param name="model">The model as loaded.</param>
+    /// <param name="output">The classifier output to keep (null: the first); see <see cref="ModelPreparer.Prepare"/>.</param>
+    public static (OnnxModel Prepared, ModelSummary Summary) Inspect(OnnxModel model, string? output = null)
     {
-        (OnnxModel prepared, PreparationReport report) = ModelPreparer.Prepare(model);
+        ArgumentNullException.ThrowIfNull(model);
+        (OnnxModel prepared, PreparationReport report) = ModelPreparer.Prepare(model, output);
         long elements = model.Graph.Initializer.Sum(TensorData.ElementCount);
         return (prepared, Summarize(prepared, report) with { ModelInitializerElements = elements });
     }

@@ -7,7 +7,17 @@ namespace BitBudget.Graph;
 /// <param name="FoldedBiasAdds">Per-channel Add nodes folded into the preceding Conv's bias.</param>
 /// <param name="FoldedWeightNodes">Identity/Transpose/Reshape nodes over initializers replaced by their constant result.</param>
 /// <param name="BatchMadeDynamic">Whether a fixed batch dimension was replaced by the symbolic 'N'.</param>
-public sealed record PreparationReport(int FoldedBatchNorms, int FoldedBiasAdds, int FoldedWeightNodes, bool BatchMadeDynamic);
+public sealed record PreparationReport(int FoldedBatchNorms, int FoldedBiasAdds, int FoldedWeightNodes, bool BatchMadeDynamic)
+{
+    /// <summary>The graph output kept as the classifier output (every derived model has only this one).</summary>
+    public string Output { get; init; } = "";
+
+    /// <summary>Other graph outputs of the original model, dropped with the nodes only they needed.</summary>
+    public IReadOnlyList<string> DroppedOutputs { get; init; } = [];
+
+    /// <summary>What the kept output holds, detected from the node producing it.</summary>
+    public OutputKind OutputKind { get; init; }
+}
 
 /// <summary>
 /// Exact rewrites that put a model into the form every later stage expects: constant weights as plain
@@ -16,9 +26,13 @@ public sealed record PreparationReport(int FoldedBatchNorms, int FoldedBiasAdds,
 public static class ModelPreparer
 {
     /// <summary>Returns a prepared copy of <paramref name="model"/>; the original is not changed.</summary>
-    public static (OnnxModel Model, PreparationReport Report) Prepare(OnnxModel model)
+    /// <param name="model">The model as loaded.</param>
+    /// <param name="output">The classifier output to keep; null keeps the first graph output. The others are dropped.</param>
+    public static (OnnxModel Model, PreparationReport Report) Prepare(OnnxModel model, string? output = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
         OnnxModel result = model.Clone();
+        IReadOnlyList<string> dropped = KeepOnlyOutput(result, output);
         DetachInitializersFromInputs(result);
         if (result.DataInputs is { Count: > 1 } inputs)
         {
@@ -30,7 +44,63 @@ public static class ModelPreparer
         int biases = FoldBiasAdds(result);
         bool dynamic = MakeBatchDynamic(result);
         RemoveUnusedInitializers(result);
-        return (result, new PreparationReport(batchNorms, biases, weights, dynamic));
+        return (result, new PreparationReport(batchNorms, biases, weights, dynamic)
+        {
+            Output = result.OutputName,
+            DroppedOutputs = dropped,
+            OutputKind = OutputKinds.Detect(result),
+        });
+    }
+
+    /// <summary>
+    /// Keeps one graph output and removes the nodes no longer needed. A spurious second output (e.g. flattened features
+    /// with a hard-coded batch) would otherwise be computed, sliced and exported with the classifier.
+    /// </summary>
+    /// <returns>The names of the dropped outputs.</returns>
+    internal static IReadOnlyList<string> KeepOnlyOutput(OnnxModel model, string? output)
+    {
+        GraphProto graph = model.Graph;
+        if (graph.Output.Count == 0)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' has no graph output.");
+        }
+        string kept = output ?? graph.Output[0].Name;
+        ValueInfoProto? keep = graph.Output.FirstOrDefault(o => o.Name == kept)
+            ?? throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"Model '{model.Source}' has no output '{kept}'; its outputs are {string.Join(", ", graph.Output.Select(o => $"'{o.Name}'"))}.");
+        if (graph.Output.Count == 1) { return []; }
+        List<string> dropped = [.. graph.Output.Where(o => o.Name != kept).Select(o => o.Name)];
+        graph.Output.Clear();
+        graph.Output.Add(keep);
+        RemoveDeadNodes(model);
+        return dropped;
+    }
+
+    /// <summary>Removes nodes none of whose outputs reaches a graph output (walking back from the outputs).</summary>
+    internal static void RemoveDeadNodes(OnnxModel model)
+    {
+        GraphProto graph = model.Graph;
+        var needed = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var live = new bool[graph.Node.Count];
+        for (int n = graph.Node.Count - 1; n >= 0; n--)
+        {
+            NodeProto node = graph.Node[n];
+            if (!node.Output.Any(needed.Contains)) { continue; }
+            live[n] = true;
+            needed.UnionWith(node.Input.Where(i => i.Length > 0));
+            // Subgraphs (If/Loop bodies) read outer tensors by name.
+            foreach (AttributeProto a in node.Attribute)
+            {
+                foreach (GraphProto g in a.G is null ? a.Graphs : a.Graphs.Append(a.G))
+                {
+                    needed.UnionWith(g.Node.SelectMany(x => x.Input).Where(i => i.Length > 0));
+                }
+            }
+        }
+        for (int n = graph.Node.Count - 1; n >= 0; n--)
+        {
+            if (!live[n]) { graph.Node.RemoveAt(n); }
+        }
     }
 
     /// <summary>

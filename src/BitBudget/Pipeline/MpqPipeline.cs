@@ -36,6 +36,7 @@ public sealed class MpqPipeline
 {
     MpqPipeline(OnnxModel original, OnnxModel prepared, ModelSummary summary, PipelineOptions options)
     {
+        OutputKind = options.OutputKind ?? summary.Preparation.OutputKind;
         Original = original;
         Prepared = prepared;
         Summary = summary;
@@ -63,7 +64,7 @@ public sealed class MpqPipeline
         {
             throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
         }
-        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model);
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model, options.Output);
         var pipeline = new MpqPipeline(model, prepared, summary, options);
         if (pipeline.Policy.Count(p => p.Searchable) == 0)
         {
@@ -77,6 +78,9 @@ public sealed class MpqPipeline
 
     /// <summary>The prepared model every stage works on.</summary>
     public OnnxModel Prepared { get; }
+
+    /// <summary>What the classifier output holds (the override of <see cref="PipelineOptions.OutputKind"/>, else detected); every loss uses it.</summary>
+    public OutputKind OutputKind { get; }
 
     /// <summary>Layer inventory.</summary>
     public ModelSummary Summary { get; }
@@ -108,7 +112,7 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(calibration);
         Dataset used = calibration.Count > Options.CalibrationImages ? calibration.Subset(Enumerable.Range(0, Options.CalibrationImages).ToArray()) : calibration;
-        using (var engine = EvaluationEngine.Create(Prepared, Options.Runtime))
+        using (var engine = EvaluationEngine.Create(Prepared, Options.Runtime, OutputKind))
         {
             engine.CheckInput(used);
             if (Options.ActivationBits > 0)
@@ -130,6 +134,7 @@ public sealed class MpqPipeline
         {
             CandidateBits = Options.CandidateBits,
             Runtime = Options.Runtime,
+            OutputKind = OutputKind,
             SettingsNote = $"{Options.Fingerprint()} {Options.Sensitivity.SettingsNote}".Trim(),
         };
         return CladoSensitivity.Measure(new SensitivityInput(Prepared, Summary.Layers, Policy, Weights, Activations, sensitivity), options, progress, cancel);
@@ -222,7 +227,8 @@ public sealed class MpqPipeline
             CandidateBits = Options.CandidateBits,
             Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
         };
-        return OmpqSearch.Run(Original, batch, shape, ompqBudget, options, cancel);
+        // The prepared model: it has only the chosen output (preparing it again changes nothing).
+        return OmpqSearch.Run(Prepared, batch, shape, ompqBudget, options, cancel);
     }
 
     /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>
@@ -263,7 +269,7 @@ public sealed class MpqPipeline
     public EvaluationResult Evaluate(OnnxModel model, Dataset data, IProgress<int>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
         return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100 }, progress, cancel);
     }
 
@@ -272,7 +278,7 @@ public sealed class MpqPipeline
     public EvaluationResult EvaluateAgainst(OnnxModel model, Dataset data, float[] referenceLogits, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
         return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, ReferenceLogits = referenceLogits }, null, cancel);
     }
 
@@ -280,7 +286,7 @@ public sealed class MpqPipeline
     public float[] Logits(OnnxModel model, Dataset data, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime);
+        using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
         return engine.Logits(data, batchSize: 100, cancel);
     }
 

@@ -1,3 +1,4 @@
+using BitBudget.Graph;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
@@ -13,6 +14,12 @@ public sealed record PipelineOptions
 
     /// <summary>ONNX Runtime settings.</summary>
     public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
+
+    /// <summary>The classifier output to keep when the model has several (null: the first); the others are dropped from every derived model.</summary>
+    public string? Output { get; init; }
+
+    /// <summary>What the output holds; null detects it (a Softmax/LogSoftmax at the output means probabilities/log-probabilities).</summary>
+    public OutputKind? OutputKind { get; init; }
 
     /// <summary>Candidate weight bits of searched layers.</summary>
     public IReadOnlyList<int> CandidateBits { get; init; } = [2, 4, 8];
@@ -82,5 +89,6 @@ public sealed record PipelineOptions
     public string Fingerprint() =>
         $"preset={Preset} bits={string.Join(",", CandidateBits)} first={FirstLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} " +
         $"last={LastLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} act={ActivationBits}/{ActivationCalibration} " +
-        $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages} rounding={Rounding.Fingerprint()}";
+        $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages} rounding={Rounding.Fingerprint()}" +
+        (OutputKind is Graph.OutputKind k ? $" output-kind={k}" : "");
 }

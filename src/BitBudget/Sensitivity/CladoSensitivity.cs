@@ -245,7 +245,8 @@ internal sealed class MeasurementPlan
         // Everything that determines a measured value goes into the context hash, including every quantized tensor.
         var text = new System.Text.StringBuilder();
         text.AppendLine("bitbudget-clado-v1").AppendLine(input.Prepared.ComputeHash()).AppendLine(input.Data.Hash)
-            .AppendLine($"batch={options.BatchSize} images={input.Data.Count} loss={options.Loss} naive={options.Naive} bits={string.Join(",", bits)}")
+            .AppendLine($"batch={options.BatchSize} images={input.Data.Count} loss={options.Loss} naive={options.Naive} bits={string.Join(",", bits)}" +
+                (options.OutputKind == OutputKind.Logits ? "" : $" output={options.OutputKind}"))
             .AppendLine(options.SettingsNote).AppendLine(input.Weights.Fingerprint);
         foreach (LayerBits c in input.Config) { text.AppendLine(c.ToString()); }
         if (input.Activations is not null)
@@ -313,13 +314,13 @@ internal sealed class MeasurementPlan
         double sum = 0;
         for (int i = 0; i < n; i++)
         {
-            Metrics.LogSoftmax(logits.Slice(i * classes, classes), logp);
+            Metrics.LogProbabilities(logits.Slice(i * classes, classes), Options.OutputKind, logp);
             if (Options.Loss == SensitivityLoss.CrossEntropy)
             {
                 sum -= logp[labels[i]];
                 continue;
             }
-            Metrics.LogSoftmax(reference.Slice(i * classes, classes), refp);
+            Metrics.LogProbabilities(reference.Slice(i * classes, classes), Options.OutputKind, refp);
             for (int c = 0; c < classes; c++) { sum += Math.Exp(refp[c]) * (refp[c] - logp[c]); }
         }
         return sum / n;

@@ -63,6 +63,9 @@ public sealed record SensitivityOptions
     /// <summary>ONNX Runtime settings.</summary>
     public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
 
+    /// <summary>What the model's output holds (losses are computed from the log-probabilities it stands for).</summary>
+    public OutputKind OutputKind { get; init; } = OutputKind.Logits;
+
     /// <summary>Extra text identifying settings that change the measured values but are invisible in the tensors (e.g. a preset name).</summary>
     public string SettingsNote { get; init; } = "";
 }
