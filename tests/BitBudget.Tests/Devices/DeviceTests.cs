@@ -8,7 +8,7 @@ using BitBudget.Sensitivity;
 using BitBudget.Tests.Support;
 using Microsoft.ML.OnnxRuntime;
 
-namespace BitBudget.Tests.Runtime;
+namespace BitBudget.Tests.Devices;
 
 /// <summary>
 /// The GPU build switch and <c>--device cuda</c>. Tests that need CUDA run only in the GPU build (-p:OrtPackage=gpu) on a
