@@ -16,6 +16,7 @@ static class Program
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
         ["clado"] = ("CLADO measurement: executed/reference FLOPs and wall/raw-throughput time on ResNet-20 and SqueezeNet (args: resnet|squeezenet [images]).", CladoBench.Run),
+        ["shards"] = ("FLOP-balanced CLADO shards: planned MACs and measured wall per shard (args: resnet|squeezenet [images] [shards] [repetitions]).", ShardBench.Run),
         ["engine"] = ("Evaluation engine vs plain ORT Run (images/s) and the cost of one weight swap by each mechanism (ResNet-20).", EngineBench.Run),
         ["results"] = ("Methods × budgets table (mean ± sd over draws) from bitbudget run folders (args: RUN_DIR …).", ResultsBench.Run),
         ["iqp-real"] = ("Exact IQP on the measured Ω of ResNet-20 / SqueezeNet at every sweep budget (args: resnet|squeezenet STORE).", IqpRealBench.Run),

@@ -29,7 +29,7 @@ sealed class PipelineArguments
     public Option<SensitivityLoss> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: cross-entropy or kl-divergence.", DefaultValueFactory = _ => SensitivityLoss.CrossEntropy };
     public Option<FileInfo?> Store { get; } = new("--store") { Description = "SQLite measurement store (resumable; reused when settings match)." };
     public Option<bool> Naive { get; } = new("--naive") { Description = "Measure with the reference loop (one full forward per single/pair), for verification." };
-    public Option<string?> ShardOption { get; } = new("--shard") { Description = "Measure only share k/n of the work (into --store); combine with `bitbudget merge`." };
+    public Option<string?> ShardOption { get; } = new("--shard") { Description = "Measure only share k/n of the work (into --store; shares balanced by executed FLOPs); combine with `bitbudget merge`. auto/n takes k from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX." };
     public Option<PsdMethod> Psd { get; } = new("--psd") { Description = "Make Ω PSD by clip-eigenvalues (paper) or shift-diagonal (exact).", DefaultValueFactory = _ => PsdMethod.ClipEigenvalues };
     public Option<double> TimeLimit { get; } = new("--time-limit") { Description = "Solver time limit per budget, seconds.", DefaultValueFactory = _ => 30 };
     public Option<bool> Quiet { get; } = new("--quiet") { Description = "No progress bars or informational output." };

@@ -55,11 +55,14 @@ internal static class OrtSessions
             Device.TensorRT => "TensorrtExecutionProvider",
             _ => "DmlExecutionProvider",
         };
-        string package = device == Device.Dml ? "Microsoft.ML.OnnxRuntime.DirectML" : "Microsoft.ML.OnnxRuntime.Gpu";
         if (!OrtEnv.Instance().GetAvailableProviders().Contains(provider))
         {
+            // The advice names the real build switch (Directory.Build.props reads OrtPackage; BitBudget.csproj picks the package).
+            string advice = device == Device.Dml
+                ? "DirectML is the Windows package Microsoft.ML.OnnxRuntime.DirectML, which this build does not offer"
+                : $"build the CUDA one: {GpuBuildCommand}";
             throw new BitBudgetException(ErrorKind.Runtime,
-                $"Device '{device.ToString().ToLowerInvariant()}' needs {provider}, which the installed ONNX Runtime lacks; build with -p:OrtPackage={package}.");
+                $"Device '{device.ToString().ToLowerInvariant()}' needs {provider}, which this build of ONNX Runtime (CPU) lacks; {advice}.");
         }
         try
         {
@@ -72,9 +75,17 @@ internal static class OrtSessions
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"Cannot start {provider}: {OneLine(e.Message)}", e);
+            // Measured on 1.32.0 without a GPU: the provider library fails to load libcublasLt.so.13 (ldd lists CUDA 13's cudart, cublas, cublasLt, curand and the driver's libcuda).
+            string needs = device == Device.Dml ? "" : $" (the CUDA provider of ONNX Runtime {OrtVersion} needs an NVIDIA driver and the CUDA libraries `ldd libonnxruntime_providers_cuda.so` lists; 1.32 links CUDA 13)";
+            throw new BitBudgetException(ErrorKind.Runtime, $"Cannot start {provider}: {OneLine(e.Message)}{needs}", e);
         }
     }
+
+    /// <summary>How to build the CLI with the CUDA/TensorRT build of ONNX Runtime (Microsoft.ML.OnnxRuntime.Gpu.Linux).</summary>
+    public const string GpuBuildCommand = "dotnet build src/BitBudget.Cli -c Release -p:OrtPackage=gpu (binary in src/BitBudget.Cli/bin/gpu/Release/net10.0/), or BITBUDGET_ORT=gpu ./bitbudget";
+
+    /// <summary>Version of the loaded ONNX Runtime managed assembly.</summary>
+    public static string OrtVersion => typeof(InferenceSession).Assembly.GetName().Version?.ToString(3) ?? "?";
 
     public static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }

@@ -7,9 +7,9 @@ public enum Device
 {
     /// <summary>The default CPU provider (MLAS).</summary>
     Cpu,
-    /// <summary>NVIDIA CUDA; needs the Microsoft.ML.OnnxRuntime.Gpu package.</summary>
+    /// <summary>NVIDIA CUDA; needs the GPU build (-p:OrtPackage=gpu: Microsoft.ML.OnnxRuntime.Gpu.Linux).</summary>
     Cuda,
-    /// <summary>NVIDIA TensorRT; needs the Microsoft.ML.OnnxRuntime.Gpu package.</summary>
+    /// <summary>NVIDIA TensorRT; needs the GPU build (-p:OrtPackage=gpu: Microsoft.ML.OnnxRuntime.Gpu.Linux).</summary>
     TensorRT,
     /// <summary>DirectML on Windows; needs the Microsoft.ML.OnnxRuntime.DirectML package.</summary>
     Dml,

@@ -38,6 +38,7 @@ public static class CladoSensitivity
         var losses = store?.Losses(plan.Context) ?? [];
 
         // Which units of which batches still need measuring in this run.
+        int[]? owners = options.Shard is Shard shard ? ShardPlan.Owners(plan, shard.Count) : null;
         var todo = new List<(int Batch, List<(int U, int S)> Units)>();
         long totalEvaluations = 0, reused = 0, unitIndex = 0;
         for (int b = 0; b < plan.BatchCount; b++)
@@ -47,7 +48,7 @@ public static class CladoSensitivity
             {
                 for (int s = 0; s < plan.S; s++, unitIndex++)
                 {
-                    if (options.Shard is Shard shard && !shard.Owns(unitIndex)) { continue; }
+                    if (owners is not null && owners[unitIndex] != options.Shard!.Value.Index) { continue; }
                     if (completed.Contains((b, u, s))) { reused++; continue; }
                     units.Add((u, s));
                     totalEvaluations += 1 + (long)plan.S * (plan.L - 1 - u);
@@ -221,6 +222,10 @@ internal sealed class MeasurementPlan
     public int S => Bits.Length;
     public int BatchCount => (Input.Data.Count + Options.BatchSize - 1) / Options.BatchSize;
     public long FullMacs => Input.Layers.Sum(l => l.MacsPerImage);
+
+    /// <summary>MACs per image of a node set of <see cref="Base"/>: the quantizable layers whose node is in it (other operators are negligible).</summary>
+    public long MacsOf(ModelSlicer slicer, int[] sortedNodes) =>
+        Input.Layers.Where(l => Array.BinarySearch(sortedNodes, slicer.IndexOf(l.NodeNames[0])) >= 0).Sum(l => l.MacsPerImage);
 
     public static MeasurementPlan Create(SensitivityInput input, SensitivityOptions options)
     {

@@ -49,11 +49,8 @@ internal sealed class SegmentEvaluator : IEvaluator
         string output = plan.Base.OutputName;
         string input = plan.Base.InputName;
 
-        // MACs of a node set: the quantizable layers whose node is in it (other operators are negligible).
-        int[] layerAt = plan.Input.Layers.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
-        double Macs(int[] nodes) => plan.Input.Layers.Where((l, i) => Array.BinarySearch(nodes, layerAt[i]) >= 0).Sum(l => (double)l.MacsPerImage);
-        _fullMacs = Macs([.. Enumerable.Range(0, end)]);
-        _coneMacs = _coneNodes.Select(Macs).ToArray();
+        _fullMacs = plan.MacsOf(slicer, [.. Enumerable.Range(0, end)]);
+        _coneMacs = _coneNodes.Select(nodes => (double)plan.MacsOf(slicer, nodes)).ToArray();
 
         _fullOutputs = [output, .. _coneInputs.SelectMany(t => t).Where(t => t != input).Distinct()];
         _fullIndex = Index(_fullOutputs);

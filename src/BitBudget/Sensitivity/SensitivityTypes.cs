@@ -14,22 +14,56 @@ public enum SensitivityLoss
     KlDivergence,
 }
 
-/// <summary>A deterministic share of the work: units whose index modulo <see cref="Count"/> equals <see cref="Index"/>.</summary>
+/// <summary>
+/// Share <see cref="Index"/> of <see cref="Count"/> of the work. Work units go to shards balanced by their executed FLOPs,
+/// the same way in every worker (see ShardPlan), so <c>n</c> stores of shards 0…n−1 merge to the single-worker result.
+/// </summary>
 public readonly record struct Shard(int Index, int Count)
 {
-    /// <summary>Parses <c>k/n</c> with 0 ≤ k &lt; n.</summary>
-    public static Shard Parse(string text)
+    /// <summary>Environment variable a Slurm array task carries its index in.</summary>
+    public const string SlurmVariable = "SLURM_ARRAY_TASK_ID";
+
+    /// <summary>Environment variable a pod of a Kubernetes Indexed Job carries its index in.</summary>
+    public const string KubernetesVariable = "JOB_COMPLETION_INDEX";
+
+    /// <summary>
+    /// Parses <c>k/n</c> with 0 ≤ k &lt; n, or <c>auto/n</c>, which takes k from <see cref="SlurmVariable"/> or
+    /// <see cref="KubernetesVariable"/> (read through <paramref name="environment"/>, the process environment by default).
+    /// </summary>
+    public static Shard Parse(string text, Func<string, string?>? environment = null)
     {
         string[] parts = (text ?? "").Split('/');
-        if (parts.Length == 2 && int.TryParse(parts[0], out int k) && int.TryParse(parts[1], out int n) && n > 0 && k >= 0 && k < n)
+        if (parts.Length == 2 && parts[0] == "auto" && TryCount(parts[1], out int count))
+        {
+            environment ??= Environment.GetEnvironmentVariable;
+            string? slurm = NullIfEmpty(environment(SlurmVariable)), kubernetes = NullIfEmpty(environment(KubernetesVariable));
+            if (slurm is null && kubernetes is null)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"--shard auto/{count} needs {SlurmVariable} (a Slurm array task) or {KubernetesVariable} (a Kubernetes Indexed Job); neither is set.");
+            }
+            if (slurm is not null && kubernetes is not null && slurm != kubernetes)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"--shard auto/{count}: {SlurmVariable}={slurm} and {KubernetesVariable}={kubernetes} disagree; unset one.");
+            }
+            string variable = slurm is not null ? SlurmVariable : KubernetesVariable, value = (slurm ?? kubernetes)!;
+            if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index) || index >= count)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput,
+                    $"--shard auto/{count}: {variable}={value} is not a shard index 0–{count - 1} (submit the array as 0-{count - 1}).");
+            }
+            return new Shard(index, count);
+        }
+        if (parts.Length == 2 && int.TryParse(parts[0], out int k) && TryCount(parts[1], out int n) && k >= 0 && k < n)
         {
             return new Shard(k, n);
         }
-        throw new BitBudgetException(ErrorKind.InvalidInput, $"Shard '{text}' is not k/n with 0 ≤ k < n (e.g. 0/4).");
-    }
+        throw new BitBudgetException(ErrorKind.InvalidInput, $"Shard '{text}' is not k/n with 0 ≤ k < n (e.g. 0/4) or auto/n.");
 
-    /// <summary>Whether work unit number <paramref name="unit"/> belongs to this shard.</summary>
-    public bool Owns(long unit) => unit % Count == Index;
+        static bool TryCount(string text, out int n) => int.TryParse(text, out n) && n > 0;
+        static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    }
 }
 
 /// <summary>How the CLADO measurement runs.</summary>
