@@ -123,11 +123,12 @@ public sealed class OnnxModel
         return [.. shape.Dim.Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? d.DimValue : -1L)];
     }
 
-    /// <summary>A copy whose graph also outputs the named intermediate tensors (float), after the existing outputs.</summary>
+    /// <summary>A copy whose graph also outputs the named intermediate tensors (with their element types), after the existing outputs.</summary>
     public OnnxModel WithOutputs(IEnumerable<string> tensors)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         OnnxModel copy = Clone();
+        Dictionary<string, int>? types = null;
         var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         var produced = copy.Graph.Node.SelectMany(n => n.Output).Concat(copy.Graph.Input.Select(i => i.Name)).ToHashSet(StringComparer.Ordinal);
         foreach (string name in tensors)
@@ -137,11 +138,8 @@ public sealed class OnnxModel
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no tensor named '{name}'.");
             }
             if (!existing.Add(name)) { continue; }
-            copy.Graph.Output.Add(new ValueInfoProto
-            {
-                Name = name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-            });
+            types ??= TensorTypes.Infer(copy.Graph);
+            copy.Graph.Output.Add(TensorTypes.Value(name, types));
         }
         return copy;
     }
