@@ -28,9 +28,13 @@ static class QuantizeCommand
         var actMethod = new Option<ActivationCalibration>("--act-calibration") { Description = "Activation range for a8: minmax, percentile (99.99 %) or mse.", DefaultValueFactory = _ => ActivationCalibration.Percentile };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var json = new Option<bool>("--json") { Description = "Print the per-layer storage report as JSON on stdout." };
+        var nbits = new Option<bool>("--matmul-nbits")
+        {
+            Description = "Write 3–4-bit MatMul weights as ONNX Runtime's com.microsoft.MatMulNBits (block-wise int4, native CPU kernel; runs in ONNX Runtime only) instead of QDQ.",
+        };
         var command = new Command("quantize", "Quantize a model with a bit configuration and write a runnable QDQ ONNX model.")
         {
-            model, config, bits, output, activations, calib, calibSplit, calibSeed, actMethod, force, json,
+            model, config, bits, output, activations, calib, calibSplit, calibSeed, actMethod, force, json, nbits,
         };
         var rounding = new RoundingArguments();
         rounding.AddTo(command);
@@ -96,7 +100,7 @@ static class QuantizeCommand
                 actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
             }
             float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();
-            var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions };
+            var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions, MatMulNBits = parse.GetValue(nbits) };
             ExportResult result = Ui.WithProgress("rounding and export", 1,
                 _ => QdqExporter.ExportToFile(outPath, parse.GetValue(force), prepared, summary.Layers, resolved, weights, actParams, exportOptions));
             long floatBytes = summary.Layers.Sum(l => l.WeightCount) * 4;

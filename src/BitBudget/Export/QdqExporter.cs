@@ -44,6 +44,12 @@ public sealed record ExportOptions
     /// <summary>Runtime for the verification run; the optimization level is always ORT_ENABLE_ALL.</summary>
     public RuntimeOptions Runtime { get; init; } = RuntimeOptions.Default;
 
+    /// <summary>
+    /// Write 3–4-bit MatMul weights as ONNX Runtime's com.microsoft.MatMulNBits (block-wise int4, native CPU kernel) instead of
+    /// INT4 + DequantizeLinear; other layers stay QDQ. The model then runs only in ONNX Runtime.
+    /// </summary>
+    public bool MatMulNBits { get; init; }
+
     /// <summary>Tests only: real Q/DQ on int2-weight layer inputs, to show the ONNX Runtime failure the emulation avoids.</summary>
     internal bool RealQdqOnInt2Inputs { get; init; }
 
@@ -75,6 +81,7 @@ public static class QdqExporter
 
         var exported = new List<ExportedLayer>(layers.Count);
         var dequantizeNodes = new List<NodeProto>();
+        var nbits = new List<(int Index, QuantizedTensor Q)>();
         for (int i = 0; i < layers.Count; i++)
         {
             LayerInfo layer = layers[i];
@@ -85,6 +92,13 @@ public static class QdqExporter
                 continue;
             }
             QuantizedTensor q = weights.Get(b);
+            if (options.MatMulNBits && MatMulNBitsWriter.Applies(layer, b.WeightBits))
+            {
+                // Rewritten after the activation Q/DQ are in place (they find the node by its weight input).
+                nbits.Add((i, q));
+                exported.Add(null!);
+                continue;
+            }
             ReadOnlySpan<sbyte> values = q.Values.Span;
             long[] shape = [.. layer.WeightShape];
             long axis = q.Axis;
@@ -111,6 +125,15 @@ public static class QdqExporter
         for (int i = 0; i < layers.Count; i++)
         {
             if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2 && !options.RealQdqOnInt2Inputs); }
+        }
+        foreach ((int i, QuantizedTensor q) in nbits)
+        {
+            LayerInfo layer = layers[i];
+            if (q.Bias is not null) { QdqGraph.SetBias(model, layer, q.Bias); }
+            model.Graph.Initializer.Remove(model.FindInitializer(layer.WeightName)!);
+            (long payload, long scaleBytes) = MatMulNBitsWriter.Rewrite(model, layer, q);
+            exported[i] = new ExportedLayer(layer.Name, config[i].WeightBits, "matmulnbits-int4", layer.WeightCount,
+                BitConfig.WeightBytes(layer.WeightCount, config[i].WeightBits), payload, scaleBytes, config[i].ActivationBits, q.Bias is not null);
         }
         model.Proto.ProducerName = "bitbudget";
         byte[] bytes = model.ToBytes();

@@ -14,12 +14,14 @@ internal sealed class ModelSlicer
     readonly Dictionary<string, int> _lastUse = new(StringComparer.Ordinal);
     readonly HashSet<string> _outputs;
     readonly HashSet<string> _initializers;
+    readonly Dictionary<string, int> _types;
 
     public ModelSlicer(OnnxModel model)
     {
         _model = model;
         _initializers = model.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         _outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        _types = TensorTypes.Infer(model.Graph);
         foreach (var input in model.DataInputs) { _producer[input.Name] = -1; }
         for (int i = 0; i < model.Graph.Node.Count; i++)
         {
@@ -51,7 +53,11 @@ internal sealed class ModelSlicer
             .OrderBy(p => p.Value).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key)];
     }
 
-    /// <summary>Node <paramref name="node"/> and every node that depends on it, in node order (its cone).</summary>
+    /// <summary>
+    /// Node <paramref name="node"/> and every node whose values depend on it, in node order (its cone). Shape and Size read
+    /// only their input's shape, which quantization never changes, so the shape arithmetic after them (a transformer's
+    /// Shape → Gather → Concat → Reshape chains) stays outside every cone and is read from the full-precision run.
+    /// </summary>
     public int[] Cone(int node)
     {
         var inCone = new bool[NodeCount];
@@ -61,6 +67,7 @@ internal sealed class ModelSlicer
         for (int i = node + 1; i < NodeCount; i++)
         {
             NodeProto n = _model.Graph.Node[i];
+            if (n.OpType is "Shape" or "Size" && n.Domain is "" or "ai.onnx") { continue; }
             if (!n.Input.Any(produced.Contains)) { continue; }
             inCone[i] = true;
             foreach (string o in n.Output) { produced.Add(o); }
@@ -95,7 +102,7 @@ internal sealed class ModelSlicer
             foreach (string input in node.Input) { used.Add(input); }
         }
         foreach (TensorProto t in _model.Graph.Initializer) { if (used.Contains(t.Name)) { graph.Initializer.Add(t.Clone()); } }
-        foreach (string name in ExternalInputs(nodes)) { graph.Input.Add(FloatValue(name)); }
+        foreach (string name in ExternalInputs(nodes)) { graph.Input.Add(TypedValue(name)); }
         var listed = new HashSet<string>(StringComparer.Ordinal);
         foreach (ValueInfoProto o in _model.Graph.Output)
         {
@@ -106,7 +113,7 @@ internal sealed class ModelSlicer
         foreach (string name in extraOutputs ?? [])
         {
             if (!ProducedBy(name, nodes)) { throw new ArgumentException($"Tensor '{name}' is not produced by the given nodes.", nameof(extraOutputs)); }
-            if (listed.Add(name)) { graph.Output.Add(FloatValue(name)); }
+            if (listed.Add(name)) { graph.Output.Add(TypedValue(name)); }
         }
         var proto = new ModelProto { IrVersion = _model.Proto.IrVersion, Graph = graph, ProducerName = "bitbudget-slice" };
         proto.OpsetImport.Add(_model.Proto.OpsetImport);
@@ -128,29 +135,26 @@ internal sealed class ModelSlicer
             foreach (string input in node.Input) { used.Add(input); }
         }
         foreach (TensorProto t in _model.Graph.Initializer) { if (used.Contains(t.Name)) { graph.Initializer.Add(t.Clone()); } }
-        foreach (string name in from == 0 ? _model.DataInputs.Select(i => i.Name).ToArray() : LiveAt(from)) { graph.Input.Add(FloatValue(name)); }
+        foreach (string name in from == 0 ? _model.DataInputs.Select(i => i.Name).ToArray() : LiveAt(from)) { graph.Input.Add(TypedValue(name)); }
         if (to >= NodeCount)
         {
             foreach (ValueInfoProto o in _model.Graph.Output) { graph.Output.Add(o.Clone()); }
         }
         else
         {
-            foreach (string name in LiveAt(to)) { graph.Output.Add(FloatValue(name)); }
+            foreach (string name in LiveAt(to)) { graph.Output.Add(TypedValue(name)); }
         }
         var listed = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (string name in extraOutputs ?? [])
         {
             if (!ProducedIn(name, from, to)) { throw new ArgumentException($"Tensor '{name}' is not produced by nodes {from}–{to}.", nameof(extraOutputs)); }
-            if (listed.Add(name)) { graph.Output.Add(FloatValue(name)); }
+            if (listed.Add(name)) { graph.Output.Add(TypedValue(name)); }
         }
         var proto = new ModelProto { IrVersion = _model.Proto.IrVersion, Graph = graph, ProducerName = "bitbudget-slice" };
         proto.OpsetImport.Add(_model.Proto.OpsetImport);
         return new OnnxModel(proto) { Source = $"{_model.Source} nodes {from}–{to}" };
     }
 
-    static ValueInfoProto FloatValue(string name) => new()
-    {
-        Name = name,
-        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-    };
+    /// <summary>A slice's input or output declared with the tensor's own element type (shape tensors are int64).</summary>
+    ValueInfoProto TypedValue(string name) => TensorTypes.Value(name, _types);
 }

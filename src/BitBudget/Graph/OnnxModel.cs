@@ -123,15 +123,16 @@ public sealed class OnnxModel
         return [.. shape.Dim.Select(d => d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? d.DimValue : -1L)];
     }
 
-    /// <summary>A copy whose graph also outputs the named intermediate tensors (float), after the existing outputs.</summary>
+    /// <summary>A copy whose graph also outputs the named intermediate tensors (with their element types), after the existing outputs.</summary>
     public OnnxModel WithOutputs(IEnumerable<string> tensors) => WithOutputs(tensors, typed: true);
 
     /// <summary>As <see cref="WithOutputs(IEnumerable{string})"/>; with <paramref name="typed"/> false the outputs carry no type and
-    /// ONNX Runtime infers it (so shape and index tensors can be exposed too).</summary>
+    /// ONNX Runtime infers it.</summary>
     internal OnnxModel WithOutputs(IEnumerable<string> tensors, bool typed)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         OnnxModel copy = Clone();
+        Dictionary<string, int>? types = null;
         var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         var produced = copy.Graph.Node.SelectMany(n => n.Output).Concat(copy.Graph.Input.Select(i => i.Name)).ToHashSet(StringComparer.Ordinal);
         foreach (string name in tensors)
@@ -141,13 +142,13 @@ public sealed class OnnxModel
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no tensor named '{name}'.");
             }
             if (!existing.Add(name)) { continue; }
-            copy.Graph.Output.Add(typed
-                ? new ValueInfoProto
-                {
-                    Name = name,
-                    Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-                }
-                : new ValueInfoProto { Name = name });
+            if (!typed)
+            {
+                copy.Graph.Output.Add(new ValueInfoProto { Name = name });
+                continue;
+            }
+            types ??= TensorTypes.Infer(copy.Graph);
+            copy.Graph.Output.Add(TensorTypes.Value(name, types));
         }
         return copy;
     }

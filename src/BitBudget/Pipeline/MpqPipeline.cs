@@ -257,12 +257,15 @@ public sealed class MpqPipeline
         return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations);
     }
 
-    /// <summary>Writes the QDQ model of a configuration (checked in ORT at ORT_ENABLE_ALL before it counts).</summary>
-    public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false)
+    /// <summary>
+    /// Writes the QDQ model of a configuration (checked in ORT at ORT_ENABLE_ALL before it counts); with
+    /// <paramref name="matMulNBits"/> 3–4-bit MatMul weights become com.microsoft.MatMulNBits instead.
+    /// </summary>
+    public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false, bool matMulNBits = false)
     {
         RequireCalibration();
         return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
-            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages });
+            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits });
     }
 
     /// <summary>Top-1/top-5/loss of <paramref name="model"/> (a simulated or exported model, or the original) on <paramref name="data"/>.</summary>

@@ -17,6 +17,11 @@ internal static class OpsetUpgrade
         "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool", "LRN", "InstanceNormalization",
         "Reshape", "Flatten", "Gemm", "MatMul", "Concat", "Identity", "Transpose", "Shape", "Gather", "Constant", "Cast", "Not",
         "Equal", "Less", "Greater", "Where", "Expand", "Tile", "ConstantOfShape", "Range", "QuantizeLinear", "DequantizeLinear",
+        // Transformer exports (ViT, DeiT): shape arithmetic and masks; these exist unchanged since before opset 13.
+        "Size", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "IsNaN", "IsInf", "Mod", "Sin", "Cos", "Einsum", "Trilu", "CastLike",
+        "HardSwish",
+        // Introduced at opset 17 (LayerNormalization) and 20 (Gelu) and unchanged since: a model using them is already that new.
+        "LayerNormalization", "Gelu",
     };
 
     /// <summary>Operators that are exact from the given opset on (their older form takes attributes that later became inputs).</summary>
@@ -72,6 +77,11 @@ internal static class OpsetUpgrade
                     break;
                 case "Clip" when from >= 6:
                     rewritten.Add(AttributesToInputs(model, node, ("min", TensorProto.Types.DataType.Float), ("max", TensorProto.Types.DataType.Float)));
+                    break;
+                case "Slice":
+                    // Before opset 10 starts/ends/axes are attributes; from 10 on they are inputs in that order.
+                    rewritten.Add(AttributesToInputs(model, node, ("starts", TensorProto.Types.DataType.Int64), ("ends", TensorProto.Types.DataType.Int64),
+                        ("axes", TensorProto.Types.DataType.Int64)));
                     break;
                 case "Squeeze" or "Unsqueeze" or "ReduceSum" or "ReduceMean" or "ReduceMax" or "ReduceMin":
                     rewritten.Add(AttributesToInputs(model, node, ("axes", TensorProto.Types.DataType.Int64)));

@@ -55,6 +55,13 @@ public sealed record OmpqUnitOptions
     /// as OMPQ's code does; default true. When false the shortcut is its own unit whose feature is its own pre-Add output.
     /// </summary>
     public bool GroupShortcuts { get; init; } = true;
+
+    /// <summary>
+    /// Transformers: one unit per sub-layer (attention, MLP). Every searched MatMul/Gemm between the residual stream and the
+    /// MatMul/Gemm that closes the sub-layer's residual Add (qkv or q/k/v with proj, fc1 with fc2) joins that layer's unit, whose
+    /// feature is the residual stream after the Add; default true. Convolutions are never grouped this way.
+    /// </summary>
+    public bool GroupSubLayers { get; init; } = true;
 }
 
 /// <summary>The decision units of a model and the layers kept out of the search.</summary>
@@ -153,9 +160,12 @@ public static class OmpqUnits
         }
 
         var shortcutsOf = new Dictionary<int, List<int>>();
+        Dictionary<int, List<int>> subLayerOf = options.GroupSubLayers ? SubLayers(graph, layers, searched, walks, owner) : [];
+        var inSubLayer = subLayerOf.Values.SelectMany(m => m).ToHashSet();
         var units = new List<(int Layer, string Tensor, FeatureRule Rule)>();
         foreach (int l in searched)
         {
+            if (inSubLayer.Contains(l)) { continue; }
             Walk walk = walks[l];
             if (walk.ResidualAdd is { } add)
             {
@@ -186,13 +196,57 @@ public static class OmpqUnits
         var result = new List<OmpqUnit>(units.Count);
         foreach ((int layer, string tensor, FeatureRule rule) in units)
         {
-            List<int> members = [layer, .. shortcutsOf.GetValueOrDefault(layer) ?? []];
+            List<int> members = [layer, .. shortcutsOf.GetValueOrDefault(layer) ?? [], .. subLayerOf.GetValueOrDefault(layer) ?? []];
             IReadOnlyList<long> shape = rule == FeatureRule.Logits && tensor == prepared.OutputName && prepared.OutputShape.Count > 0
                 ? [1, .. prepared.OutputShape.Skip(1)]
                 : layers[layer].OutputShape;
             result.Add(new OmpqUnit(result.Count, layer, layers[layer].Name, members, tensor, rule, shape, members.Sum(m => layers[m].WeightCount)));
         }
         return new OmpqUnitMap(result, fixedLayers, options.FixedBits, layers);
+    }
+
+    /// <summary>
+    /// Transformer sub-layers: for each residual Add closed by a MatMul/Gemm, the other searched MatMul/Gemm layers that lie
+    /// after the Add's other operand (the residual stream) and before the closing layer, keyed by the closing layer.
+    /// </summary>
+    static Dictionary<int, List<int>> SubLayers(GraphProto graph, IReadOnlyList<LayerInfo> layers, List<int> searched,
+        Dictionary<int, Walk> walks, Dictionary<string, int> owner)
+    {
+        var result = new Dictionary<int, List<int>>();
+        var closing = owner.Values.ToHashSet();
+        foreach (int main in closing)
+        {
+            if (layers[main].OpType == "Conv" || walks[main].ResidualAdd is not { } add) { continue; }
+            string stream = add.Input[0] == walks[main].Tensor ? add.Input[1] : add.Input[0];
+            HashSet<string> after = Descendants(graph, stream), before = Ancestors(graph, layers[main].InputName);
+            List<int> members = [.. searched.Where(l => l != main && !closing.Contains(l) && layers[l].OpType != "Conv"
+                && after.Contains(layers[l].OutputName) && before.Contains(layers[l].OutputName))];
+            if (members.Count > 0) { result[main] = members; }
+        }
+        return result;
+    }
+
+    /// <summary>Every tensor computed from <paramref name="tensor"/> (itself included).</summary>
+    static HashSet<string> Descendants(GraphProto graph, string tensor)
+    {
+        var reached = new HashSet<string>(StringComparer.Ordinal) { tensor };
+        foreach (NodeProto n in graph.Node)
+        {
+            if (n.Input.Any(reached.Contains)) { reached.UnionWith(n.Output.Where(o => o.Length > 0)); }
+        }
+        return reached;
+    }
+
+    /// <summary>Every tensor <paramref name="tensor"/> is computed from (itself included).</summary>
+    static HashSet<string> Ancestors(GraphProto graph, string tensor)
+    {
+        var reached = new HashSet<string>(StringComparer.Ordinal) { tensor };
+        for (int i = graph.Node.Count - 1; i >= 0; i--)
+        {
+            NodeProto n = graph.Node[i];
+            if (n.Output.Any(reached.Contains)) { reached.UnionWith(n.Input.Where(x => x.Length > 0)); }
+        }
+        return reached;
     }
 
     /// <summary>Where an elementwise walk from a tensor ended.</summary>
