@@ -62,36 +62,47 @@ public static class CladoSensitivity
         TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
         TimeSpan? rawTime = null, rawSame = null;
         long done = 0;
+        double progressDone = 0;
+        int imagesPerRun = 0;
+        long plannedPeak = 0, unreferencedPeak = 0;
         if (todo.Count > 0)
         {
             using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
             setup = watch.Elapsed;
+            imagesPerRun = evaluator.ImagesPerRun;
+            plannedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.PlannedBytesPerImage;
+            unreferencedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.UnreferencedBytesPerImage;
             var loop = Stopwatch.StartNew();
             foreach ((int batch, var units) in todo)
             {
                 cancel.ThrowIfCancellationRequested();
-                evaluator.BeginBatch(batch);
-                if (!completed.Contains((batch, -1, 0)))
+                int images = plan.BatchRange(batch).Count;
+                var sink = new UnitSink
                 {
-                    double reference = evaluator.ReferenceLoss;
-                    store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
-                    losses[(batch, -1, 0, -1, 0)] = reference;
-                }
-                foreach ((int u, int s) in units)
-                {
-                    cancel.ThrowIfCancellationRequested();
-                    var rows = evaluator.MeasureUnit(u, s, cancel);
-                    store?.CommitUnit(plan.Context, batch, u, s, rows);
-                    foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
-                    done += rows.Count;
-                    progress?.Report(new SensitivityProgress(done, totalEvaluations, done / Math.Max(1e-9, loop.Elapsed.TotalSeconds)));
-                }
-                evaluator.EndBatch();
+                    Reference = reference =>
+                    {
+                        store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
+                        losses[(batch, -1, 0, -1, 0)] = reference;
+                    },
+                    Unit = (u, s, rows) =>
+                    {
+                        store?.CommitUnit(plan.Context, batch, u, s, rows);
+                        foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
+                        done += rows.Count;
+                    },
+                    Progress = (evaluations, microImages) =>
+                    {
+                        progressDone += (double)evaluations * microImages / images;
+                        progress?.Report(new SensitivityProgress((long)progressDone, totalEvaluations, progressDone / Math.Max(1e-9, loop.Elapsed.TotalSeconds),
+                            ProcessMemory.PeakRss));
+                    },
+                };
+                evaluator.MeasureBatch(batch, units, !completed.Contains((batch, -1, 0)), sink, cancel);
             }
             measuring = loop.Elapsed;
             executedMacs = evaluator.ExecutedMacs;
-            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs);
-            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs);
+            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs, imagesPerRun);
+            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs, imagesPerRun);
         }
 
         return plan.Assemble(losses, new MeasurementCost
@@ -104,6 +115,11 @@ public static class CladoSensitivity
             Setup = setup,
             RawThroughputTime = rawTime,
             RawThroughputTimeSameSettings = rawSame,
+            ImagesPerRun = imagesPerRun,
+            PlannedPeakBytes = plannedPeak,
+            UnreferencedPeakBytes = unreferencedPeak,
+            MeasuredPeakBytes = ProcessMemory.PeakRss,
+            MemoryBudgetBytes = plan.Runtime.MaxMemory,
         });
     }
 
@@ -122,14 +138,28 @@ public static class CladoSensitivity
     }
 }
 
-/// <summary>Runs singles and pairs for one batch at a time.</summary>
+/// <summary>Runs singles and pairs for one batch at a time, in micro-batches that fit the memory budget.</summary>
 internal interface IEvaluator : IDisposable
 {
-    void BeginBatch(int batch);
-    double ReferenceLoss { get; }
-    List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel);
-    void EndBatch();
+    /// <summary>Measures the reference loss (if asked) and <paramref name="units"/> of one batch; losses are means over the batch's images.</summary>
+    void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel);
     double ExecutedMacs { get; }
+    /// <summary>Images per ONNX Runtime run.</summary>
+    int ImagesPerRun { get; }
+    /// <summary>Planned bytes per image at the worst moment (with reference counting).</summary>
+    long PlannedBytesPerImage { get; }
+    /// <summary>The same without reference counting (every state kept for the whole micro-batch), for the report.</summary>
+    long UnreferencedBytesPerImage { get; }
+    /// <summary>Resident bytes once the sessions are loaded.</summary>
+    long ResidentBeforeMeasuring { get; }
+}
+
+/// <summary>Where an evaluator delivers a batch's results: the reference loss, each unit's rows, and progress (evaluations × images of a micro-batch).</summary>
+internal sealed class UnitSink
+{
+    public required Action<double> Reference { get; init; }
+    public required Action<int, int, List<(int U, int Su, int V, int Sv, double Loss)>> Unit { get; init; }
+    public required Action<long, int> Progress { get; init; }
 }
 
 /// <summary>The searched layers, schemes, batches and the unperturbed base model, shared by both evaluators.</summary>
@@ -220,26 +250,12 @@ internal sealed class MeasurementPlan
         return copy;
     }
 
-    /// <summary>Mean loss of a batch of logits: cross-entropy vs labels, or KL to the reference logits.</summary>
-    public double Loss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference)
-    {
-        int n = labels.Length, classes = logits.Length / n;
-        Span<float> logp = classes <= 4096 ? stackalloc float[classes] : new float[classes];
-        Span<float> refp = Options.Loss == SensitivityLoss.KlDivergence ? (classes <= 4096 ? stackalloc float[classes] : new float[classes]) : default;
-        double sum = 0;
-        for (int i = 0; i < n; i++)
-        {
-            Metrics.LogSoftmax(logits.Slice(i * classes, classes), logp);
-            if (Options.Loss == SensitivityLoss.CrossEntropy)
-            {
-                sum -= logp[labels[i]];
-                continue;
-            }
-            Metrics.LogSoftmax(reference.Slice(i * classes, classes), refp);
-            for (int c = 0; c < classes; c++) { sum += Math.Exp(refp[c]) * (refp[c] - logp[c]); }
-        }
-        return sum / n;
-    }
+    /// <summary>Σ over <paramref name="images"/> images of the configured loss (see <see cref="OutputLosses"/>).</summary>
+    public double LossSum(ReadOnlySpan<float> outputs, int images, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference) =>
+        OutputLosses.Sum(Options.Loss, outputs, images, labels, reference);
+
+    /// <summary>Labels of a range of the sensitivity images (empty when the loss needs none).</summary>
+    public ReadOnlySpan<int> Labels(int start, int count) => Options.Loss.NeedsLabels() ? Input.Data.BatchLabels(start, count) : default;
 
     public double ReferenceMacs(IEnumerable<int> batches)
     {
