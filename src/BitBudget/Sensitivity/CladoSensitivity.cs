@@ -64,12 +64,14 @@ public static class CladoSensitivity
         long done = 0;
         double progressDone = 0;
         int imagesPerRun = 0;
-        long plannedPeak = 0, unreferencedPeak = 0;
+        long plannedPeak = 0, unreferencedPeak = 0, perImage = 0, resident = 0;
         if (todo.Count > 0)
         {
             using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
             setup = watch.Elapsed;
             imagesPerRun = evaluator.ImagesPerRun;
+            perImage = evaluator.PlannedBytesPerImage;
+            resident = evaluator.ResidentBeforeMeasuring;
             plannedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.PlannedBytesPerImage;
             unreferencedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.UnreferencedBytesPerImage;
             var loop = Stopwatch.StartNew();
@@ -118,6 +120,8 @@ public static class CladoSensitivity
             ImagesPerRun = imagesPerRun,
             PlannedPeakBytes = plannedPeak,
             UnreferencedPeakBytes = unreferencedPeak,
+            PlannedBytesPerImage = perImage,
+            ResidentBytes = resident,
             MeasuredPeakBytes = ProcessMemory.PeakRss,
             MemoryBudgetBytes = plan.Runtime.MaxMemory,
         });

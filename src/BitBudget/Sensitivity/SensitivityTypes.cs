@@ -101,6 +101,12 @@ public sealed record MeasurementCost
     /// <summary>Planned peak resident bytes: resident once the sessions were loaded plus the micro-batch's planned tensors (reference-counted).</summary>
     public long PlannedPeakBytes { get; init; }
 
+    /// <summary>Planned bytes per image of a micro-batch (reference-counted states, trunk and the largest cone's live tensors, with slack).</summary>
+    public long PlannedBytesPerImage { get; init; }
+
+    /// <summary>Resident bytes once the measurement's sessions were loaded (the base the micro-batch was sized on).</summary>
+    public long ResidentBytes { get; init; }
+
     /// <summary>What the plan would be without reference counting (every state kept for the whole micro-batch).</summary>
     public long UnreferencedPeakBytes { get; init; }
 
