@@ -165,12 +165,29 @@ sealed class RuntimeArguments
     };
     public Option<Device> Device { get; } = new("--device") { Description = "Execution provider: cpu, cuda, tensorrt, dml.", DefaultValueFactory = _ => Runtime.Device.Cpu };
 
+    public Option<string?> MaxMemory { get; } = new("--max-memory")
+    {
+        Description = "Most memory the process may use (e.g. 3GiB, 1500MB); every pass streams its images in micro-batches that fit. Default: the smaller of 3 GiB and half the physical memory.",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(Threads);
         command.Options.Add(Device);
+        command.Options.Add(MaxMemory);
     }
 
-    public RuntimeOptions Options(ParseResult parse) =>
-        new RuntimeOptions { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) }.Validated("--threads");
+    public RuntimeOptions Options(ParseResult parse)
+    {
+        var options = new RuntimeOptions { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) };
+        if (parse.GetValue(MaxMemory) is not string text) { return options.Validated("--threads"); }
+        Optimization.Budget budget;
+        try { budget = Optimization.Budget.Parse(text); }
+        catch (BitBudgetException) { budget = new Optimization.Budget(Optimization.BudgetKind.AvgBits, 0); }
+        if (budget.Kind != Optimization.BudgetKind.Bytes)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"--max-memory '{text}' is not an amount of memory such as 3GiB or 1500MB.");
+        }
+        return (options with { MaxMemory = (long)budget.Value }).Validated("--threads");
+    }
 }

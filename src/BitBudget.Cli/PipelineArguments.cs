@@ -26,7 +26,7 @@ sealed class PipelineArguments
     public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range: min-max, percentile or mse." };
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
-    public Option<SensitivityLoss> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: cross-entropy or kl-divergence.", DefaultValueFactory = _ => SensitivityLoss.CrossEntropy };
+    public Option<string> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: ce (cross-entropy vs labels), kl (vs the float model's softmax, no labels) or mse (vs the float model's raw output: any model, feature extractors included).", DefaultValueFactory = _ => "ce" };
     public Option<FileInfo?> Store { get; } = new("--store") { Description = "SQLite measurement store (resumable; reused when settings match)." };
     public Option<bool> Naive { get; } = new("--naive") { Description = "Measure with the reference loop (one full forward per single/pair), for verification." };
     public Option<string?> ShardOption { get; } = new("--shard") { Description = "Measure only share k/n of the work (into --store; shares balanced by executed FLOPs); combine with `bitbudget merge`. auto/n takes k from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX." };
@@ -81,7 +81,7 @@ sealed class PipelineArguments
         var sensitivity = new SensitivityOptions
         {
             BatchSize = Positive(parse.GetValue(SensBatch), "--sens-batch"),
-            Loss = parse.GetValue(Loss),
+            Loss = Evaluation.OutputLosses.Parse(parse.GetRequiredValue(Loss)),
             Naive = parse.GetValue(Naive),
             StorePath = parse.GetValue(Store)?.FullName,
             Shard = parse.GetValue(ShardOption) is string s ? Shard.Parse(s) : null,
@@ -164,7 +164,9 @@ sealed class PipelineArguments
             Ui.Err.MarkupLine(c.Evaluations == 0
                 ? $"[grey]sensitivities: all {result.Batches} batch(es) taken from the store ({c.ReusedUnits} units)[/]"
                 : $"[grey]sensitivities: {c.Evaluations:N0} evaluations in {c.Measuring.TotalSeconds:F1} s (+{c.Setup.TotalSeconds:F1} s setup), " +
-                  $"{c.FlopRatio:F3}× the reference loop's FLOPs{time}; {c.ReusedUnits} units reused[/]");
+                  $"{c.FlopRatio:F3}× the reference loop's FLOPs{time}; {c.ReusedUnits} units reused; {c.EvaluationsPerSecond:F1} eval/s; " +
+                  $"{c.ImagesPerRun} image(s) per run, planned peak {BitBudget.Runtime.ProcessMemory.Format(c.PlannedPeakBytes)} ({BitBudget.Runtime.ProcessMemory.Format(c.UnreferencedPeakBytes)} without reference counting), " +
+                  $"measured peak RSS {BitBudget.Runtime.ProcessMemory.Format(c.MeasuredPeakBytes)} of {BitBudget.Runtime.ProcessMemory.Format(c.MemoryBudgetBytes)}[/]");
         }
         return result;
     }
@@ -172,7 +174,7 @@ sealed class PipelineArguments
     sealed class ProgressAdapter(Action<long, long, string?> report) : IProgress<SensitivityProgress>
     {
         public void Report(SensitivityProgress value) =>
-            report(value.Done, value.Total, $"({value.Done:N0}/{value.Total:N0}, {value.EvaluationsPerSecond:F1} eval/s)");
+            report(value.Done, value.Total, $"({value.Done:N0}/{value.Total:N0}, {value.EvaluationsPerSecond:F1} eval/s, peak RSS {BitBudget.Runtime.ProcessMemory.Format(value.PeakRssBytes)})");
     }
 
     public static IReadOnlyList<Budget> Budgets(string text) => Budget.ParseList(text);

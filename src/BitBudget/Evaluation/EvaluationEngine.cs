@@ -83,7 +83,12 @@ public sealed class EvaluationEngine : IDisposable
         var watch = Stopwatch.StartNew();
         Metrics? metrics = null;
         float[]? kept = null;
+        // Micro-batches within the memory budget; metrics are sums over images, so the split does not change them.
         int batch = Math.Max(1, options.BatchSize);
+        var tap = new TensorTap(Model, _options);
+        batch = _options.ImagesPerRun > 0 ? Math.Min(batch, _options.ImagesPerRun)
+            : options.BytesPerImage is long perImage ? MemoryBudget.ImagesPerRun(_options, perImage, batch, "the evaluation")
+            : tap.ImagesPerRun(data, [OutputName], batch, "the evaluation");
         for (int start = 0; start < data.Count; start += batch)
         {
             cancel.ThrowIfCancellationRequested();
@@ -163,20 +168,8 @@ public sealed class EvaluationEngine : IDisposable
         CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(data);
-        ArgumentNullException.ThrowIfNull(tensors);
-        ArgumentNullException.ThrowIfNull(onBatch);
         CheckInput(data);
-        OnnxModel exposed = Model.WithOutputs(tensors);
-        using var session = OrtSessions.Create(exposed.ToBytes(), _options, $"{Model.Source} with {tensors.Count} exposed tensors");
-        for (int start = 0; start < data.Count; start += batchSize)
-        {
-            cancel.ThrowIfCancellationRequested();
-            int n = Math.Min(batchSize, data.Count - start);
-            using var outputs = Run(session, data, start, n, tensors);
-            var map = new Dictionary<string, CapturedTensor>(tensors.Count, StringComparer.Ordinal);
-            for (int i = 0; i < tensors.Count; i++) { map[tensors[i]] = new CapturedTensor(outputs[i]); }
-            onBatch(start, n, map);
-        }
+        new TensorTap(Model, _options).Stream(data, data.Count, tensors, batchSize, onBatch, null, cancel, "the activation calibration pass");
     }
 
     /// <summary>Throws when the dataset's images do not fit the model input.</summary>

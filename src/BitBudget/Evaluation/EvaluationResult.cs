@@ -28,8 +28,14 @@ public sealed record EvaluationResult
 /// <summary>How <see cref="EvaluationEngine.Evaluate"/> runs.</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary>Images per ORT run.</summary>
+    /// <summary>Most images per ORT run (fewer when the memory budget, <see cref="Runtime.RuntimeOptions.MaxMemory"/>, says so).</summary>
     public int BatchSize { get; init; } = 64;
+
+    /// <summary>
+    /// Bytes one image costs in a run, when the caller knows it (e.g. the footprint of the model a simulated or exported model was
+    /// built from); null measures the model's own footprint once.
+    /// </summary>
+    public long? BytesPerImage { get; init; }
 
     /// <summary>Full-precision logits of the same images ([count, classes]) for the KL divergence, or null.</summary>
     public ReadOnlyMemory<float>? ReferenceLogits { get; init; }

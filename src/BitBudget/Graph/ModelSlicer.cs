@@ -45,6 +45,38 @@ internal sealed class ModelSlicer
         throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{_model.Source}' has no node '{name}'.");
     }
 
+    /// <summary>
+    /// Most bytes live at once when the nodes <paramref name="nodes"/> (ascending; null = all) run one after another and every
+    /// tensor is freed after its last reader: the inputs the range reads from outside, and each output until its last use
+    /// (graph outputs and <paramref name="kept"/> tensors until the end). <paramref name="bytes"/> gives a tensor's size (0 if unknown).
+    /// </summary>
+    public long PeakLive(Func<string, long> bytes, int[]? nodes = null, IReadOnlySet<string>? kept = null)
+    {
+        nodes ??= [.. Enumerable.Range(0, NodeCount)];
+        var inRange = nodes.ToHashSet();
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (int i in nodes)
+        {
+            foreach (string input in _model.Graph.Node[i].Input) { if (input.Length > 0 && !_initializers.Contains(input)) { last[input] = i; } }
+        }
+        long live = 0, peak = 0;
+        var alive = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string t in ExternalInputs(nodes)) { if (alive.Add(t)) { live += bytes(t); } }
+        peak = live;
+        foreach (int i in nodes)
+        {
+            NodeProto node = _model.Graph.Node[i];
+            foreach (string o in node.Output) { if (o.Length > 0 && alive.Add(o)) { live += bytes(o); } }
+            peak = Math.Max(peak, live);
+            foreach (string t in node.Input.Concat(node.Output))
+            {
+                if (t.Length == 0 || _outputs.Contains(t) || (kept?.Contains(t) ?? false) || !alive.Contains(t)) { continue; }
+                if (!last.TryGetValue(t, out int l) || l <= i) { alive.Remove(t); live -= bytes(t); }
+            }
+        }
+        return peak;
+    }
+
     /// <summary>Tensors produced before node <paramref name="position"/> and still needed at or after it, in a stable order.</summary>
     public string[] LiveAt(int position)
     {

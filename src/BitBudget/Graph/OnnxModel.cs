@@ -153,6 +153,24 @@ public sealed class OnnxModel
         return copy;
     }
 
+    /// <summary>Every tensor a node produces, in node order (what a footprint probe exposes).</summary>
+    public IReadOnlyList<string> NodeOutputs => [.. Graph.Node.SelectMany(n => n.Output).Where(o => o.Length > 0).Distinct(StringComparer.Ordinal)];
+
+    /// <summary>A copy that also outputs the named tensors without declaring their type (ORT infers it; for tensors of any element type).</summary>
+    internal OnnxModel WithUntypedOutputs(IEnumerable<string> tensors)
+    {
+        OnnxModel copy = Clone();
+        var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (string name in tensors) { if (existing.Add(name)) { copy.Graph.Output.Add(new ValueInfoProto { Name = name }); } }
+        return copy;
+    }
+
+    /// <summary>
+    /// Most bytes live at once in one sequential forward pass when every tensor is freed after its last reader and
+    /// <paramref name="kept"/> tensors (exposed outputs) stay until the end; <paramref name="bytes"/> sizes a tensor.
+    /// </summary>
+    internal long PeakLiveBytes(Func<string, long> bytes, IReadOnlySet<string>? kept = null) => new ModelSlicer(this).PeakLive(bytes, null, kept);
+
     /// <summary>A copy with the named float initializers set to new values of the same element count.</summary>
     public OnnxModel WithInitializers(IReadOnlyDictionary<string, float[]> values)
     {

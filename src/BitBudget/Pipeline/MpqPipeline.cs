@@ -273,7 +273,7 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(model);
         using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
-        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100 }, progress, cancel);
+        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, BytesPerImage = BytesPerImage(model, data) }, progress, cancel);
     }
 
     /// <summary>As <see cref="Evaluate(OnnxModel, Dataset, IProgress{int}?, CancellationToken)"/>, plus the KL divergence from
@@ -282,7 +282,7 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(model);
         using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
-        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, ReferenceLogits = referenceLogits }, null, cancel);
+        return engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, ReferenceLogits = referenceLogits, BytesPerImage = BytesPerImage(model, data) }, null, cancel);
     }
 
     /// <summary>The logits of <paramref name="model"/> on every image of <paramref name="data"/>, [count, classes].</summary>
@@ -290,8 +290,16 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(model);
         using var engine = EvaluationEngine.Create(Runnable(model), Options.Runtime, OutputKind);
-        return engine.Logits(data, batchSize: 100, cancel);
+        engine.Evaluate(data, new EvaluationOptions { BatchSize = 100, KeepLogits = true, BytesPerImage = BytesPerImage(model, data) }, null, cancel);
+        return engine.LastLogits!;
     }
+
+    /// <summary>
+    /// Per-image bytes of a simulated or exported model, from the prepared model's measured footprint (measured once): their
+    /// extra quantize/dequantize tensors are at most one more copy of a layer input at a time, hence the margin.
+    /// </summary>
+    long? BytesPerImage(OnnxModel model, Dataset data) => ReferenceEquals(Runnable(model), Prepared) ? null
+        : (long)(1.5 * new TensorTap(Prepared, Options.Runtime).Footprint(data).RunBytes([Prepared.OutputName]));
 
     // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
     OnnxModel Runnable(OnnxModel model) => ReferenceEquals(model, Original) ? Prepared : model;

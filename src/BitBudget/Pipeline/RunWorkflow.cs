@@ -409,7 +409,12 @@ public static class RunWorkflow
             Timings: timings,
             SolverRuns: solverRuns,
             CommandLine: request.CommandLine,
-            CreatedUtc: DateTimeOffset.UtcNow);
+            CreatedUtc: DateTimeOffset.UtcNow,
+            Memory: new MemoryUsage(p.Options.Runtime.MaxMemory, BitBudget.Runtime.ProcessMemory.PeakRss,
+                sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.ImagesPerRun : null,
+                sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.PlannedPeakBytes : null,
+                sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.UnreferencedPeakBytes : null,
+                sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null));
         ManifestReport.WriteJson(manifest, Path.Combine(outDir, "manifest.json"));
 
         var notes = new List<string>(warnings)
@@ -421,8 +426,12 @@ public static class RunWorkflow
         {
             notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
                 $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs, wall time {sensitivity.Cost.TimeRatio:F2}× what those FLOPs cost at the float model's ORT throughput), " +
-                $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s, {sensitivity.Cost.ReusedUnits} units from the store.");
+                $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s ({sensitivity.Cost.EvaluationsPerSecond:F1} evaluations/s), {sensitivity.Cost.ReusedUnits} units from the store.");
         }
+        notes.Add($"Memory: peak resident set {BitBudget.Runtime.ProcessMemory.Format(BitBudget.Runtime.ProcessMemory.PeakRss)} of a {BitBudget.Runtime.ProcessMemory.Format(p.Options.Runtime.MaxMemory)} budget" +
+            (sensitivity is { Cost.ImagesPerRun: > 0 } c
+                ? $"; CLADO ran {c.Cost.ImagesPerRun} image(s) per run, planned peak {BitBudget.Runtime.ProcessMemory.Format(c.Cost.PlannedPeakBytes)} ({BitBudget.Runtime.ProcessMemory.Format(c.Cost.UnreferencedPeakBytes)} without reference counting)."
+                : "."));
         HtmlReport.Write(Path.Combine(outDir, "report.html"), new HtmlReportInput(front) { Layers = rows, Omega = omega, Manifest = manifest, Notes = notes });
     }
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
 using BitBudget.Runtime;
@@ -59,33 +60,36 @@ internal static class LayerInputStatistics
     /// <summary>Largest im2col buffer (floats) handed to one Gemm; bigger chunks mean fewer ORT calls, smaller ones less memory.</summary>
     internal const int ChunkFloats = 1 << 22;
 
-    /// <summary>Accumulates the statistics of <paramref name="layers"/> over <paramref name="batches"/> (NCHW floats and their shape).</summary>
+    /// <summary>Accumulates the statistics of <paramref name="layers"/> over <paramref name="batches"/> (NCHW floats and their shape, all of one image shape).</summary>
+    /// <remarks>The batches are gathered into one in-memory set first; stream a <see cref="Data.Dataset"/> to avoid the copy.</remarks>
     /// <exception cref="BitBudgetException">A layer's input holds NaN or infinite values, or a Conv is not 2-D.</exception>
     public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
         IEnumerable<(float[] Data, long[] Shape)> batches, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default,
-        ConvGram convGram = ConvGram.Shifted) =>
-        Collect(prepared, layers, batches.Select(b => ((ReadOnlyMemory<float>)b.Data, b.Shape)), runtime, null, convGram, cancellationToken);
+        ConvGram convGram = ConvGram.Shifted)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        var list = batches.ToList();
+        if (list.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "The statistics pass got no calibration batch."); }
+        int[] sample = [.. list[0].Shape.Skip(1).Select(d => checked((int)d))];
+        if (list.Any(b => !b.Shape.Skip(1).SequenceEqual(list[0].Shape.Skip(1))))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "The calibration batches have different image shapes.");
+        }
+        int images = list.Sum(b => checked((int)b.Shape[0]));
+        var data = Data.Dataset.FromArrays([.. list.SelectMany(b => b.Data)], new int[images], sample, [], "calibration batches");
+        return Collect(prepared, layers, data, images, checked((int)list[0].Shape[0]), runtime, null, cancellationToken, convGram);
+    }
 
-    /// <summary>Accumulates the statistics over the first <paramref name="count"/> images of <paramref name="data"/>, batch by batch, without copying them.</summary>
+    /// <summary>
+    /// Accumulates the statistics over the first <paramref name="count"/> images of <paramref name="data"/>, at most
+    /// <paramref name="batchSize"/> images per run (fewer when the memory budget says so), streamed by the <see cref="TensorTap"/>.
+    /// </summary>
     public static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize,
         RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, ConvGram convGram = ConvGram.Shifted)
     {
-        count = Math.Min(count, data.Count);
-        IEnumerable<(ReadOnlyMemory<float>, long[])> Batches()
-        {
-            for (int start = 0; start < count; start += batchSize)
-            {
-                int n = Math.Min(batchSize, count - start);
-                yield return (data.Batch(start, n), [n, .. data.SampleShape.Select(d => (long)d)]);
-            }
-        }
-        return Collect(prepared, layers, Batches(), runtime, progress, convGram, cancellationToken);
-    }
-
-    static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers,
-        IEnumerable<(ReadOnlyMemory<float> Data, long[] Shape)> batches, RuntimeOptions? runtime, IProgress<int>? progress, ConvGram convGram,
-        CancellationToken cancellationToken)
-    {
+        ArgumentNullException.ThrowIfNull(prepared);
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(data);
         runtime ??= RuntimeOptions.Default;
         var plans = new List<Plan>(layers.Count);
         for (int i = 0; i < layers.Count; i++) { plans.AddRange(PlanLayer(prepared, layers[i], i)); }
@@ -97,64 +101,19 @@ internal static class LayerInputStatistics
             stats[i] = new LayerStatistics(layer, layer.Groups, k);
         }
 
-        OnnxModel probe = prepared.Clone();
-        string dataInput = prepared.InputName;
-        var existing = probe.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var captured = new List<string>();
-        foreach (string name in plans.Select(p => p.InputName).Distinct())
-        {
-            if (name == dataInput) { continue; }
-            captured.Add(name);
-            if (existing.Add(name))
-            {
-                probe.Graph.Output.Add(new ValueInfoProto
-                {
-                    Name = name,
-                    Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-                });
-            }
-        }
-
-        using InferenceSession model = OrtSessions.Create(probe.ToBytes(), runtime, $"model '{prepared.Source}' with its layer inputs exposed");
         using var gram = new GramSessions(runtime);
-        using var runOptions = new RunOptions();
         float[] buffer = ArrayPool<float>.Shared.Rent(ChunkFloats);
         try
         {
-            int done = 0;
-            foreach ((ReadOnlyMemory<float> data, long[] shape) in batches)
+            string[] inputs = [.. plans.Select(p => p.InputName).Distinct(StringComparer.Ordinal)];
+            new TensorTap(prepared, runtime).Stream(data, count, inputs, batchSize, (_, _, tensors) =>
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, System.Runtime.InteropServices.MemoryMarshal.AsMemory(data), shape);
-                IDisposableReadOnlyCollection<OrtValue> outputs;
-                try
+                foreach (Plan plan in plans)
                 {
-                    // ORT needs one output even when every layer reads the model input itself.
-                    outputs = model.Run(runOptions, [dataInput], [input], captured.Count > 0 ? captured : [probe.Graph.Output[0].Name]);
+                    CapturedTensor x = tensors[plan.InputName];
+                    Accumulate(stats[plan.LayerIndex], plan, x.Values, x.Shape, buffer, gram, convGram);
                 }
-                catch (OnnxRuntimeException e)
-                {
-                    throw new BitBudgetException(ErrorKind.Runtime,
-                        $"ONNX Runtime cannot run model '{prepared.Source}' on a calibration batch of shape [{string.Join(",", shape)}]: {OrtSessions.OneLine(e.Message)}", e);
-                }
-                using (outputs)
-                {
-                    foreach (Plan plan in plans)
-                    {
-                        if (plan.InputName == dataInput)
-                        {
-                            Accumulate(stats[plan.LayerIndex], plan, data.Span, shape, buffer, gram, convGram);
-                            continue;
-                        }
-                        OrtValue value = outputs[captured.IndexOf(plan.InputName)];
-                        ReadOnlySpan<float> x = value.GetTensorDataAsSpan<float>();
-                        long[] xShape = value.GetTensorTypeAndShape().Shape;
-                        Accumulate(stats[plan.LayerIndex], plan, x, xShape, buffer, gram, convGram);
-                    }
-                }
-                done += (int)shape[0];
-                progress?.Report(done);
-            }
+            }, progress, cancellationToken, "the rounding statistics pass");
         }
         finally
         {

@@ -116,6 +116,7 @@ public sealed record SolverRun(string Method, string Budget, string Status, doub
 /// <param name="SolverRuns">Status of every solver run.</param>
 /// <param name="CommandLine">The command-line arguments as given.</param>
 /// <param name="CreatedUtc">When the run finished.</param>
+/// <param name="Memory">Memory budget and the measured peak resident set.</param>
 public sealed record RunManifest(
     string ToolVersion,
     string OrtVersion,
@@ -127,4 +128,15 @@ public sealed record RunManifest(
     IReadOnlyList<StageTiming> Timings,
     IReadOnlyList<SolverRun> SolverRuns,
     IReadOnlyList<string> CommandLine,
-    DateTimeOffset CreatedUtc);
+    DateTimeOffset CreatedUtc,
+    MemoryUsage? Memory = null);
+
+/// <summary>What a run held in memory against its budget, and the CLADO measurement's rate.</summary>
+/// <param name="BudgetBytes">The memory budget (--max-memory).</param>
+/// <param name="PeakRssBytes">Measured peak resident set of the process (VmHWM) when the run finished.</param>
+/// <param name="SensitivityImagesPerRun">Images per ONNX Runtime run in the CLADO measurement (null: nothing measured).</param>
+/// <param name="SensitivityPlannedPeakBytes">The measurement's planned peak (resident after loading + reference-counted tensors of one micro-batch).</param>
+/// <param name="SensitivityUnreferencedPeakBytes">The same plan without reference counting.</param>
+/// <param name="EvaluationsPerSecond">CLADO evaluations (singles and pairs) per second.</param>
+public sealed record MemoryUsage(long BudgetBytes, long PeakRssBytes, int? SensitivityImagesPerRun = null, long? SensitivityPlannedPeakBytes = null,
+    long? SensitivityUnreferencedPeakBytes = null, double? EvaluationsPerSecond = null);

@@ -32,6 +32,8 @@ internal static class OrtSessions
             InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            EnableCpuMemArena = options.MemoryArena,
+            EnableMemoryPattern = options.MemoryArena,
         };
         try
         {

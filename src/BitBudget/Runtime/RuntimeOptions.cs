@@ -33,6 +33,22 @@ public sealed record RuntimeOptions
     /// </summary>
     public bool AllowSpinning { get; init; } = true;
 
+    /// <summary>
+    /// Most bytes the process may hold (resident set); every pass sizes its micro-batches (images per ONNX Runtime run) so the
+    /// measured per-image tensor footprint fits beside what is already resident. Default: the smaller of 3 GiB and half the
+    /// physical memory.
+    /// </summary>
+    public long MaxMemory { get; init; } = ProcessMemory.DefaultBudget;
+
+    /// <summary>Images per ONNX Runtime run when positive, instead of what <see cref="MaxMemory"/> allows (tests, benchmarks).</summary>
+    public int ImagesPerRun { get; init; }
+
+    /// <summary>
+    /// ORT's per-session CPU arena and memory-pattern preallocation. Right for one long-lived session; with dozens of sessions
+    /// (CLADO's cones) every arena keeps its own peak, so the measurement turns them off and freed tensors go back to the system.
+    /// </summary>
+    public bool MemoryArena { get; init; } = true;
+
     /// <summary>The defaults: all cores, all optimizations, CPU.</summary>
     public static RuntimeOptions Default { get; } = new();
 

@@ -63,20 +63,29 @@ public static class CladoSensitivity
         TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
         TimeSpan? rawTime = null, rawSame = null;
         long done = 0, doneElsewhere = 0;
+        double progressDone = 0;
+        int imagesPerRun = 0;
+        long plannedPeak = 0, unreferencedPeak = 0, perImage = 0, resident = 0;
         if (todo.Count > 0)
         {
             using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
             // Workers sharing the store claim each unit before measuring it; units another worker holds wait for the end.
             using var claims = store is null ? null : new UnitClaims(store, plan.Context, options.ClaimLease);
             setup = watch.Elapsed;
+            imagesPerRun = evaluator.ImagesPerRun;
+            perImage = evaluator.PlannedBytesPerImage;
+            resident = evaluator.ResidentBeforeMeasuring;
+            plannedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.PlannedBytesPerImage;
+            unreferencedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.UnreferencedBytesPerImage;
             var loop = Stopwatch.StartNew();
             long Evaluations(int u) => u < 0 ? 0 : 1 + (long)plan.S * (plan.L - 1 - u);
             void Measure(int batch, List<(int U, int S)> units, List<(int Batch, int U, int S)> heldElsewhere)
             {
-                bool begun = false;
+                cancel.ThrowIfCancellationRequested();
+                bool needReference = false;
+                var mine = new List<(int U, int S)>(units.Count);
                 foreach ((int u, int s) in units)
                 {
-                    cancel.ThrowIfCancellationRequested();
                     switch (claims?.TryClaim(batch, u, s) ?? ClaimResult.Claimed)
                     {
                         case ClaimResult.Done:
@@ -86,21 +95,33 @@ public static class CladoSensitivity
                             heldElsewhere.Add((batch, u, s));
                             continue;
                     }
-                    if (!begun) { evaluator.BeginBatch(batch); begun = true; }
-                    if (u < 0)
+                    if (u < 0) { needReference = true; } else { mine.Add((u, s)); }
+                }
+                if (!needReference && mine.Count == 0) { return; }
+                int images = plan.BatchRange(batch).Count;
+                var sink = new UnitSink
+                {
+                    Reference = reference =>
                     {
-                        double reference = evaluator.ReferenceLoss;
+                        plan.RequireFinite(reference, (-1, 0, -1, 0));
                         store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
                         losses[(batch, -1, 0, -1, 0)] = reference;
-                        continue;
-                    }
-                    var rows = evaluator.MeasureUnit(u, s, cancel);
-                    store?.CommitUnit(plan.Context, batch, u, s, rows);
-                    foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
-                    done += rows.Count;
-                    progress?.Report(new SensitivityProgress(done + doneElsewhere, totalEvaluations, done / Math.Max(1e-9, loop.Elapsed.TotalSeconds)));
-                }
-                if (begun) { evaluator.EndBatch(); }
+                    },
+                    Unit = (u, s, rows) =>
+                    {
+                        foreach (var r in rows) { plan.RequireFinite(r.Loss, (r.U, r.Su, r.V, r.Sv)); }
+                        store?.CommitUnit(plan.Context, batch, u, s, rows);
+                        foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
+                        done += rows.Count;
+                    },
+                    Progress = (evaluations, microImages) =>
+                    {
+                        progressDone += (double)evaluations * microImages / images;
+                        progress?.Report(new SensitivityProgress((long)progressDone + doneElsewhere, totalEvaluations,
+                            progressDone / Math.Max(1e-9, loop.Elapsed.TotalSeconds), ProcessMemory.PeakRss));
+                    },
+                };
+                evaluator.MeasureBatch(batch, mine, needReference, sink, cancel);
             }
             var pending = new List<(int Batch, int U, int S)>();
             foreach ((int batch, var units) in todo)
@@ -122,8 +143,8 @@ public static class CladoSensitivity
             measuring = loop.Elapsed;
             if (doneElsewhere > 0 || claims?.SawOtherWorkers == true) { losses = store!.Losses(plan.Context); }
             executedMacs = evaluator.ExecutedMacs;
-            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs);
-            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs);
+            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs, imagesPerRun);
+            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs, imagesPerRun);
         }
 
         return plan.Assemble(losses, new MeasurementCost
@@ -136,6 +157,13 @@ public static class CladoSensitivity
             Setup = setup,
             RawThroughputTime = rawTime,
             RawThroughputTimeSameSettings = rawSame,
+            ImagesPerRun = imagesPerRun,
+            PlannedPeakBytes = plannedPeak,
+            UnreferencedPeakBytes = unreferencedPeak,
+            PlannedBytesPerImage = perImage,
+            ResidentBytes = resident,
+            MeasuredPeakBytes = ProcessMemory.PeakRss,
+            MemoryBudgetBytes = plan.Runtime.MaxMemory,
         });
     }
 
@@ -188,14 +216,28 @@ internal sealed class UnitClaims(MeasurementStore store, string context, TimeSpa
     }
 }
 
-/// <summary>Runs singles and pairs for one batch at a time.</summary>
+/// <summary>Runs singles and pairs for one batch at a time, in micro-batches that fit the memory budget.</summary>
 internal interface IEvaluator : IDisposable
 {
-    void BeginBatch(int batch);
-    double ReferenceLoss { get; }
-    List<(int U, int Su, int V, int Sv, double Loss)> MeasureUnit(int u, int s, CancellationToken cancel);
-    void EndBatch();
+    /// <summary>Measures the reference loss (if asked) and <paramref name="units"/> of one batch; losses are means over the batch's images.</summary>
+    void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel);
     double ExecutedMacs { get; }
+    /// <summary>Images per ONNX Runtime run.</summary>
+    int ImagesPerRun { get; }
+    /// <summary>Planned bytes per image at the worst moment (with reference counting).</summary>
+    long PlannedBytesPerImage { get; }
+    /// <summary>The same without reference counting (every state kept for the whole micro-batch), for the report.</summary>
+    long UnreferencedBytesPerImage { get; }
+    /// <summary>Resident bytes once the sessions are loaded.</summary>
+    long ResidentBeforeMeasuring { get; }
+}
+
+/// <summary>Where an evaluator delivers a batch's results: the reference loss, each unit's rows, and progress (evaluations × images of a micro-batch).</summary>
+internal sealed class UnitSink
+{
+    public required Action<double> Reference { get; init; }
+    public required Action<int, int, List<(int U, int Su, int V, int Sv, double Loss)>> Unit { get; init; }
+    public required Action<long, int> Progress { get; init; }
 }
 
 /// <summary>The searched layers, schemes, batches and the unperturbed base model, shared by both evaluators.</summary>
@@ -296,40 +338,25 @@ internal sealed class MeasurementPlan
     }
 
     /// <summary>
-    /// Mean loss of a batch of logits: cross-entropy vs labels, or KL to the reference logits. <paramref name="at"/> names what was
-    /// quantized (U = -1: nothing, V = -1: only layer U at bits index Su) for the error a non-finite loss raises: a NaN stored
-    /// in Ω would make every search silently wrong.
+    /// Refuses a non-finite loss: <paramref name="at"/> names what was quantized (U = -1: nothing, V = -1: only layer U at bits
+    /// index Su) for the error, since a NaN stored in Ω would make every search silently wrong.
     /// </summary>
-    public double Loss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference, (int U, int Su, int V, int Sv) at)
+    public void RequireFinite(double loss, (int U, int Su, int V, int Sv) at)
     {
-        double loss = MeanLoss(logits, labels, reference);
-        if (double.IsFinite(loss)) { return loss; }
+        if (double.IsFinite(loss)) { return; }
         string quantized = at.U < 0 ? "the model with no searched layer quantized"
             : at.V < 0 ? $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits"
             : $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits and layer '{Searched[at.V].Name}' at {Bits[at.Sv]} bits";
         throw new BitBudgetException(ErrorKind.InvalidInput,
-            $"CLADO's {Options.Loss} loss is {loss} with {quantized} on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.");
+            $"CLADO's {Options.Loss.Name()} loss is {loss} with {quantized} on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.");
     }
 
-    double MeanLoss(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference)
-    {
-        int n = labels.Length, classes = logits.Length / n;
-        Span<float> logp = classes <= 4096 ? stackalloc float[classes] : new float[classes];
-        Span<float> refp = Options.Loss == SensitivityLoss.KlDivergence ? (classes <= 4096 ? stackalloc float[classes] : new float[classes]) : default;
-        double sum = 0;
-        for (int i = 0; i < n; i++)
-        {
-            Metrics.LogProbabilities(logits.Slice(i * classes, classes), Options.OutputKind, logp);
-            if (Options.Loss == SensitivityLoss.CrossEntropy)
-            {
-                sum -= logp[labels[i]];
-                continue;
-            }
-            Metrics.LogProbabilities(reference.Slice(i * classes, classes), Options.OutputKind, refp);
-            for (int c = 0; c < classes; c++) { sum += Math.Exp(refp[c]) * (refp[c] - logp[c]); }
-        }
-        return sum / n;
-    }
+    /// <summary>Σ over <paramref name="images"/> images of the configured loss (see <see cref="OutputLosses"/>).</summary>
+    public double LossSum(ReadOnlySpan<float> outputs, int images, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference) =>
+        OutputLosses.Sum(Options.Loss, Options.OutputKind, outputs, images, labels, reference);
+
+    /// <summary>Labels of a range of the sensitivity images (empty when the loss needs none).</summary>
+    public ReadOnlySpan<int> Labels(int start, int count) => Options.Loss.NeedsLabels() ? Input.Data.BatchLabels(start, count) : default;
 
     public double ReferenceMacs(IEnumerable<int> batches)
     {

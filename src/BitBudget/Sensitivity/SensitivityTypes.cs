@@ -1,18 +1,10 @@
 using BitBudget.Data;
+using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
 
 namespace BitBudget.Sensitivity;
-
-/// <summary>Loss whose change CLADO measures.</summary>
-public enum SensitivityLoss
-{
-    /// <summary>Cross-entropy against the labels (the paper's CNN experiments).</summary>
-    CrossEntropy,
-    /// <summary>KL divergence of the perturbed output to the unperturbed model's output (no labels needed).</summary>
-    KlDivergence,
-}
 
 /// <summary>
 /// Share <see cref="Index"/> of <see cref="Count"/> of the work. Work units go to shards balanced by their executed FLOPs,
@@ -76,7 +68,7 @@ public sealed record SensitivityOptions
     public int BatchSize { get; init; } = 256;
 
     /// <summary>The loss whose change is measured.</summary>
-    public SensitivityLoss Loss { get; init; } = SensitivityLoss.CrossEntropy;
+    public OutputLoss Loss { get; init; } = OutputLoss.CrossEntropy;
 
     /// <summary>Run the reference loop instead: one full forward of a fully rebuilt model per single and pair.</summary>
     public bool Naive { get; init; }
@@ -115,7 +107,7 @@ public sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInf
     QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data);
 
 /// <summary>Progress of a measurement: forward evaluations (singles and pairs) done and in total, for this run.</summary>
-public readonly record struct SensitivityProgress(long Done, long Total, double EvaluationsPerSecond);
+public readonly record struct SensitivityProgress(long Done, long Total, double EvaluationsPerSecond, long PeakRssBytes = 0);
 
 /// <summary>What the measurement cost, against the reference loop (L·S + S²·L(L−1)/2 full forwards per batch).</summary>
 public sealed record MeasurementCost
@@ -146,6 +138,30 @@ public sealed record MeasurementCost
 
     /// <summary>The same yardstick at the measurement's own session settings (ORT_ENABLE_EXTENDED, see <see cref="CladoSensitivity"/>).</summary>
     public TimeSpan? RawThroughputTimeSameSettings { get; init; }
+
+    /// <summary>Images per ONNX Runtime run (the micro-batch the memory budget allows; 0 when nothing was measured).</summary>
+    public int ImagesPerRun { get; init; }
+
+    /// <summary>Planned peak resident bytes: resident once the sessions were loaded plus the micro-batch's planned tensors (reference-counted).</summary>
+    public long PlannedPeakBytes { get; init; }
+
+    /// <summary>Planned bytes per image of a micro-batch (reference-counted states, trunk and the largest cone's live tensors, with slack).</summary>
+    public long PlannedBytesPerImage { get; init; }
+
+    /// <summary>Resident bytes once the measurement's sessions were loaded (the base the micro-batch was sized on).</summary>
+    public long ResidentBytes { get; init; }
+
+    /// <summary>What the plan would be without reference counting (every state kept for the whole micro-batch).</summary>
+    public long UnreferencedPeakBytes { get; init; }
+
+    /// <summary>Measured peak resident set of the process at the end of the measurement (VmHWM: every earlier pass included).</summary>
+    public long MeasuredPeakBytes { get; init; }
+
+    /// <summary>The memory budget the micro-batches were sized for.</summary>
+    public long MemoryBudgetBytes { get; init; }
+
+    /// <summary>Evaluations per second of the measurement loop.</summary>
+    public double EvaluationsPerSecond => Measuring > TimeSpan.Zero ? Evaluations / Measuring.TotalSeconds : 0;
 
     /// <summary>Measuring ÷ raw-throughput time at the measurement's own session settings.</summary>
     public double? TimeRatioSameSettings => RawThroughputTimeSameSettings is TimeSpan t && t > TimeSpan.Zero ? Measuring / t : null;

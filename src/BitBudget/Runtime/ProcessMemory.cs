@@ -1,0 +1,74 @@
+using System.Globalization;
+
+namespace BitBudget.Runtime;
+
+/// <summary>
+/// The process's resident memory as the kernel counts it (what gets a process killed), and the default memory budget.
+/// Read from /proc/self/status on Linux; elsewhere the .NET working set stands in (no peak there but the current value).
+/// </summary>
+public static class ProcessMemory
+{
+    const long GiB = 1L << 30;
+
+    /// <summary>Resident set size now, bytes.</summary>
+    public static long CurrentRss => Read("VmRSS:") ?? Environment.WorkingSet;
+
+    /// <summary>Highest resident set size of the process so far (VmHWM), bytes.</summary>
+    public static long PeakRss => Read("VmHWM:") ?? Environment.WorkingSet;
+
+    /// <summary>Physical memory of the machine (or the container limit .NET sees), bytes.</summary>
+    public static long Physical => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+
+    /// <summary>The default <see cref="RuntimeOptions.MaxMemory"/>: the smaller of 3 GiB and half the physical memory.</summary>
+    public static long DefaultBudget => Math.Min(3 * GiB, Math.Max(GiB / 4, Physical / 2));
+
+    /// <summary>Bytes as "1.23 GiB" / "456 MiB", for messages.</summary>
+    public static string Format(long bytes) => bytes >= GiB
+        ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)GiB:0.00} GiB")
+        : string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1 << 20):0} MiB");
+
+    static long? Read(string key)
+    {
+        if (!OperatingSystem.IsLinux()) { return null; }
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+            {
+                if (!line.StartsWith(key, StringComparison.Ordinal)) { continue; }
+                string[] parts = line[key.Length..].Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+                return long.Parse(parts[0], CultureInfo.InvariantCulture) * 1024;   // the kernel reports kB
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+}
+
+/// <summary>
+/// How many images one ONNX Runtime run may take so that the process stays within <see cref="RuntimeOptions.MaxMemory"/>:
+/// what is resident now (sessions, weights, data) plus the images' measured tensor footprint.
+/// </summary>
+public static class MemoryBudget
+{
+    /// <summary>
+    /// The images per run (1 … <paramref name="wanted"/>) whose <paramref name="bytesPerImage"/> fit beside what the process holds
+    /// now (<see cref="ProcessMemory.CurrentRss"/>, or <paramref name="residentBytes"/> when given).
+    /// </summary>
+    /// <exception cref="BitBudgetException">Not even one image fits; the message says how much would.</exception>
+    public static int ImagesPerRun(RuntimeOptions runtime, long bytesPerImage, int wanted, string what, long? residentBytes = null)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        if (wanted <= 0) { return Math.Max(1, wanted); }
+        long resident = residentBytes ?? ProcessMemory.CurrentRss;
+        long free = runtime.MaxMemory - resident;
+        long perImage = Math.Max(1, bytesPerImage);
+        if (free < perImage)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"--max-memory {ProcessMemory.Format(runtime.MaxMemory)} is too small for {what}: {ProcessMemory.Format(resident)} is already in use (model, sessions, images) " +
+                $"and one image needs {ProcessMemory.Format(perImage)} more; at least {ProcessMemory.Format(resident + perImage)} would fit.");
+        }
+        return (int)Math.Clamp(free / perImage, 1, wanted);
+    }
+}
