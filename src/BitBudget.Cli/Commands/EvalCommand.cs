@@ -2,6 +2,7 @@ using System.CommandLine;
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
+using BitBudget.Runtime;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -24,12 +25,13 @@ static class EvalCommand
         runtime.AddTo(command);
         command.SetAction(parse =>
         {
+            RuntimeOptions runtimeOptions = runtime.Options(parse);   // a bad --threads fails before any image is decoded
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
             // Only the exact rewrites (dynamic batch …): a QDQ model has no float weights to list.
             (OnnxModel prepared, _) = ModelPreparer.Prepare(loaded);
             DataOptions options = dataArgs.Options(parse, parse.GetRequiredValue(data), prepared.InputShape, parse.GetRequiredValue(split), parse.GetValue(limit), parse.GetValue(seed));
             Dataset dataset = Ui.LoadData(options);
-            using var engine = EvaluationEngine.Create(prepared, runtime.Options(parse));
+            using var engine = EvaluationEngine.Create(prepared, runtimeOptions);
             engine.CheckInput(dataset);
             EvaluationResult result = Ui.WithProgress($"evaluating {dataset.Count:N0} images", dataset.Count,
                 progress => engine.Evaluate(dataset, new EvaluationOptions { BatchSize = parse.GetValue(batch) }, progress, Ui.Cancellation));
