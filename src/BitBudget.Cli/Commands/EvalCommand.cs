@@ -2,6 +2,7 @@ using System.CommandLine;
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
+using BitBudget.Runtime;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -26,6 +27,7 @@ static class EvalCommand
         modelArgs.AddTo(command);
         command.SetAction(parse =>
         {
+            RuntimeOptions runtimeOptions = runtime.Options(parse);   // a bad --threads fails before any image is decoded
             OnnxModel loaded = OnnxModel.Load(parse.GetRequiredValue(model).FullName);
             // Only the exact rewrites (dynamic batch …): a QDQ model has no float weights to list.
             (OnnxModel prepared, PreparationReport report) = ModelPreparer.Prepare(loaded, modelArgs.OutputName(parse));
@@ -33,7 +35,7 @@ static class EvalCommand
             OutputKind? kind = modelArgs.OutputKind(parse);
             Ui.Note(ModelArguments.Describe(report, kind ?? report.OutputKind, kind is not null));
             Dataset dataset = Ui.LoadData(options, prepared);
-            using var engine = EvaluationEngine.Create(prepared, runtime.Options(parse), kind);
+            using var engine = EvaluationEngine.Create(prepared, runtimeOptions, kind);
             engine.CheckInput(dataset);
             EvaluationResult result = Ui.WithProgress($"evaluating {dataset.Count:N0} images", dataset.Count,
                 progress => engine.Evaluate(dataset, new EvaluationOptions { BatchSize = parse.GetValue(batch) }, progress, Ui.Cancellation));
