@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Exports small PyTorch CNNs with the quirks of issue 17 into a folder (never committed; run by tests/scripts/quirky_exports.sh).
 
-Trains one 2-conv MNIST CNN for one epoch on t10k images 0-4999 (raw 0..255 pixels, as the mnist preset feeds them), then writes:
+Trains one 3-conv MNIST CNN for three epochs on t10k images 0-4999 (raw 0..255 pixels, as the mnist preset feeds them), then writes:
   cnn-extra-output.onnx  LogSoftmax output first, plus a spurious `features.view(128, -1)` output; batch fixed at 128; opset 11
   cnn-softmax.onnx       Softmax head, dynamic batch; opset 13
   cnn-logits.onnx        the same network without a head (the reference for the losses)
@@ -58,16 +58,21 @@ def main():
     images, labels = read_idx(mnist)
     model = Cnn()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for start in range(0, 5000, 64):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images[start:start + 64]), labels[start:start + 64])
-        loss.backward()
-        optimizer.step()
+    for _ in range(3):
+        for start in range(0, 5000, 64):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images[start:start + 64]), labels[start:start + 64])
+            loss.backward()
+            optimizer.step()
     model.eval()
     with torch.no_grad():
         test = model(images[5000:]).argmax(1).eq(labels[5000:]).float().mean().item() * 100
         ce = F.cross_entropy(model(images[5000:]), labels[5000:]).item()
-    print(f"pytorch: top-1 {test:.2f} % cross-entropy {ce:.4f} on t10k images 5000-9999")
+        odd = labels % 2 == 1   # bitbudget's --split odd-classes
+        odd_top1 = model(images[odd]).argmax(1).eq(labels[odd]).float().mean().item() * 100
+        odd_ce = F.cross_entropy(model(images[odd]), labels[odd]).item()
+    print(f"pytorch: top-1 {test:.2f} % cross-entropy {ce:.4f} on t10k images 5000-9999; "
+          f"top-1 {odd_top1:.2f} % cross-entropy {odd_ce:.4f} on the {int(odd.sum())} odd-class images")
     dummy = images[:128]
     model.head = "extra"
     torch.onnx.export(model, dummy, os.path.join(out, "cnn-extra-output.onnx"), opset_version=11,

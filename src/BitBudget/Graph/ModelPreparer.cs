@@ -73,6 +73,14 @@ public static class ModelPreparer
         graph.Output.Clear();
         graph.Output.Add(keep);
         RemoveDeadNodes(model);
+        // A data input only the dropped outputs read is dropped too (ONNX Runtime would otherwise want it fed).
+        var read = graph.Node.SelectMany(n => n.Input).ToHashSet(StringComparer.Ordinal);
+        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        var unread = graph.Input.Where(i => !initializers.Contains(i.Name) && !read.Contains(i.Name)).ToList();
+        if (unread.Count < graph.Input.Count(i => !initializers.Contains(i.Name)))
+        {
+            foreach (ValueInfoProto input in unread) { graph.Input.Remove(input); }
+        }
         return dropped;
     }
 

@@ -5,6 +5,7 @@ namespace BitBudget.Tests.Pipeline;
 
 /// <summary>Issue 17: two identical runs give byte-identical bit configs and models, and the same numbers in pareto.json
 /// (wall times and the date belong in manifest.json and the report only).</summary>
+[Collection(ConsoleCollection.Name)]
 public class DeterminismTests
 {
     [Fact]

@@ -80,6 +80,7 @@ public sealed class ZooFolder : IDisposable
 /// (output choice, probability outputs, background class, --mean lists, NHWC, --calib-split, the guessed preset) are checked
 /// against what the float model must give.
 /// </summary>
+[Collection(ConsoleCollection.Name)]
 public class ModelZooTests(ZooFolder zoo) : IClassFixture<ZooFolder>
 {
     static readonly string[] Quick = ["--calib-images", "64", "--rounding", "rtn"];

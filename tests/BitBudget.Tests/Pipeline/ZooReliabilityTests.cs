@@ -12,6 +12,7 @@ namespace BitBudget.Tests.Pipeline;
 /// Zoo models for issue 17's numbered items that other branches fix (two inputs, non-finite weights and outputs, opset 7–9
 /// helper models, 2-bit MatMul/Gemm with bias correction). Each test states the fixed behaviour.
 /// </summary>
+[Collection(ConsoleCollection.Name)]
 public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
 {
     static void OneErrorLine(InProcessCli.Result r, int code, params string[] mentions)

@@ -2,6 +2,16 @@ using Spectre.Console;
 
 namespace BitBudget.Tests.Support;
 
+/// <summary>
+/// Tests that read what the CLI prints: the consoles (and Ui.Quiet) are process-wide, so they run alone, not beside other
+/// test classes that call the CLI.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ConsoleCollection
+{
+    public const string Name = "console";
+}
+
 /// <summary>Runs the CLI in process with stdout and stderr captured (one command at a time: the consoles are process-wide).</summary>
 internal static class InProcessCli
 {
@@ -28,6 +38,7 @@ internal static class InProcessCli
             Console.SetOut(@out);
             Cli.Ui.Err = Plain(err);
             Cli.Ui.Out = Plain(@out);
+            Cli.Ui.Quiet = false;   // commands set it from --quiet; an earlier in-process run may have left it on
             try
             {
                 int code = Cli.Program.Run(args);
