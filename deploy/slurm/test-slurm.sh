@@ -96,10 +96,12 @@ start=$SECONDS
 single="$work/single"
 mkdir -p "$single"
 # shellcheck disable=SC2086
-$BITBUDGET sensitivity "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS --threads 1 --store "$single/store.db" -o "$single/sensitivity.json" --quiet
+$BITBUDGET sensitivity "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS --threads 1 --store "$single/store.db" -o "$single/sensitivity.json" --quiet \
+    >"$single/sensitivity.out" 2>&1 || fail "one worker: $(tail -n 3 "$single/sensitivity.out")"
 for budget in $BUDGETS; do
     # shellcheck disable=SC2086
-    $BITBUDGET search "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS $SEARCH_ARGS --threads 1 --store "$single/store.db" --budget "$budget" -o "$single/bits-$budget.json" --quiet
+    $BITBUDGET search "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS $SEARCH_ARGS --threads 1 --store "$single/store.db" --budget "$budget" \
+        -o "$single/bits-$budget.json" --quiet >"$single/search-$budget.out" 2>&1 || fail "one worker: $(tail -n 3 "$single/search-$budget.out")"
 done
 echo "one worker: $((SECONDS - start)) s"
 

@@ -77,8 +77,8 @@ static class SensitivityCommand
         }).ToArray();
         return new SensitivityReport(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
             new Spectrum(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
-            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null,   // nothing executed (all from the store): no ratio
-            r.Cost.TimeRatio, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega);
+            // Nothing measured in this run (every unit from the store, e.g. after a merge): no ratio, and JSON has no NaN.
+            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega);
     }
 
     static string Csv(SensitivityResult r)

@@ -137,6 +137,10 @@ public class ShardTests
         Assert.Equal(0, merged.Cost.Evaluations);
         Assert.True(merged.Complete);
         Assert.Equal(whole.Omega, merged.Omega);   // bit-identical
+        // The CLI's report of a run that measured nothing (what the Slurm merge job writes) is valid JSON, not a NaN crash.
+        string json = System.Text.Json.JsonSerializer.Serialize(BitBudget.Cli.Commands.SensitivityCommand.Report(merged), BitBudget.Cli.Ui.Json);
+        Assert.Contains("\"evaluations\": 0", json, StringComparison.Ordinal);
+        Assert.Contains("\"flop_ratio\": null", json, StringComparison.Ordinal);
     }
 
     sealed class SyncProgress(Action<SensitivityProgress> report) : IProgress<SensitivityProgress>
