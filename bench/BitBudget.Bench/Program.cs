@@ -19,6 +19,7 @@ static class Program
         ["results"] = ("Methods × budgets table (mean ± sd over draws) from bitbudget run folders (args: RUN_DIR …).", ResultsBench.Run),
         ["iqp-real"] = ("Exact IQP on the measured Ω of ResNet-20 / SqueezeNet at every sweep budget (args: resnet|squeezenet STORE).", IqpRealBench.Run),
         ["iqp-sweep"] = ("Exact CLADO IQP: 20 layers, dense PSD Ω (rank 60), 8 budgets min..max; 'tune' for the QCR B&B knobs.", IqpSweepBench.Run),
+        ["memory"] = ("Peak RSS and wall of whole CLI commands side by side, per --max-memory (args: squeezenet|resnet18|resnet20 [BUDGET …] [--timeout S]).", MemoryBench.Run),
         ["rounding"] = ("Rounding through QuantizedWeights: time, top-1 of rtn / gptq / bias correction, top-1 against calibration images (args: resnet|squeezenet|gram [variants|default|calib|time|a8]).", RoundingBench.Run),
     };
 
