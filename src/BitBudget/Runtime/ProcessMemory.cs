@@ -25,7 +25,8 @@ public static class ProcessMemory
     /// <summary>Bytes as "1.23 GiB" / "456 MiB", for messages.</summary>
     public static string Format(long bytes) => bytes >= GiB
         ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)GiB:0.00} GiB")
-        : string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1 << 20):0} MiB");
+        : bytes >= 1 << 20 ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1 << 20):0} MiB")
+        : string.Create(CultureInfo.InvariantCulture, $"{Math.Max(1, bytes / 1024.0):0} KiB");
 
     static long? Read(string key)
     {

@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using BitBudget.Graph;
-using BitBudget.Graph.Onnx;
 using BitBudget.Runtime;
-using Microsoft.ML.OnnxRuntime;
 
 namespace BitBudget.Sensitivity;
 
@@ -94,49 +92,44 @@ public static class Orthogonality
         var grams = new Dictionary<string, double[]>(StringComparer.Ordinal);
         long forwardTicks = 0, gramTicks = 0;
         int passes = 0;
-        using (InferenceSession session = OrtSessions.Create(WithOutputs(prepared, tensors).ToBytes(), options.Runtime, $"model '{prepared.Source}' with OMPQ features"))
-        using (var input = OrtValue.CreateTensorValueFromMemory(images, [.. shape]))
-        using (var runOptions = new RunOptions())
+        // The features come from the tensor tap in micro-batches that fit the memory budget; a unit's Gram needs every image's
+        // feature at once, so each pass gathers its features ([n, d] each, at most MaxFeatureBytes in all) before the Grams.
+        var data = Data.Dataset.FromArrays(images, new int[n], [.. shape.Skip(1).Select(d => checked((int)d))], [], "OMPQ images");
+        var tap = new Evaluation.TensorTap(prepared, options.Runtime);
+        foreach (List<string> pass in SplitPasses(units, tensors, n, options.MaxFeatureBytes))
         {
-            foreach (List<string> pass in SplitPasses(units, tensors, n, options.MaxFeatureBytes))
+            cancellationToken.ThrowIfCancellationRequested();
+            passes++;
+            long start = Stopwatch.GetTimestamp();
+            var features = new float[pass.Count][];
+            tap.Stream(data, n, pass, n, (first, count, captured) =>
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                passes++;
-                long start = Stopwatch.GetTimestamp();
-                IDisposableReadOnlyCollection<OrtValue> outputs;
-                try
+                for (int k = 0; k < pass.Count; k++)
                 {
-                    outputs = session.Run(runOptions, [prepared.InputName], [input], pass);
-                }
-                catch (OnnxRuntimeException e)
-                {
-                    throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed on model '{prepared.Source}' with a batch of {n} images: {OrtSessions.OneLine(e.Message)}", e);
-                }
-                using (outputs)
-                {
-                    forwardTicks += Stopwatch.GetTimestamp() - start;
-                    start = Stopwatch.GetTimestamp();
-                    for (int k = 0; k < pass.Count; k++)
+                    Evaluation.CapturedTensor value = captured[pass[k]];
+                    long[] outShape = value.Shape;
+                    if (outShape.Length == 0 || outShape[0] != count)
                     {
-                        long[] outShape = outputs[k].GetTensorTypeAndShape().Shape;
-                        if (outShape.Length == 0 || outShape[0] != n)
-                        {
-                            throw new BitBudgetException(ErrorKind.InvalidInput,
-                                $"Feature tensor '{pass[k]}' has shape [{string.Join(",", outShape)}]; OMPQ needs the batch of {n} images as its first dimension.");
-                        }
+                        throw new BitBudgetException(ErrorKind.InvalidInput,
+                            $"Feature tensor '{pass[k]}' has shape [{string.Join(",", outShape)}]; OMPQ needs the batch of {n} images as its first dimension.");
                     }
-                    var results = new double[pass.Count][];
-                    // Units are independent; each result lands in its own slot, so the outcome does not depend on scheduling.
-                    Parallel.For(0, pass.Count, new ParallelOptions { CancellationToken = cancellationToken }, k =>
-                    {
-                        OrtValue value = outputs[k];
-                        results[k] = OrthogonalityMath.Gram(value.GetTensorDataAsSpan<float>(), n);
-                        value.Dispose();   // free this feature map now; the collection's Dispose is then a no-op for it
-                    });
-                    for (int k = 0; k < pass.Count; k++) { grams[pass[k]] = results[k]; }
-                    gramTicks += Stopwatch.GetTimestamp() - start;
+                    ReadOnlySpan<float> v = value.Values;
+                    int d = v.Length / count;
+                    features[k] ??= new float[(long)n * d];
+                    v.CopyTo(features[k].AsSpan(first * d));
                 }
-            }
+            }, null, cancellationToken, "the OMPQ feature pass");
+            forwardTicks += Stopwatch.GetTimestamp() - start;
+            start = Stopwatch.GetTimestamp();
+            var results = new double[pass.Count][];
+            // Units are independent; each result lands in its own slot, so the outcome does not depend on scheduling.
+            Parallel.For(0, pass.Count, new ParallelOptions { CancellationToken = cancellationToken }, k =>
+            {
+                results[k] = OrthogonalityMath.Gram(features[k], n);
+                features[k] = [];   // free this feature map now
+            });
+            for (int k = 0; k < pass.Count; k++) { grams[pass[k]] = results[k]; }
+            gramTicks += Stopwatch.GetTimestamp() - start;
         }
 
         long tail = Stopwatch.GetTimestamp();
@@ -233,22 +226,6 @@ public static class Orthogonality
             throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ needs at least 2 images to compare features, got {shape[0]}.");
         }
         return checked((int)shape[0]);
-    }
-
-    /// <summary>A copy of the model with the given tensors added as float graph outputs.</summary>
-    internal static OnnxModel WithOutputs(OnnxModel model, IEnumerable<string> tensors)
-    {
-        OnnxModel copy = model.Clone();
-        var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (string name in tensors.Where(t => !existing.Contains(t)))
-        {
-            copy.Graph.Output.Add(new ValueInfoProto
-            {
-                Name = name,
-                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
-            });
-        }
-        return copy;
     }
 
     /// <summary>Consecutive groups of feature tensors whose batch holds at most <paramref name="maxBytes"/> (one tensor at least).</summary>

@@ -65,10 +65,20 @@ internal sealed class SegmentEvaluator : IEvaluator
         var sessions = new List<IDisposable>();
         try
         {
+            int total = 1 + L * plan.S;
             InferenceSession Open(OnnxModel model, string what)
             {
                 var s = OrtSessions.Create(model.ToBytes(), runtime, what);
                 sessions.Add(s);
+                // Every cone session holds (and pre-packs) the weights of its cone: on large models that alone can exceed the
+                // budget, and loading the rest would only end in a kernel kill.
+                long resident = ProcessMemory.CurrentRss;
+                if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
+                {
+                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                        $"--max-memory {ProcessMemory.Format(plan.Runtime.MaxMemory)} is too small for the CLADO measurement: after {sessions.Count} of its {total} sessions " +
+                        $"(each holds its cone's weights) {ProcessMemory.Format(resident)} is in use; at least about {ProcessMemory.Format(resident / sessions.Count * total)} would fit.");
+                }
                 return s;
             }
             _full = Open(slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");

@@ -67,7 +67,7 @@ public class OrthogonalityTests(ITestOutputHelper output)
         Assert.True(r.Passes > 1);
         Assert.Equal(ThetaEffect.Informative, r.Effect);
 
-        byte[] model = Orthogonality.WithOutputs(prepared, [units.Units[2].FeatureTensor, units.Units[12].FeatureTensor]).ToBytes();
+        byte[] model = prepared.WithOutputs([units.Units[2].FeatureTensor, units.Units[12].FeatureTensor]).ToBytes();
         float[] x = OrtHelpers.Run(model, prepared.InputName, images, [32, 3, 32, 32], units.Units[2].FeatureTensor);
         float[] y = OrtHelpers.Run(model, prepared.InputName, images, [32, 3, 32, 32], units.Units[12].FeatureTensor);
         Assert.Equal(32 * 16384, x.Length);
