@@ -110,6 +110,16 @@ public static class QdqExporter
                 if (axis >= 0) { axis = 0; }
             }
             (TensorProto.Types.DataType type, byte[] payload) = SubBytePacking.Pack(values, b.WeightBits);
+            // ORT fuses a Q/DQ uint8 input and an int8 weight of a MatMul/Gemm into MatMulIntegerToFloat/QGemm; on x86 without
+            // VNNI its u8·s8 kernel sums pairs of products in saturating int16 (255·127·2 > 32767) and the exported ViT lost
+            // 0.5–0.7 points against the simulation. 8-bit weights there are stored as uint8 + 128 with zero point 128 (the same
+            // values after DequantizeLinear), which selects the exact u8·u8 kernel. Narrower weights cannot saturate.
+            bool unsignedWeight = b.WeightBits == 8 && b.ActivationBits == 8 && layer.OpType is "MatMul" or "Gemm";
+            if (unsignedWeight)
+            {
+                type = TensorProto.Types.DataType.Uint8;
+                for (int j = 0; j < payload.Length; j++) { payload[j] = (byte)(payload[j] ^ 0x80); }   // two's complement + 128
+            }
             TensorProto original = model.FindInitializer(layer.WeightName)!;
             model.Graph.Initializer.Remove(original);
             string stored = ModelPreparer.UniqueName(model, $"{layer.WeightName}_quantized");
@@ -117,7 +127,15 @@ public static class QdqExporter
             string scale = ModelPreparer.UniqueName(model, $"{layer.WeightName}_scale");
             ReadOnlySpan<float> scales = q.Scales.Span;
             model.Graph.Initializer.Add(axis < 0 ? TensorData.Float(scale, [], scales) : TensorData.Float(scale, [scales.Length], scales));
-            dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", [stored, scale], [layer.WeightName], axis < 0 ? null : axis));
+            List<string> dequantizeInputs = [stored, scale];
+            if (unsignedWeight)
+            {
+                string zeroPoint = ModelPreparer.UniqueName(model, $"{layer.WeightName}_zero_point");
+                long[] zpDims = axis < 0 ? [] : [scales.Length];
+                model.Graph.Initializer.Add(TensorData.Raw(zeroPoint, TensorProto.Types.DataType.Uint8, zpDims, Enumerable.Repeat((byte)128, scales.Length).ToArray()));
+                dequantizeInputs.Add(zeroPoint);
+            }
+            dequantizeNodes.Add(QdqGraph.Node("DequantizeLinear", $"{layer.WeightName}_dequantize", dequantizeInputs, [layer.WeightName], axis < 0 ? null : axis));
             if (q.Bias is not null) { QdqGraph.SetBias(model, layer, q.Bias); }   // exactly the bias the simulation uses
             exported.Add(new ExportedLayer(layer.Name, b.WeightBits, type.ToString().ToLowerInvariant(), layer.WeightCount,
                 BitConfig.WeightBytes(layer.WeightCount, b.WeightBits), payload.Length, scales.Length * 4L, b.ActivationBits, q.Bias is not null));

@@ -132,8 +132,11 @@ public class VitTests
             float[] exported = Logits(e.Model, check);
             float[] simulated = Logits(pipeline.Simulate(config), check);
             double worst = exported.Zip(simulated).Max(p => Math.Abs(p.First - p.Second));
-            Assert.True(worst < 1e-2, $"{bits} bits: max |exported − simulated| logit {worst:G3}");
+            // ORT_ENABLE_ALL fuses the export (MatMulIntegerToFloat; DQ + MatMul into MatMulNBits with int8 inputs at its default
+            // accuracy level 4; BiasGelu): measured 0.035 (8 bits) to 0.17 (2 bits); the saturating u8·s8 kernel moved them by 2.08.
+            Assert.True(worst < 0.25, $"{bits} bits: max |exported − simulated| logit {worst:G3}");
             double top1 = pipeline.Evaluate(e.Model, check).Top1;
+            Assert.InRange(top1, pipeline.Evaluate(pipeline.Simulate(config), check).Top1 - 0.5, 100);   // at most 1 of 200 images flips
             if (bits == 8) { Assert.InRange(top1, fp - 1.5, fp + 1.5); }
         }
     }
@@ -197,7 +200,10 @@ public class VitTests
         SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true });
         double worst = Enumerable.Range(0, fast.Omega.Length).Max(i => Math.Abs(naive.Omega[i] - fast.Omega[i]));
         double scale = naive.Omega.Max(Math.Abs);
-        Assert.True(worst <= 1e-4 * Math.Max(1, scale), $"max |Ω cones − Ω naive| = {worst:G3} (max |Ω| {scale:G3})");
+        // Cones and whole models fuse differently at ORT_ENABLE_EXTENDED (measured 0.5 % of max |Ω| fused, 1.4 % split); a
+        // stale or mistyped shape tensor would break the run or move Ω by far more.
+        Assert.True(worst <= 0.03 * scale, $"max |Ω cones − Ω naive| = {worst:G3} (max |Ω| {scale:G3})");
+        Assert.Equal(naive.ReferenceLoss, fast.ReferenceLoss, 4);
         Assert.True(fast.Cost.FlopRatio < 0.9, $"FLOP ratio {fast.Cost.FlopRatio}");
 
         var slicer = new ModelSlicer(pipeline.Prepared);

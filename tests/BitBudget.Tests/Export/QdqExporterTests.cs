@@ -149,22 +149,22 @@ public class QdqExporterTests
     [Fact]
     public void ModelThatCannotBeRaised_ClearErrorAndNoFile()
     {
-        // Slice before opset 10 takes starts/ends as attributes; BitBudget does not rewrite it.
+        // Upsample (deprecated at opset 10) has no exact rewrite in BitBudget.
         OnnxModel model = TinyModels.Model(
             [
                 TinyModels.Node("Conv", ["x", "w1"], ["c1"], "conv1", TinyModels.Ints("kernel_shape", 1, 1)),
-                TinyModels.Node("Slice", ["c1"], ["y"], "slice", TinyModels.Ints("starts", 0), TinyModels.Ints("ends", 2), TinyModels.Ints("axes", 1)),
+                TinyModels.Node("Upsample", ["c1", "scales"], ["y"], "upsample"),
             ],
-            [TinyModels.Tensor("w1", [4, 3, 1, 1], seed: 1)],
-            TinyModels.Value("x", -1, 3, 4, 4), TinyModels.Value("y", -1, 2, 4, 4), opset: 9);
+            [TinyModels.Tensor("w1", [4, 3, 1, 1], seed: 1), TinyModels.Tensor("scales", [4], [1f, 1f, 2f, 2f])],
+            TinyModels.Value("x", -1, 3, 4, 4), TinyModels.Value("y", -1, 4, 8, 8), opset: 9);
         (OnnxModel prepared, IReadOnlyList<LayerInfo> layers, QuantizedWeights weights) = Prepare(model);
         using var dir = new Assets.TempDir();
         string path = dir.File("out.onnx");
         var config = new BitConfig { Defaults = new LayerSettings(4, 0, true, WeightRange.Mse, true), FirstLayerBits = null, LastLayerBits = null }.Resolve(layers);
         var e = Assert.Throws<BitBudgetException>(() => QdqExporter.ExportToFile(path, false, prepared, layers, config, weights));
-        Assert.Equal("Model 'tiny.onnx' cannot be raised from opset 9 to 21 (needed for the quantized types): operator Slice in node 'slice' is not supported because BitBudget does not know that its semantics are unchanged.", e.Message);
+        Assert.Equal("Model 'tiny.onnx' cannot be raised from opset 9 to 21 (needed for the quantized types): operator Upsample in node 'upsample' is not supported because BitBudget does not know that its semantics are unchanged.", e.Message);
         Assert.Empty(Directory.GetFiles(dir.Path));
-        // 8 bits need only opset 13 … which Slice-9 also blocks; float everywhere needs no raise and exports.
+        // 8 bits need only opset 13 … which Upsample-9 also blocks; float everywhere needs no raise and exports.
         var floatConfig = config.Select(b => b with { WeightBits = 0 }).ToList();
         QdqExporter.ExportToFile(path, false, prepared, layers, floatConfig, weights);
         Assert.True(File.Exists(path));

@@ -25,7 +25,7 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
     }
 
     /// <summary>Item 14: a model with two inputs gets one line naming the inputs, not ONNX Runtime's text.</summary>
-    [Fact(Skip = "issue 17 item 14: fixed on branch wip/cli-robust (fails on main: ORT's 'Missing Input: gain' text)")]
+    [Fact]
     public void TwoInputsGiveOneLine()
     {
         string model = zoo.Model("two-inputs"), data = zoo.Data("two-inputs");
@@ -37,7 +37,7 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
     }
 
     /// <summary>Item 4: NaN/Inf weights are refused with one line naming the layer and the tensor (RTN and GPTQ).</summary>
-    [Theory(Skip = "issue 17 item 4: fixed on branch wip/silent-wrong (fails on main: RTN exits 0, GPTQ blames conv3's input)")]
+    [Theory]
     [InlineData("nan-weight", "rtn")]
     [InlineData("inf-weight", "rtn")]
     [InlineData("nan-weight", "gptq")]
@@ -50,7 +50,7 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
     }
 
     /// <summary>Item 1: non-finite outputs stop evaluation with one line naming the first layer whose output is non-finite.</summary>
-    [Fact(Skip = "issue 17 item 1: fixed on branch wip/silent-wrong (fails on main: internal error, infinity in JSON)")]
+    [Fact]
     public void NonFiniteOutputsAreNotCountedAsCorrect()
     {
         InProcessCli.Result r = InProcessCli.Run("eval", zoo.Model("nan-weight"), "--data", zoo.Data("nan-weight"), "--json");
@@ -59,7 +59,7 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
     }
 
     /// <summary>Item 9: opset 7–9 models with the first and last layers searched and A8 inputs (helper models need newer operators).</summary>
-    [Theory(Skip = "issue 17 item 9: not fixed on any branch at 10:00 UTC (fails on main: No Op registered for Round with domain_version of 7/8/9)")]
+    [Theory]
     [InlineData("opset7")]
     [InlineData("opset8")]
     [InlineData("opset9")]
@@ -77,7 +77,7 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
     /// Item 2: MatMul and Gemm layers at 2 bits with bias correction export a model whose result does not change between runs and
     /// agrees with the simulation (within 0.5 points).
     /// </summary>
-    [Fact(Skip = "issue 17 item 2: fixed on branch wip/silent-wrong (fails on main: three evals of one file differ)")]
+    [Fact]
     public void TwoBitMatMulAndGemmWithBiasCorrectionExportWhatWasSimulated()
     {
         string model = zoo.Model("matmul-gemm"), data = zoo.Data("matmul-gemm");
