@@ -114,7 +114,7 @@ public static class QdqExporter
             // VNNI its u8·s8 kernel sums pairs of products in saturating int16 (255·127·2 > 32767) and the exported ViT lost
             // 0.5–0.7 points against the simulation. 8-bit weights there are stored as uint8 + 128 with zero point 128 (the same
             // values after DequantizeLinear), which selects the exact u8·u8 kernel. Narrower weights cannot saturate.
-            bool unsignedWeight = b.WeightBits == 8 && b.ActivationBits == 8 && layer.OpType is "MatMul" or "Gemm";
+            bool unsignedWeight = b.WeightBits == 8 && b.ActivationBits == 8 && layer.OpType is "MatMul" or "Gemm" or "Conv";
             if (unsignedWeight)
             {
                 type = TensorProto.Types.DataType.Uint8;
