@@ -36,10 +36,10 @@ public class OutputSelectionTests
         float[] y = OrtHelpers.Run(prepared.ToBytes(), "x", OrtHelpers.Deterministic(2 * 27, 3), [2, 3, 3, 3]);
         Assert.Equal(8, y.Length);
 
-        (OnnxModel features, PreparationReport other) = ModelPreparer.Prepare(WithSideBranch(), "features");
-        Assert.Equal(["logits"], other.DroppedOutputs);
-        Assert.Equal(["x", "side"], features.Proto.Graph.Input.Select(i => i.Name));
-        Assert.DoesNotContain(features.Proto.Graph.Node, n => n.Name == "flatten");
+        // Choosing "features" keeps the second data input it reads: a model with two data inputs is refused in one line.
+        var twoInputs = Assert.Throws<BitBudgetException>(() => ModelPreparer.Prepare(WithSideBranch(), "features"));
+        Assert.Equal(ErrorKind.InvalidInput, twoInputs.Kind);
+        Assert.Contains("has 2 data inputs (x, side)", twoInputs.Message, StringComparison.Ordinal);
         var e = Assert.Throws<BitBudgetException>(() => ModelPreparer.Prepare(WithSideBranch(), "probs"));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
         Assert.Contains("'logits', 'features'", e.Message, StringComparison.Ordinal);
