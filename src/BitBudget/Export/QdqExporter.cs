@@ -199,13 +199,17 @@ public static class QdqExporter
         return transposed;
     }
 
+    /// <summary>Largest relative RMS difference between the exported and the simulated model's outputs that counts as agreement.</summary>
+    internal const double SimulationTolerance = 0.05;
+
     /// <summary>
     /// Runs the simulated model (float dequantized weights, the same activation quantizers) on the check input and refuses an
     /// export that is not finite, whose top-1 class differs from the simulation's on more than a quarter of the check images, or
-    /// whose outputs differ from it by more than half their RMS: a model ONNX Runtime loads and runs can still compute something
-    /// else (see <see cref="AsTransposedGemm"/>). Small differences are legitimate: with int8 activations ORT runs integer kernels
-    /// (QLinearConv: int32 bias, requantized outputs) where the simulation rounds in float, 10–14 % relative RMS on mnist-8 W8A8
-    /// (its logits are in the hundreds) with the same predictions.
+    /// whose outputs differ from it by more than <see cref="SimulationTolerance"/> relative RMS: a model ONNX Runtime loads and runs
+    /// can still compute something else (see <see cref="AsTransposedGemm"/>). Small differences are legitimate (integer kernels
+    /// with int32 bias and requantized outputs where the simulation rounds in float, accumulation order): measured ≤ 1.2 % on
+    /// mnist-8, ResNet-20 and the ViT at W8/W4/W2, weights only and A8, once 8-bit weights under A8 are stored as uint8
+    /// (before that, ORT's saturating u8·s8 kernels put mnist-8 W8A8 at 10–14 %).
     /// </summary>
     static void CheckAgainstSimulation(float[] exported, OnnxModel simulated, ExportOptions options)
     {
@@ -221,7 +225,7 @@ public static class QdqExporter
             if (TensorPrimitives.IndexOfMax(e) != TensorPrimitives.IndexOfMax(x)) { differing++; }
         }
         double relative = TensorPrimitives.Distance(exported, expected) / Math.Max(TensorPrimitives.Norm(expected), float.Epsilon);
-        if (!TensorPrimitives.IsFiniteAll(exported) || differing * 4 > images || !(relative <= 0.5))
+        if (!TensorPrimitives.IsFiniteAll(exported) || differing * 4 > images || !(relative <= SimulationTolerance))
         {
             throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"The exported QDQ model disagrees with its simulation on the check images (top-1 differs on {differing} of {images}, relative RMS difference {relative:G3}); ONNX Runtime computes it differently, so it was not written."));

@@ -19,8 +19,33 @@ public static class ProcessMemory
     /// <summary>Physical memory of the machine (or the container limit .NET sees), bytes.</summary>
     public static long Physical => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
-    /// <summary>The default <see cref="RuntimeOptions.MaxMemory"/>: the smaller of 3 GiB and half the physical memory.</summary>
-    public static long DefaultBudget => Math.Min(3 * GiB, Math.Max(GiB / 4, Physical / 2));
+    /// <summary>Environment variable that sets the default budget (e.g. <c>8GiB</c>), for hosts that run several pipelines in one process.</summary>
+    public const string BudgetVariable = "BITBUDGET_MAX_MEMORY";
+
+    /// <summary>
+    /// The default <see cref="RuntimeOptions.MaxMemory"/>: <see cref="BudgetVariable"/> when set, else the smaller of 3 GiB and
+    /// half the physical memory. The budget bounds the whole process, so a host running other work beside BitBudget (a test
+    /// runner with tests in parallel) raises it there.
+    /// </summary>
+    public static long DefaultBudget => Environment.GetEnvironmentVariable(BudgetVariable) is { Length: > 0 } text
+        ? ParseAmount(text) ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"{BudgetVariable}='{text}' is not an amount of memory such as 3GiB or 1500MB.")
+        : Math.Min(3 * GiB, Math.Max(GiB / 4, Physical / 2));
+
+    /// <summary>Parses an amount of memory: a number and B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).</summary>
+    internal static long? ParseAmount(string text)
+    {
+        string t = text.Trim();
+        int split = 0;
+        while (split < t.Length && (char.IsDigit(t[split]) || t[split] == '.')) { split++; }
+        if (split == 0 || !double.TryParse(t[..split], NumberStyles.Float, CultureInfo.InvariantCulture, out double value)) { return null; }
+        double unit = t[split..].Trim().ToUpperInvariant() switch
+        {
+            "" or "B" => 1, "KB" => 1e3, "MB" => 1e6, "GB" => 1e9, "KIB" => 1 << 10, "MIB" => 1 << 20, "GIB" => GiB,
+            _ => double.NaN,
+        };
+        double bytes = value * unit;
+        return double.IsFinite(bytes) && bytes >= 1 ? (long)bytes : null;
+    }
 
     /// <summary>Bytes as "1.23 GiB" / "456 MiB", for messages.</summary>
     public static string Format(long bytes) => bytes >= GiB

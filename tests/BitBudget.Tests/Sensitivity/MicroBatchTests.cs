@@ -104,4 +104,17 @@ public class MicroBatchTests
         Assert.Equal(10, MemoryBudget.ImagesPerRun(budget, perImage, 64, "test", residentBytes: 1000));
         Assert.Equal(7, MemoryBudget.ImagesPerRun(budget, perImage, 7, "test", residentBytes: 1000));
     }
+
+    [Fact]
+    public void TheDefaultBudgetComesFromTheEnvironmentWhenSet()
+    {
+        Assert.Equal(3L << 30, BitBudget.Runtime.ProcessMemory.ParseAmount("3GiB"));
+        Assert.Equal(1_500_000_000L, BitBudget.Runtime.ProcessMemory.ParseAmount("1.5 GB"));
+        Assert.Equal(1500L << 20, BitBudget.Runtime.ProcessMemory.ParseAmount("1500MiB"));
+        Assert.Null(BitBudget.Runtime.ProcessMemory.ParseAmount("3bits"));
+        Assert.Null(BitBudget.Runtime.ProcessMemory.ParseAmount("GiB"));
+        // The test host sets BITBUDGET_MAX_MEMORY (Support/TestHostMemory.cs): every RuntimeOptions defaults to it.
+        Assert.Equal(12L << 30, BitBudget.Runtime.ProcessMemory.DefaultBudget);
+        Assert.Equal(12L << 30, new BitBudget.Runtime.RuntimeOptions().MaxMemory);
+    }
 }
