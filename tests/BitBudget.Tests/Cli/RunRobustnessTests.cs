@@ -5,7 +5,6 @@ using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Sensitivity;
 using BitBudget.Tests.Support;
-using Microsoft.Data.Sqlite;
 using static BitBudget.Tests.Support.TinyModels;
 
 namespace BitBudget.Tests.CommandLine;
@@ -33,23 +32,6 @@ public class RunRobustnessTests
         Budgets = [[Budget.Parse("6bits")]],
         OutputDirectory = output,
     };
-
-    static long Units(string store)
-    {
-        if (!File.Exists(store)) { return 0; }
-        try
-        {
-            using var c = new SqliteConnection($"Data Source={store};Mode=ReadOnly;Pooling=False");
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "SELECT COUNT(*) FROM units";
-            return (long)cmd.ExecuteScalar()!;
-        }
-        catch (SqliteException)
-        {
-            return 0;
-        }
-    }
 
     [Fact]
     public void CancelledRunDoesNotBlockItsRerun()
@@ -92,7 +74,7 @@ public class RunRobustnessTests
         {
             Task<string> stdout = run.StandardOutput.ReadToEndAsync(), stderr = run.StandardError.ReadToEndAsync();
             var watch = Stopwatch.StartNew();
-            while (Units(dir.File("store.db")) < 4 && !run.HasExited && watch.Elapsed < TimeSpan.FromMinutes(5)) { Thread.Sleep(50); }
+            while (StoreProbe.Units(dir.File("store.db")) < 4 && !run.HasExited && watch.Elapsed < TimeSpan.FromMinutes(5)) { Thread.Sleep(50); }
             Assert.False(run.HasExited, "the run finished before it could be terminated");
             CliRunner.Terminate(run);
             CliRunner.Result r = CliRunner.Finish(run, stdout, stderr);
@@ -101,13 +83,13 @@ public class RunRobustnessTests
         }
         Assert.False(Directory.Exists(dir.File("out")));
         Assert.Empty(Directory.GetDirectories(dir.Path));   // no staging folder left
-        long measured = Units(dir.File("store.db"));
+        long measured = StoreProbe.Units(dir.File("store.db"));
         Assert.InRange(measured, 4, 64 * 7 - 1);   // 64 batches × (6 units + reference) when complete
 
         CliRunner.Result rerun = CliRunner.Run([.. args, "--json"]);
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         Assert.True(File.Exists(dir.File("out/bits.json")));
-        Assert.Equal(64 * 7, Units(dir.File("store.db")));
+        Assert.Equal(64 * 7, StoreProbe.Units(dir.File("store.db")));
     }
 
     [Fact]

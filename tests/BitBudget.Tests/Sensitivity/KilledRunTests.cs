@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using BitBudget.Tests.Support;
-using Microsoft.Data.Sqlite;
 
 namespace BitBudget.Tests.Sensitivity;
 
@@ -23,23 +22,6 @@ public class KilledRunTests
         return Process.Start(info)!;
     }
 
-    static long Units(string store)
-    {
-        if (!File.Exists(store)) { return 0; }
-        try
-        {
-            using var c = new SqliteConnection($"Data Source={store};Mode=ReadOnly;Pooling=False");
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "SELECT COUNT(*) FROM units";
-            return (long)cmd.ExecuteScalar()!;
-        }
-        catch (SqliteException)
-        {
-            return 0;   // table not created yet
-        }
-    }
-
     [Fact]
     public void KilledAndRestartedRunGivesTheSameOmega()
     {
@@ -55,12 +37,12 @@ public class KilledRunTests
         using (Process killed = Start(Arguments(dir.File("run.db"), dir.File("run.json"))))
         {
             var watch = Stopwatch.StartNew();
-            while (Units(dir.File("run.db")) < 8 && !killed.HasExited && watch.Elapsed < TimeSpan.FromMinutes(3)) { Thread.Sleep(100); }
+            while (StoreProbe.Units(dir.File("run.db")) < 8 && !killed.HasExited && watch.Elapsed < TimeSpan.FromMinutes(3)) { Thread.Sleep(100); }
             Assert.False(killed.HasExited, "the run finished before it could be killed");
             killed.Kill(entireProcessTree: true);
             killed.WaitForExit();
         }
-        long stored = Units(dir.File("run.db"));
+        long stored = StoreProbe.Units(dir.File("run.db"));
         Assert.InRange(stored, 8, 121);   // 2 batches × (60 units + 1 reference) = 122 when complete
         Assert.False(File.Exists(dir.File("run.json")));
         using (Process resumed = Start(Arguments(dir.File("run.db"), dir.File("run.json"))))
