@@ -5,6 +5,7 @@ namespace BitBudget.Bench;
 /// <summary>
 /// The exact CLADO IQP on the synthetic instances (budget 0.4 × all-8-bit size), every algorithm side by side:
 /// time to proven optimality (gap ≤ 0.1 %) or the gap at the time limit, and the objective against the best one found.
+/// Layer count 54 means ResNet-50's 54 layer sizes (SyntheticProblem.ResNet50WeightCounts) instead of exp(U(0,5)).
 /// Usage: iqp [layers=19,52] [seeds=3] [limit-seconds=60] [algorithms=all] [relative-gap=1e-3]
 /// </summary>
 static class IqpBench
@@ -25,7 +26,7 @@ static class IqpBench
             var summary = new Dictionary<IqpAlgorithm, List<(double Seconds, bool Optimal, double Gap)>>();
             for (int seed = 0; seed < seeds; seed++)
             {
-                SearchProblem problem = SyntheticProblem.Generate(layers, seed);
+                SearchProblem problem = layers == 54 ? SyntheticProblem.Generate(SyntheticProblem.ResNet50WeightCounts, seed) : SyntheticProblem.Generate(layers, seed);
                 var results = new List<(IqpAlgorithm, SearchResult)>();
                 foreach (IqpAlgorithm algorithm in algorithms)
                 {

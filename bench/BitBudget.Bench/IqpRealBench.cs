@@ -9,7 +9,7 @@ namespace BitBudget.Bench;
 /// <summary>
 /// The exact IQP on a real measured Ω: the sensitivities of `bitbudget run` (same draws, read back from its store, or
 /// measured when absent), solved at every budget of a sweep by the default solver and by the RLT MILP, with time, status
-/// and gap. Args: resnet|squeezenet STORE.
+/// and gap. Args: resnet|squeezenet STORE [PROBLEM.json [--dump-only]].
 /// </summary>
 static class IqpRealBench
 {
@@ -33,6 +33,13 @@ static class IqpRealBench
         pipeline.Calibrate(source.Sample(options.CalibrationImages, 0));
         SensitivityResult s = pipeline.MeasureSensitivity(source.Sample(resnet ? 256 : 32, 1));
         Console.WriteLine($"{which}: Ω {s.Size}×{s.Size} ({(s.Cost.Evaluations == 0 ? "from the store" : "measured now")}), PSD by eigenvalue clipping");
+        if (args.Length > 2)
+        {
+            // The problem (layers + projected Ω) as JSON, e.g. the test fixture of the exact search.
+            ProblemFile.Write(args[2], pipeline.Problem([Budget.Parse("4bits")], s));
+            Console.WriteLine($"problem written to {args[2]}");
+            if (args.Length > 3 && args[3] == "--dump-only") { return 0; }
+        }
         string[] budgets = resnet
             ? ["2.5bits", "3bits", "3.25bits", "3.5bits", "3.75bits", "4bits", "4.5bits", "5bits", "6bits"]
             : ["4.75bits", "5bits", "5.5bits", "6bits", "6.5bits", "7bits", "2.5bits-searched", "3bits-searched", "4bits-searched"];

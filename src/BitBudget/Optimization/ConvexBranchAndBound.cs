@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Numerics.Tensors;
 
 namespace BitBudget.Optimization;
 
@@ -41,6 +42,7 @@ internal sealed class ConvexBranchAndBound
         public required List<Vertex> Active;
         public required List<double> Weights;
         public int BranchLayer = -1;
+        public double[]? X;             // relaxation point (for the pseudocost update of the branching)
     }
 
     readonly Instance _inst;
@@ -53,15 +55,20 @@ internal sealed class ConvexBranchAndBound
     readonly double[] _dy;
     readonly SearchOptions _options;
     readonly int _maxIterations;
+    readonly bool _pseudocosts;
+    readonly double[] _gainSum;
+    readonly int[] _gainCount;
     int[] _best;
     double _upper;
 
     public int Nodes { get; private set; }
     public long Iterations { get; private set; }
 
-    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations)
+    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations, bool pseudocosts)
     {
-        (_inst, _relax, _options, _maxIterations) = (inst, relax, options, maxIterations);
+        (_inst, _relax, _options, _maxIterations, _pseudocosts) = (inst, relax, options, maxIterations, pseudocosts);
+        _gainSum = new double[inst.L];
+        _gainCount = new int[inst.L];
         (_n, _l, _r) = (inst.N, inst.L, relax.Rank);
         _a = inst.Rows[0];
         _b = inst.Rhs[0];
@@ -74,13 +81,13 @@ internal sealed class ConvexBranchAndBound
 
     /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
     public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
-        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4)
+        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4, bool tangent = true, bool pseudocosts = true, bool reuseRelaxation = true)
     {
         if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
         long t0 = Stopwatch.GetTimestamp();
-        var relax = ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow);
+        var relax = reuseRelaxation ? ConvexRelaxation.Cached(inst, qcrRounds, blocks, dropBelow, tangent) : ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow, tangent);
         double buildSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations);
+        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations, pseudocosts);
         double bound = bb.Run(clock, cancellationToken);
         bool optimal = MipModels.Gap(bb._upper, bound) <= options.RelativeGap;
         string name = $"convex QCR branch-and-bound (rank {relax.Rank}, {bb.Nodes} nodes)";
@@ -124,6 +131,12 @@ internal sealed class ConvexBranchAndBound
                 if (!Evaluate(child)) { continue; }   // infeasible fixing
                 // A child's bound is at least its parent's (the relaxation only shrinks).
                 child.Bound = Math.Max(child.Bound, node.Bound);
+                double moved = 1 - node.X![u];
+                if (moved > 1e-6 && double.IsFinite(child.Bound) && double.IsFinite(node.Bound))
+                {
+                    _gainSum[layer] += (child.Bound - node.Bound) / moved;
+                    _gainCount[layer]++;
+                }
                 if (child.BranchLayer < 0 || child.Bound >= PruneAt) { closedMin = Math.Min(closedMin, child.Bound); }
                 else { open.Enqueue(child, child.Bound); }
             }
@@ -152,7 +165,7 @@ internal sealed class ConvexBranchAndBound
         }
         for (int k = 0; k < active.Count; k++)
         {
-            for (int j = 0; j < _r; j++) { _y[j] += w[k] * active[k].Y[j]; }
+            TensorPrimitives.MultiplyAdd(active[k].Y, w[k], _y, _y);
             cx += w[k] * active[k].C;
         }
         double bound = double.NegativeInfinity, phi = 0;
@@ -162,17 +175,11 @@ internal sealed class ConvexBranchAndBound
         for (int it = 0; it < _maxIterations; it++)
         {
             Iterations++;
-            for (int u = 0; u < _n; u++)
-            {
-                double sum = 0;
-                int row = u * _r;
-                for (int j = 0; j < _r; j++) { sum += g[row + j] * _y[j]; }
-                _grad[u] = c[u] + 2 * sum;
-            }
+            for (int u = 0; u < _n; u++) { _grad[u] = c[u] + 2 * TensorPrimitives.Dot(g.AsSpan(u * _r, _r), _y); }
             Vertex s = Lmo(_grad, fix)!;
             lastS = s;
             double yy = Dot(_y, _y);
-            phi = yy + cx;
+            phi = yy + cx + _relax.Constant;
             double gx = 2 * yy + cx;
             double gs = 2 * Dot(_y, s.Y) + s.C;
             bound = Math.Max(bound, phi - (gx - gs));
@@ -189,19 +196,19 @@ internal sealed class ConvexBranchAndBound
             double dc, gammaMax;
             if (forward)
             {
-                for (int j = 0; j < _r; j++) { _dy[j] = s.Y[j] - _y[j]; }
+                TensorPrimitives.Subtract(s.Y, _y, _dy);
                 (dc, gammaMax) = (s.C - cx, 1.0);
             }
             else
             {
                 Vertex v = active[away];
-                for (int j = 0; j < _r; j++) { _dy[j] = _y[j] - v.Y[j]; }
+                TensorPrimitives.Subtract(_y, v.Y, _dy);
                 (dc, gammaMax) = (cx - v.C, w[away] / (1 - w[away]));
             }
             double slope = 2 * Dot(_y, _dy) + dc, curvature = 2 * Dot(_dy, _dy);
             if (slope >= 0) { break; }   // no descent left (rounding level)
             double gamma = curvature > 0 ? Math.Min(gammaMax, -slope / curvature) : gammaMax;
-            for (int j = 0; j < _r; j++) { _y[j] += gamma * _dy[j]; }
+            TensorPrimitives.MultiplyAdd(_dy, gamma, _y, _y);
             cx += gamma * dc;
             if (forward)
             {
@@ -231,17 +238,23 @@ internal sealed class ConvexBranchAndBound
         int[] rounded = _inst.ChoiceFromVector(x);
         if (_inst.Feasible(rounded)) { TryIncumbent(rounded); }
 
-        // Branch on the most fractional free layer; a node whose relaxation is integral and converged is closed.
+        // Branch on a fractional free layer: the largest pseudocost estimate of the bound gain (ψ_i × (1 − max_u x_u), ψ_i
+        // the layer's mean bound gain per unit of moved mass in earlier branchings, the mean over layers until it has one),
+        // or the most fractional layer without pseudocosts. A node whose relaxation is integral and converged is closed.
         int branch = -1, firstFree = -1;
-        double worst = 1e-6;
+        double bestScore = double.NegativeInfinity;
+        double meanGain = _gainCount.Sum() > 0 ? _gainSum.Sum() / _gainCount.Sum() : 1;
         for (int i = 0; i < _l; i++)
         {
             if (fix[i] >= 0) { continue; }
             if (firstFree < 0) { firstFree = i; }
             double max = 0;
             for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { max = Math.Max(max, x[u]); }
-            if (1 - max > worst) { (worst, branch) = (1 - max, i); }
+            if (1 - max <= 1e-6) { continue; }
+            double score = _pseudocosts ? (_gainCount[i] > 0 ? _gainSum[i] / _gainCount[i] : meanGain) * (1 - max) : 1 - max;
+            if (score > bestScore) { (bestScore, branch) = (score, i); }
         }
+        node.X = x;
         // An integral relaxation point is not a proof (the bound may still be short of its value, e.g. after dropped
         // eigen-directions): keep branching unless the bound already prunes the node.
         if (branch < 0 && firstFree >= 0 && bound < PruneAt) { branch = firstFree; }
@@ -281,12 +294,7 @@ internal sealed class ConvexBranchAndBound
         }
     }
 
-    static double Dot(double[] p, double[] q)
-    {
-        double s = 0;
-        for (int j = 0; j < p.Length; j++) { s += p[j] * q[j]; }
-        return s;
-    }
+    static double Dot(double[] p, double[] q) => TensorPrimitives.Dot<double>(p, q);
 
     readonly List<(double Slope, int Layer, int From, int To)> _steps = [];
 
@@ -345,7 +353,7 @@ internal sealed class ConvexBranchAndBound
         {
             int u = choice[i];
             cv += _relax.C[u];
-            for (int j = 0; j < _r; j++) { y[j] += g[u * _r + j]; }
+            TensorPrimitives.Add(y, g.AsSpan(u * _r, _r), y);
         }
         if (fracLayer >= 0)
         {

@@ -15,17 +15,66 @@ internal sealed class ConvexRelaxation
 {
     /// <summary>Row-major n × Rank factor: φ's quadratic part is ‖Gᵀx‖².</summary>
     public double[] G { get; }
-    /// <summary>Linear term c = diag(B).</summary>
+    /// <summary>Linear term (diag(B), plus the tangent form's 2ΠMx0).</summary>
     public double[] C { get; }
+    /// <summary>Constant term of φ (x0ᵀMx0 in the tangent form, else 0).</summary>
+    public double Constant { get; }
     public int Rank { get; }
     /// <summary>Alternating-projection rounds used.</summary>
     public int Rounds { get; }
 
-    ConvexRelaxation(double[] g, double[] c, int rank, int rounds) => (G, C, Rank, Rounds) = (g, c, rank, rounds);
+    ConvexRelaxation(double[] g, double[] c, double constant, int rank, int rounds) => (G, C, Constant, Rank, Rounds) = (g, c, constant, rank, rounds);
+
+    /// <summary>φ(x) = ‖Gᵀx‖² + cᵀx + constant at a configuration (scheme index per searched layer); equals xᵀQx up to dropped directions.</summary>
+    public double Value(Instance inst, ReadOnlySpan<int> choice)
+    {
+        var y = new double[Rank];
+        double value = Constant;
+        for (int i = 0; i < choice.Length; i++)
+        {
+            int u = inst.Offsets[i] + choice[i];
+            value += C[u];
+            for (int j = 0; j < Rank; j++) { y[j] += G[u * Rank + j]; }
+        }
+        foreach (double v in y) { value += v * v; }
+        return value;
+    }
+
+    // The reformulation depends on Ω and the layer structure only, not on the budgets: a sweep over budgets of one Ω (the
+    // Pareto sweep, SolveRanked) builds it once. Keyed by content (callers build a fresh Ω array per problem), compared in full.
+    static readonly List<(double[] Q, int[] Offsets, (int, bool, double, bool) Knobs, ConvexRelaxation Relaxation)> s_cache = [];
+    const int CacheSize = 8;
+
+    /// <summary><see cref="Build"/>, or the reformulation built earlier for the same Ω, layers and knobs (the last <see cref="CacheSize"/> are kept).</summary>
+    public static ConvexRelaxation Cached(Instance inst, int rounds = 30, bool blocks = true, double dropBelow = 1e-10, bool tangent = true)
+    {
+        var knobs = (rounds, blocks, dropBelow, tangent);
+        lock (s_cache)
+        {
+            foreach (var entry in s_cache)
+            {
+                if (entry.Knobs == knobs && entry.Offsets.AsSpan().SequenceEqual(inst.Offsets) && entry.Q.AsSpan().SequenceEqual(inst.Q)) { return entry.Relaxation; }
+            }
+        }
+        ConvexRelaxation built = Build(inst, rounds, blocks, dropBelow, tangent);
+        lock (s_cache)
+        {
+            if (s_cache.Count == CacheSize) { s_cache.RemoveAt(0); }
+            s_cache.Add((inst.Q, inst.Offsets, knobs, built));
+        }
+        return built;
+    }
+
+    /// <summary>Forgets every cached reformulation (benchmarks that time a cold start).</summary>
+    public static void ClearCache()
+    {
+        lock (s_cache) { s_cache.Clear(); }
+    }
 
     /// <summary>Builds the reformulation (eigen-directions of Ω − B below <paramref name="dropBelow"/> × the largest are dropped: a weaker but cheaper, still valid bound); <paramref name="rounds"/> = 0 keeps B = the diagonal blocks of Ω shifted just enough to be PSD.</summary>
-    public static ConvexRelaxation Build(Instance inst, int rounds = 30, bool blocks = true, double dropBelow = 1e-10)
+    public static ConvexRelaxation Build(Instance inst, int rounds = 30, bool blocks = true, double dropBelow = 1e-10, bool tangent = true)
     {
+        if (tangent) { return BuildTangent(inst, rounds, dropBelow); }
         int n = inst.N;
         double[,] omega = inst.Problem.Omega;
         var m = Matrix<double>.Build.Dense(n, n, (i, j) => 0.5 * (omega[i, j] + omega[j, i]));
@@ -77,6 +126,90 @@ internal sealed class ConvexRelaxation
             double root = Math.Sqrt(eig[keep[j]] + shift);
             for (int u = 0; u < n; u++) { g[u * keep.Count + j] = root * final.EigenVectors[u, keep[j]]; }
         }
-        return new ConvexRelaxation(g, c, keep.Count, used);
+        return new ConvexRelaxation(g, c, 0, keep.Count, used);
+    }
+
+    /// <summary>
+    /// QCR that asks Ω − B to be PSD only on the tangent space T = {d : Σ_{u∈layer i} d_u = 0 ∀i} of the product of simplices,
+    /// which is all the relaxation ever moves in. With Π the orthogonal projector onto T and x0 the per-layer uniform point
+    /// (Πx0 = 0), every x with layer sums 1 has xᵀMx = x0ᵀMx0 + 2(ΠMx0)ᵀx + xᵀ(ΠMΠ)x for M = Q − B, so
+    /// φ(x) = xᵀ(ΠMΠ)x + (diag(B) + 2ΠMx0)ᵀx + x0ᵀMx0 equals xᵀQx on configurations and is convex on the relaxation when
+    /// ΠMΠ ⪰ 0. A low-rank Ω (e.g. after eigenvalue clipping) forces the full-space B to be ⪯ 0 on Ω's null space, which
+    /// leaves almost nothing of the QCR gain; on T that restriction disappears. The same alternating projections choose B's
+    /// blocks (each block lives on its layer's part of T).
+    /// </summary>
+    static ConvexRelaxation BuildTangent(Instance inst, int rounds, double dropBelow)
+    {
+        int n = inst.N;
+        var q = Matrix<double>.Build.Dense(n, n, (i, j) => inst.Q[i * n + j]);
+        var projector = Matrix<double>.Build.Dense(n, n);
+        var x0 = Vector<double>.Build.Dense(n);
+        for (int u = 0; u < n; u++)
+        {
+            int layer = inst.LayerOf[u], size = inst.Offsets[layer + 1] - inst.Offsets[layer];
+            x0[u] = 1.0 / size;
+            for (int v = inst.Offsets[layer]; v < inst.Offsets[layer + 1]; v++) { projector[u, v] = (u == v ? 1.0 : 0.0) - 1.0 / size; }
+        }
+        var qt = projector * q * projector;
+        // D = the diagonal blocks of ΠMΠ; they start at zero (B's blocks = ΠQ_iiΠ), the cross blocks ΠQ_ijΠ never change.
+        var d = Matrix<double>.Build.Dense(n, n);
+        double scale = 0;
+        for (int u = 0; u < n; u++) { scale = Math.Max(scale, Math.Abs(q[u, u])); }
+        scale = Math.Max(scale, 1e-300);
+        Matrix<double> Current()
+        {
+            var e = qt.Clone();
+            for (int u = 0; u < n; u++)
+            {
+                for (int v = inst.Offsets[inst.LayerOf[u]]; v < inst.Offsets[inst.LayerOf[u] + 1]; v++) { e[u, v] = d[u, v]; }
+            }
+            return e;
+        }
+        int used = 0;
+        for (; used < rounds; used++)
+        {
+            var evd = Current().Evd(Symmetricity.Symmetric);
+            double[] lambda = [.. evd.EigenValues.Select(z => z.Real)];
+            if (lambda.Min() >= -1e-10 * scale) { break; }
+            Matrix<double> vectors = evd.EigenVectors;
+            for (int k = 0; k < n; k++)
+            {
+                if (lambda[k] >= 0) { continue; }
+                for (int u = 0; u < n; u++)
+                {
+                    double a = lambda[k] * vectors[u, k];
+                    if (a == 0) { continue; }
+                    for (int v = inst.Offsets[inst.LayerOf[u]]; v < inst.Offsets[inst.LayerOf[u] + 1]; v++) { d[u, v] -= a * vectors[v, k]; }
+                }
+            }
+            d = 0.5 * (d + d.Transpose());
+        }
+        // Final guarantee on T: add the remaining most negative eigenvalue times Π (D's blocks stay on T, so does Π).
+        double lowest = Current().Evd(Symmetricity.Symmetric).EigenValues.Select(z => z.Real).Min();
+        d += (Math.Max(0, -lowest) + 1e-12 * scale) * projector;
+        Matrix<double> mt = Current();
+        // B's blocks: ΠQ_iiΠ − D_i; M = Q − B.
+        var b = Matrix<double>.Build.Dense(n, n);
+        for (int u = 0; u < n; u++)
+        {
+            for (int v = inst.Offsets[inst.LayerOf[u]]; v < inst.Offsets[inst.LayerOf[u] + 1]; v++) { b[u, v] = qt[u, v] - d[u, v]; }
+        }
+        var m = q - b;
+        var pmx0 = projector * (m * x0);
+        var c = new double[n];
+        for (int u = 0; u < n; u++) { c[u] = b[u, u] + 2 * pmx0[u]; }
+        double constant = x0 * (m * x0);
+        var final = (0.5 * (mt + mt.Transpose())).Evd(Symmetricity.Symmetric);
+        double[] eig = [.. final.EigenValues.Select(z => z.Real)];
+        double max = Math.Max(eig.Max(), 1e-300);
+        var keep = new List<int>();
+        for (int k = 0; k < n; k++) { if (eig[k] > dropBelow * max) { keep.Add(k); } }
+        var g = new double[n * Math.Max(1, keep.Count)];
+        for (int j = 0; j < keep.Count; j++)
+        {
+            double root = Math.Sqrt(eig[keep[j]]);
+            for (int u = 0; u < n; u++) { g[u * keep.Count + j] = root * final.EigenVectors[u, keep[j]]; }
+        }
+        return new ConvexRelaxation(g, c, constant, keep.Count, used);
     }
 }

@@ -13,14 +13,58 @@ public static class SyntheticProblem
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(layers);
         var random = new Random(seed);
+        var counts = new long[layers];
+        for (int i = 0; i < layers; i++) { counts[i] = Math.Max(1, (long)Math.Round(1000 * Math.Exp(5 * random.NextDouble()))); }
+        return Generate(counts, random, budgetFraction);
+    }
+
+    /// <summary>
+    /// The same generator with given layer sizes (weight counts) instead of exp(U(0,5)): Ω and the budget are drawn as in
+    /// <see cref="Generate(int, int, double)"/>, from <c>System.Random(seed)</c>.
+    /// </summary>
+    public static SearchProblem Generate(IReadOnlyList<long> weightCounts, int seed, double budgetFraction = 0.4)
+    {
+        ArgumentNullException.ThrowIfNull(weightCounts);
+        ArgumentOutOfRangeException.ThrowIfZero(weightCounts.Count);
+        return Generate(weightCounts, new Random(seed), budgetFraction);
+    }
+
+    /// <summary>
+    /// The weight counts of ResNet-50's 54 quantizable layers in model order (torchvision: the 7×7 stem, 16 bottlenecks of
+    /// 1×1, 3×3, 1×1 convolutions with 4 downsample 1×1 convolutions, and the 2048×1000 classifier): 9,408 to 2,359,296.
+    /// </summary>
+    public static IReadOnlyList<long> ResNet50WeightCounts { get; } = ResNet50();
+
+    static long[] ResNet50()
+    {
+        var counts = new List<long> { 64 * 3 * 7 * 7 };
+        int inputs = 64;
+        foreach (var (width, blocks) in new[] { (64, 3), (128, 4), (256, 6), (512, 3) })
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                counts.Add((long)width * inputs);          // 1×1 reduce
+                counts.Add((long)width * width * 9);       // 3×3
+                counts.Add((long)4 * width * width);       // 1×1 expand
+                if (b == 0) { counts.Add((long)4 * width * inputs); }   // downsample
+                inputs = 4 * width;
+            }
+        }
+        counts.Add(2048L * 1000);
+        return [.. counts];
+    }
+
+    static SearchProblem Generate(IReadOnlyList<long> weightCounts, Random random, double budgetFraction)
+    {
         int[] bits = [2, 4, 8];
         const int Rank = 8;
+        int layers = weightCounts.Count;
         int n = 3 * layers;
         var list = new SearchLayer[layers];
         double allEight = 0;
         for (int i = 0; i < layers; i++)
         {
-            long count = Math.Max(1, (long)Math.Round(1000 * Math.Exp(5 * random.NextDouble())));
+            long count = weightCounts[i];
             list[i] = new SearchLayer($"layer{i}", count, count, bits);
             allEight += count;   // bytes at 8 bits = count
         }

@@ -9,7 +9,7 @@ public class BitSearchTests
         BitSearch.Solve(problem, method, options, TestContext.Current.CancellationToken);
 
     /// <summary>A random PSD instance: 6 searched layers × {2,4,8} plus a fixed 8-bit first layer, Ω = GGᵀ with entries that fall with the bits.</summary>
-    static SearchProblem RandomInstance(int seed, double avgBits)
+    internal static SearchProblem RandomInstance(int seed, double avgBits)
     {
         var random = new Random(seed);
         int layers = 6, n = 18, rank = 5;
