@@ -76,3 +76,69 @@ public class ConvexRelaxationTests
         Assert.True(tangent.Outcome.Optimal);
     }
 }
+
+/// <summary>The exact search on the measured ResNet-20 Ω (20 searched layers × {2,4,8}, A8, 256 sensitivity images; saved by `iqp-real resnet STORE FILE`).</summary>
+public class MeasuredOmegaSearchTests
+{
+    internal static SearchProblem ResNet20(string budget)
+    {
+        string path = Path.Combine(Support.Assets.RepoRoot, "tests", "BitBudget.Tests", "Optimization", "Fixtures", "resnet20-omega.json");
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+        var layers = json.RootElement.GetProperty("layers").EnumerateArray().Select(l => new SearchLayer(
+            l.GetProperty("name").GetString()!, l.GetProperty("weightCount").GetInt64(), l.GetProperty("macsPerImage").GetInt64(),
+            [.. l.GetProperty("candidateBits").EnumerateArray().Select(b => b.GetInt32())],
+            l.GetProperty("fixedBits").ValueKind == System.Text.Json.JsonValueKind.Null ? null : l.GetProperty("fixedBits").GetInt32())).ToArray();
+        double[][] rows = [.. json.RootElement.GetProperty("omega").EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetDouble()).ToArray())];
+        var omega = new double[rows.Length, rows.Length];
+        for (int u = 0; u < rows.Length; u++) { for (int v = 0; v < rows.Length; v++) { omega[u, v] = rows[u][v]; } }
+        return new SearchProblem(layers, omega, [Budget.Parse(budget)]);
+    }
+
+    [Theory]
+    [InlineData("2.5bits")]
+    [InlineData("3.5bits")]
+    [InlineData("4bits")]
+    [InlineData("6bits")]
+    public void Default_ProvesTheOptimum_ThatTheRltMilpInScipFinds(string budget)
+    {
+        SearchProblem problem = ResNet20(budget);
+        Assert.Equal(60, problem.Omega.GetLength(0));
+        var ct = TestContext.Current.CancellationToken;
+        SearchResult fast = BitSearch.Solve(problem, SearchMethod.Clado, new SearchOptions { TimeLimit = TimeSpan.FromSeconds(120) }, ct);
+        SearchResult milp = BitSearch.Solve(problem, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.RltScip, TimeLimit = TimeSpan.FromSeconds(120) }, ct);
+        Assert.Equal(SearchStatus.Optimal, fast.Status);
+        Assert.Equal(SearchStatus.Optimal, milp.Status);
+        Assert.True(fast.Gap <= 1e-3 && fast.BestBound <= fast.Objective, $"gap {fast.Gap}, bound {fast.BestBound}, objective {fast.Objective}");
+        // Both proven within 0.1 %: the objectives agree to that, and neither bound exceeds the other's objective.
+        Assert.Equal(milp.Objective, fast.Objective, 1e-3 * milp.Objective);
+        Assert.True(fast.BestBound <= milp.Objective * (1 + 1e-9), $"bound {fast.BestBound} above the MILP's objective {milp.Objective}");
+        Assert.True(problem.AverageBits(fast.Bits) <= double.Parse(budget[..^4], System.Globalization.CultureInfo.InvariantCulture) + 1e-9);
+    }
+}
+
+public class SyntheticProblemTests
+{
+    [Fact]
+    public void ResNet50WeightCounts_AreTheFiftyFourLayersOfResNet50()
+    {
+        IReadOnlyList<long> counts = SyntheticProblem.ResNet50WeightCounts;
+        Assert.Equal(54, counts.Count);
+        Assert.Equal(64 * 3 * 7 * 7, counts[0]);
+        Assert.Equal(2048L * 1000, counts[^1]);
+        Assert.Equal(512L * 512 * 9, counts.Max());
+        // torchvision's resnet50 has 25,557,032 parameters: these weights plus 53,120 batch-norm weights and biases and the 1,000 classifier biases.
+        Assert.Equal(25_557_032 - 53_120 - 1_000, counts.Sum());
+    }
+
+    [Fact]
+    public void Generate_WithGivenSizes_UsesThemAndTheIssueBudget()
+    {
+        SearchProblem p = SyntheticProblem.Generate(SyntheticProblem.ResNet50WeightCounts, seed: 0);
+        Assert.Equal(54, p.Layers.Count);
+        Assert.Equal(162, p.Omega.GetLength(0));
+        Assert.Equal(SyntheticProblem.ResNet50WeightCounts, p.Layers.Select(l => l.WeightCount));
+        Assert.Equal(0.4 * SyntheticProblem.ResNet50WeightCounts.Sum(), p.Budgets[0].Value, 1e-6);
+        Assert.True(PsdProjection.MinEigenvalue(p.Omega) >= -1e-12);
+        Assert.Equal(p.Omega, SyntheticProblem.Generate(SyntheticProblem.ResNet50WeightCounts, seed: 0).Omega);
+    }
+}
