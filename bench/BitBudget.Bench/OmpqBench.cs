@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using BitBudget.Cli.Commands;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Bench;
 

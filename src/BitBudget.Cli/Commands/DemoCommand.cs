@@ -3,7 +3,7 @@ using System.Diagnostics;
 using BitBudget.Data;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

@@ -1,8 +1,9 @@
 using System.CommandLine;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

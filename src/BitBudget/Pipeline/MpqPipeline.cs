@@ -2,9 +2,10 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Pipeline;
 

@@ -4,10 +4,12 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Internals;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
 using BitBudget.Reporting;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
+using BitBudget.Rounding;
 
 namespace BitBudget.Pipeline;
 

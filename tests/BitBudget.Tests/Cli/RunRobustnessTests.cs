@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using BitBudget.Data;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
 using static BitBudget.Tests.Support.TinyModels;
 

@@ -3,7 +3,7 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
 
 namespace BitBudget.Tests.Pipeline;
