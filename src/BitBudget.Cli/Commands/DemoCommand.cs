@@ -4,6 +4,7 @@ using BitBudget.Data;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Clado;
+using BitBudget.Workflow;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

@@ -3,6 +3,7 @@ using System.Globalization;
 using BitBudget.Data;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
+using BitBudget.Workflow;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

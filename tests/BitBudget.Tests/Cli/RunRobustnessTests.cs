@@ -6,6 +6,7 @@ using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 using static BitBudget.Tests.Support.TinyModels;
 
 namespace BitBudget.Tests.CommandLine;

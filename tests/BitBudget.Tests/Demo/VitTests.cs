@@ -10,6 +10,7 @@ using BitBudget.Pipeline;
 using BitBudget.Quantization;
 using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 
 namespace BitBudget.Tests.Demo;
 

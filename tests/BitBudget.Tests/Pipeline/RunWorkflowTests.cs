@@ -5,6 +5,7 @@ using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 
 namespace BitBudget.Tests.Pipeline;
 

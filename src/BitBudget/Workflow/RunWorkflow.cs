@@ -6,12 +6,13 @@ using BitBudget.Graph;
 using BitBudget.Internals;
 using BitBudget.Ompq;
 using BitBudget.Optimization;
+using BitBudget.Pipeline;
 using BitBudget.Quantization;
 using BitBudget.Reporting;
 using BitBudget.Clado;
 using BitBudget.Rounding;
 
-namespace BitBudget.Pipeline;
+namespace BitBudget.Workflow;
 
 /// <summary>What <see cref="RunWorkflow.Execute"/> does: one model, its data, the methods and budgets, the output folder.</summary>
 public sealed record RunRequest
