@@ -1,70 +1,22 @@
 using System.Diagnostics;
 using System.Globalization;
+using BitBudget.Optimization;
 using Google.OrTools.LinearSolver;
 
 namespace BitBudget.Ompq;
-
-/// <summary>What an OMPQ budget counts.</summary>
-public enum OmpqBudgetKind
-{
-    /// <summary>Average weight bits over all quantized layers, fixed layers included: Σ w_l b_l / Σ w_l (biases not counted).</summary>
-    AverageBits,
-    /// <summary>Average weight bits over the searched layers only; the fixed layers come on top.</summary>
-    AverageBitsSearched,
-    /// <summary>Total weight storage in bytes over all quantized layers: Σ w_l b_l / 8.</summary>
-    Bytes,
-}
-
-/// <summary>A model-size budget for OMPQ.</summary>
-/// <param name="Kind">What <paramref name="Value"/> counts.</param>
-/// <param name="Value">Average bits or bytes.</param>
-public sealed record OmpqBudget(OmpqBudgetKind Kind, double Value)
-{
-    /// <summary>Parses "4bits" / "4" (average over all layers), "3bits-searched", "300KB", "1.5MiB", "12000B".</summary>
-    public static OmpqBudget Parse(string text)
-    {
-        string t = text.Trim().ToLowerInvariant();
-        (string suffix, OmpqBudgetKind kind, double scale)[] units =
-        [
-            ("bits-searched", OmpqBudgetKind.AverageBitsSearched, 1), ("bits", OmpqBudgetKind.AverageBits, 1),
-            ("kib", OmpqBudgetKind.Bytes, 1024), ("mib", OmpqBudgetKind.Bytes, 1 << 20),
-            ("kb", OmpqBudgetKind.Bytes, 1000), ("mb", OmpqBudgetKind.Bytes, 1e6), ("b", OmpqBudgetKind.Bytes, 1),
-            ("", OmpqBudgetKind.AverageBits, 1),
-        ];
-        foreach ((string suffix, OmpqBudgetKind kind, double scale) in units)
-        {
-            if (!t.EndsWith(suffix, StringComparison.Ordinal)) { continue; }
-            if (double.TryParse(t[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v > 0 && double.IsFinite(v))
-            {
-                return new OmpqBudget(kind, v * scale);
-            }
-            break;
-        }
-        throw new BitBudgetException(ErrorKind.InvalidInput,
-            $"Budget '{text}' is not understood; expected a positive number with a unit such as '4bits', '3bits-searched', '300KB' or '1.5MiB'.");
-    }
-
-    /// <inheritdoc/>
-    public override string ToString() => Kind switch
-    {
-        OmpqBudgetKind.AverageBits => $"{Value.ToString("0.###", CultureInfo.InvariantCulture)} avg bits (all layers)",
-        OmpqBudgetKind.AverageBitsSearched => $"{Value.ToString("0.###", CultureInfo.InvariantCulture)} avg bits (searched layers)",
-        _ => $"{Value.ToString("N0", CultureInfo.InvariantCulture)} bytes",
-    };
-}
 
 /// <summary>The allocation problem of OMPQ, self-contained: unit sizes, importance factors, candidate bits, fixed layers, budget.</summary>
 /// <param name="UnitWeights">Weight elements of each decision unit, in unit order (the LP's "deeper" means a larger index).</param>
 /// <param name="Theta">Importance factor θ of each unit (any positive scale).</param>
 /// <param name="FixedWeights">Weight elements of each layer outside the search.</param>
 /// <param name="FixedBits">Bit-width of the fixed layers.</param>
-/// <param name="Budget">The size budget.</param>
+/// <param name="Budget">The size budget: average bits (all or searched layers) or bytes over all layers.</param>
 public sealed record OmpqAllocationInput(
     IReadOnlyList<long> UnitWeights,
     IReadOnlyList<double> Theta,
     IReadOnlyList<long> FixedWeights,
     int FixedBits,
-    OmpqBudget Budget)
+    Budget Budget)
 {
     /// <summary>Bit-widths a unit may take; default {2, 4, 8}. The LP relaxes them to the interval [min, max].</summary>
     public IReadOnlyList<int> CandidateBits { get; init; } = [2, 4, 8];
@@ -161,7 +113,7 @@ public static class OmpqAllocation
         if (capacity < minimum)
         {
             throw new BitBudgetException(ErrorKind.Infeasible,
-                $"Budget {input.Budget} is infeasible: the smallest configuration (searched layers at {candidates[0]} bits, fixed layers at {input.FixedBits}) needs {Describe(input.Budget.Kind, minimum, searchedWeights, fixedWeights, fixedBits)}.");
+                $"Budget {Label(input.Budget)} is infeasible: the smallest configuration (searched layers at {candidates[0]} bits, fixed layers at {input.FixedBits}) needs {Describe(input.Budget, minimum, searchedWeights, fixedWeights, fixedBits)}.");
         }
         return (capacity, fixedBits, candidates);
     }
@@ -182,21 +134,44 @@ public static class OmpqAllocation
     }
 
     /// <summary>Weight bits the budget allows over all quantized layers (rounded down, with a 1e-9 relative slack for decimal input).</summary>
-    internal static long Capacity(OmpqBudget budget, long searchedWeights, long fixedWeights, long fixedBits)
+    internal static long Capacity(Budget budget, long searchedWeights, long fixedWeights, long fixedBits)
     {
-        double bits = budget.Kind switch
+        RequireSizeBudget(budget);
+        double bits = budget switch
         {
-            OmpqBudgetKind.AverageBits => budget.Value * (searchedWeights + fixedWeights),
-            OmpqBudgetKind.AverageBitsSearched => budget.Value * searchedWeights + fixedBits,
+            { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => budget.Value * (searchedWeights + fixedWeights),
+            { Kind: BudgetKind.AvgBits } => budget.Value * searchedWeights + fixedBits,
             _ => budget.Value * 8,
         };
         return (long)Math.Floor(bits * (1 + 1e-12));
     }
 
-    static string Describe(OmpqBudgetKind kind, long bits, long searchedWeights, long fixedWeights, long fixedBits) => kind switch
+    /// <summary>
+    /// OMPQ's objective ranks bit-widths by size alone, so it takes a size budget: average bits (all or searched layers) or
+    /// bytes over all layers; BitOPs and searched-only bytes are refused.
+    /// </summary>
+    /// <exception cref="BitBudgetException">Any other budget (<see cref="ErrorKind.InvalidInput"/>).</exception>
+    public static void RequireSizeBudget(Budget budget)
     {
-        OmpqBudgetKind.AverageBits => $"{((double)bits / (searchedWeights + fixedWeights)).ToString("0.####", CultureInfo.InvariantCulture)} avg bits (all layers)",
-        OmpqBudgetKind.AverageBitsSearched => $"{((double)(bits - fixedBits) / searchedWeights).ToString("0.####", CultureInfo.InvariantCulture)} avg bits (searched layers)",
+        ArgumentNullException.ThrowIfNull(budget);
+        if (budget is not ({ Kind: BudgetKind.AvgBits } or { Kind: BudgetKind.Bytes, Scope: BudgetScope.AllLayers }))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ takes a size budget (average bits or bytes), not {budget}.");
+        }
+    }
+
+    // OMPQ's messages name the scope of average bits explicitly ("avg bits (all layers)").
+    static string Label(Budget budget) => budget switch
+    {
+        { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => $"{budget.Value.ToString("0.###", CultureInfo.InvariantCulture)} avg bits (all layers)",
+        { Kind: BudgetKind.AvgBits } => $"{budget.Value.ToString("0.###", CultureInfo.InvariantCulture)} avg bits (searched layers)",
+        _ => $"{budget.Value.ToString("N0", CultureInfo.InvariantCulture)} bytes",
+    };
+
+    static string Describe(Budget budget, long bits, long searchedWeights, long fixedWeights, long fixedBits) => budget switch
+    {
+        { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => $"{((double)bits / (searchedWeights + fixedWeights)).ToString("0.####", CultureInfo.InvariantCulture)} avg bits (all layers)",
+        { Kind: BudgetKind.AvgBits } => $"{((double)(bits - fixedBits) / searchedWeights).ToString("0.####", CultureInfo.InvariantCulture)} avg bits (searched layers)",
         _ => $"{Math.Ceiling(bits / 8.0).ToString("N0", CultureInfo.InvariantCulture)} bytes",
     };
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BitBudget.Graph;
+using BitBudget.Optimization;
 
 namespace BitBudget.Ompq;
 
@@ -29,7 +30,7 @@ public sealed record OmpqSearchResult(
     ModelSummary Summary,
     OrthogonalityResult Proxy,
     OmpqAllocationResult Allocation,
-    OmpqBudget Budget,
+    Budget Budget,
     double InspectSeconds,
     double TotalSeconds)
 {
@@ -41,7 +42,7 @@ public sealed record OmpqSearchResult(
 public static class OmpqSearch
 {
     /// <summary>Runs OMPQ on a model file.</summary>
-    public static OmpqSearchResult Run(string modelPath, float[] images, IReadOnlyList<long> shape, OmpqBudget budget,
+    public static OmpqSearchResult Run(string modelPath, float[] images, IReadOnlyList<long> shape, Budget budget,
         OmpqOptions? options = null, CancellationToken cancellationToken = default) =>
         Run(OnnxModel.Load(modelPath), images, shape, budget, options, cancellationToken);
 
@@ -49,10 +50,10 @@ public static class OmpqSearch
     /// <param name="model">The model as loaded.</param>
     /// <param name="images">N preprocessed images, NCHW.</param>
     /// <param name="shape">Shape of <paramref name="images"/>, [N, C, H, W].</param>
-    /// <param name="budget">Size budget.</param>
+    /// <param name="budget">Size budget (average bits or bytes, <see cref="OmpqAllocation.RequireSizeBudget"/>).</param>
     /// <param name="options">Settings; defaults when null.</param>
     /// <param name="cancellationToken">Checked between forward passes.</param>
-    public static OmpqSearchResult Run(OnnxModel model, float[] images, IReadOnlyList<long> shape, OmpqBudget budget,
+    public static OmpqSearchResult Run(OnnxModel model, float[] images, IReadOnlyList<long> shape, Budget budget,
         OmpqOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new OmpqOptions();

@@ -8,7 +8,7 @@ public class OmpqAllocationTests
 {
     // Three units of 100, 200, 100 weights, θ = [1, 1, 0.5] → c = [5/6, 3/4, 1/2]; one fixed layer of 50 weights at 8 bits.
     static OmpqAllocationInput Hand(double searchedBits) =>
-        new([100, 200, 100], [1, 1, 0.5], [50], 8, new OmpqBudget(OmpqBudgetKind.AverageBitsSearched, searchedBits));
+        new([100, 200, 100], [1, 1, 0.5], [50], 8, new Budget(BudgetKind.AvgBits, searchedBits, BudgetScope.SearchedOnly));
 
     [Fact]
     public void Solve_HandChecked_LpIsFractionalKnapsackAndIlpIsBestCandidateConfiguration()
@@ -50,7 +50,7 @@ public class OmpqAllocationTests
             long[] w = [.. Enumerable.Range(0, l).Select(_ => (long)random.Next(1, 500))];
             double[] theta = [.. Enumerable.Range(0, l).Select(_ => random.NextDouble())];
             double avg = 2 + random.NextDouble() * 6;
-            var input = new OmpqAllocationInput(w, theta, [], 8, new OmpqBudget(OmpqBudgetKind.AverageBits, avg));
+            var input = new OmpqAllocationInput(w, theta, [], 8, new Budget(BudgetKind.AvgBits, avg));
             OmpqAllocationResult r = OmpqAllocation.Solve(input);
             long capacity = (long)Math.Floor(avg * w.Sum() * (1 + 1e-12));
             double best = double.NegativeInfinity;
@@ -82,7 +82,7 @@ public class OmpqAllocationTests
     public void Solve_OneHotTheta_TieBreakFillsTheBudget()
     {
         // θ = [1, 0, 0]: c = [1/3, 0, 0]; units 1 and 2 do not count, the tie-break still spends the budget on them.
-        var input = new OmpqAllocationInput([100, 100, 100], [1, 0, 0], [], 8, new OmpqBudget(OmpqBudgetKind.AverageBits, 6));
+        var input = new OmpqAllocationInput([100, 100, 100], [1, 0, 0], [], 8, new Budget(BudgetKind.AvgBits, 6));
         OmpqAllocationResult r = OmpqAllocation.Solve(input);
         Assert.Equal(8, r.Bits[0]);
         Assert.Equal(1800, r.UsedBits);   // 8 + one of {8,2} / {2,8} … any split using all 1800 bits; 8+8+2
@@ -92,31 +92,34 @@ public class OmpqAllocationTests
     public void Solve_BudgetBelowMinimum_ThrowsInfeasibleWithMinimum()
     {
         var e = Assert.Throws<BitBudgetException>(() => OmpqAllocation.Solve(
-            new OmpqAllocationInput([100, 300], [1, 1], [600], 8, new OmpqBudget(OmpqBudgetKind.AverageBits, 4))));
+            new OmpqAllocationInput([100, 300], [1, 1], [600], 8, new Budget(BudgetKind.AvgBits, 4))));
         Assert.Equal(ErrorKind.Infeasible, e.Kind);
         // (400·2 + 600·8) / 1000 = 5.6
         Assert.Equal("Budget 4 avg bits (all layers) is infeasible: the smallest configuration (searched layers at 2 bits, fixed layers at 8) needs 5.6 avg bits (all layers).", e.Message);
         var bytes = Assert.Throws<BitBudgetException>(() => OmpqAllocation.Solve(
-            new OmpqAllocationInput([100, 300], [1, 1], [600], 8, OmpqBudget.Parse("600B"))));
+            new OmpqAllocationInput([100, 300], [1, 1], [600], 8, Budget.Parse("600B"))));
         Assert.Contains("needs 700 bytes", bytes.Message, StringComparison.Ordinal);
     }
 
     [Theory]
-    [InlineData("4bits", OmpqBudgetKind.AverageBits, 4)]
-    [InlineData("3.5", OmpqBudgetKind.AverageBits, 3.5)]
-    [InlineData("3bits-searched", OmpqBudgetKind.AverageBitsSearched, 3)]
-    [InlineData("300KB", OmpqBudgetKind.Bytes, 300_000)]
-    [InlineData("1.5MiB", OmpqBudgetKind.Bytes, 1.5 * 1024 * 1024)]
-    [InlineData("12000B", OmpqBudgetKind.Bytes, 12000)]
-    public void Parse_Units(string text, OmpqBudgetKind kind, double value)
+    [InlineData("4bits", 4 * 1000)]                       // over all 1000 weights
+    [InlineData("3bits-searched", 3 * 400 + 600 * 8)]     // searched weights at 3 bits, fixed layers on top
+    [InlineData("300KB", 300_000 * 8)]
+    [InlineData("1.5MiB", 1.5 * 1024 * 1024 * 8)]
+    [InlineData("12000B", 12000 * 8)]
+    public void Capacity_FromTheSharedBudgetVocabulary(string text, double bits)
     {
-        Assert.Equal(new OmpqBudget(kind, value), OmpqBudget.Parse(text));
+        // 400 searched and 600 fixed weights at 8 bits: the same budget strings the CLI parses for every method.
+        Assert.Equal((long)bits, OmpqAllocation.Capacity(Budget.Parse(text), 400, 600, 600 * 8));
     }
 
-    [Fact]
-    public void Parse_Garbage_ThrowsInvalidInput()
+    [Theory]
+    [InlineData("2GBitOPs")]
+    [InlineData("300KB-searched")]
+    public void RequireSizeBudget_RefusesWhatOmpqCannotOptimize(string text)
     {
-        var e = Assert.Throws<BitBudgetException>(() => OmpqBudget.Parse("four"));
+        var e = Assert.Throws<BitBudgetException>(() => OmpqAllocation.RequireSizeBudget(Budget.Parse(text)));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
+        Assert.StartsWith("OMPQ takes a size budget (average bits or bytes), not ", e.Message, StringComparison.Ordinal);
     }
 }

@@ -16,7 +16,7 @@ public class OrthogonalityTests(ITestOutputHelper output)
     public void ResNet20_SearchAt4Bits_UnitsOrmThetaAndBits()
     {
         (float[] images, _) = s_cifar.Value;
-        OmpqSearchResult r = OmpqSearch.Run(Assets.ResNet20, images, [32, 3, 32, 32], OmpqBudget.Parse("4bits"), cancellationToken: TestContext.Current.CancellationToken);
+        OmpqSearchResult r = OmpqSearch.Run(Assets.ResNet20, images, [32, 3, 32, 32], Budget.Parse("4bits"), cancellationToken: TestContext.Current.CancellationToken);
         output.WriteLine(r.Units.Format());
 
         Assert.Equal(18, r.Units.Units.Count);
@@ -122,7 +122,7 @@ public class OrthogonalityTests(ITestOutputHelper output)
     public void SqueezeNet_4BitsOverAllLayers_IsInfeasibleWithTheMinimum()
     {
         var e = Assert.Throws<BitBudgetException>(() =>
-            OmpqSearch.Run(Assets.SqueezeNet, new float[2 * 3 * 224 * 224], [2, 3, 224, 224], OmpqBudget.Parse("4bits"), cancellationToken: TestContext.Current.CancellationToken));
+            OmpqSearch.Run(Assets.SqueezeNet, new float[2 * 3 * 224 * 224], [2, 3, 224, 224], Budget.Parse("4bits"), cancellationToken: TestContext.Current.CancellationToken));
         Assert.Equal(ErrorKind.Infeasible, e.Kind);
         Assert.Contains("needs 4.5028 avg bits (all layers)", e.Message, StringComparison.Ordinal);
     }
@@ -133,7 +133,7 @@ public class OrthogonalityTests(ITestOutputHelper output)
         var data = SharedData.ImageNet("all", 8);
         float[] images = data.Images.ToArray();
         long[] shape = [data.Count, 3, 224, 224];
-        OmpqSearchResult r = OmpqSearch.Run(Assets.SqueezeNet, images, shape, OmpqBudget.Parse("5.5bits"),
+        OmpqSearchResult r = OmpqSearch.Run(Assets.SqueezeNet, images, shape, Budget.Parse("5.5bits"),
             new OmpqOptions { Proxy = new OrthogonalityOptions { Beta = 1 } }, cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal(24, r.Proxy.Gamma.Length);
         Assert.All(r.Proxy.Gamma, g => Assert.InRange(g, 0.5, 23));
@@ -147,7 +147,7 @@ public class OrthogonalityTests(ITestOutputHelper output)
     {
         var images = new float[4 * 784];
         for (int i = 0; i < images.Length; i++) { images[i] = (i * 37 % 255); }
-        OmpqSearchResult r = OmpqSearch.Run(Assets.Mnist8, images, [4, 1, 28, 28], OmpqBudget.Parse("3bits-searched"), cancellationToken: TestContext.Current.CancellationToken);
+        OmpqSearchResult r = OmpqSearch.Run(Assets.Mnist8, images, [4, 1, 28, 28], Budget.Parse("3bits-searched"), cancellationToken: TestContext.Current.CancellationToken);
         Assert.Single(r.Units.Units);
         Assert.Equal("ReLU114_Output_0", r.Units.Units[0].FeatureTensor);
         Assert.Equal(ThetaEffect.Uniform, r.Proxy.Effect);
