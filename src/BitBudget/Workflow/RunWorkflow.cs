@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using BitBudget.BestOf;
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Internals;
+using BitBudget.Methods;
 using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
@@ -68,27 +70,6 @@ public sealed record RunRequest
 public sealed record RunPoint(string Method, string Budget, IReadOnlyList<LayerBits> Config, double AverageBits, long SizeBytes,
     double? PredictedLoss, double? Top1Simulated, double Top1Exported, double Top5Exported, string Status, double? Gap, string ModelFile);
 
-/// <summary>The held-out measure by which <c>best</c> picks its configuration (lower is better).</summary>
-public enum BestJudge
-{
-    /// <summary>Mean KL(float ‖ quantized) of the softmax outputs: how far quantization moves the model, without labels.</summary>
-    KlDivergence,
-    /// <summary>Mean cross-entropy against the labels.</summary>
-    CrossEntropy,
-}
-
-/// <summary>One configuration <c>best</c> considered at one budget.</summary>
-/// <param name="Budget">The budget label.</param>
-/// <param name="Sources">Where it came from, e.g. "clado #1" (the optimum) or "independent #2" (the next best); several when methods agree.</param>
-/// <param name="AverageBits">Average weight bits over all quantized layers.</param>
-/// <param name="PredictedLoss">xᵀΩx / 2, CLADO's predicted loss increase.</param>
-/// <param name="HeldOutKlDivergence">Mean KL(float ‖ simulated model) on the held-out images (what decides by default).</param>
-/// <param name="HeldOutCrossEntropy">Mean cross-entropy of the simulated model on the held-out images against their labels.</param>
-/// <param name="HeldOutTop1">Top-1 (%) on the held-out images, for information.</param>
-/// <param name="Chosen">Whether <c>best</c> returned it.</param>
-public sealed record BestCandidate(string Budget, IReadOnlyList<string> Sources, double AverageBits, double PredictedLoss,
-    double HeldOutKlDivergence, double HeldOutCrossEntropy, double HeldOutTop1, bool Chosen);
-
 /// <summary>The outcome of a run: the points, the full-precision reference, where everything was written.</summary>
 public sealed record RunSummary(string OutputDirectory, double FpTop1, double FpTop5, IReadOnlyList<RunPoint> Points,
     SensitivityResult? Sensitivity, IReadOnlyList<StageTiming> Timings, IReadOnlyList<string> Warnings)
@@ -106,18 +87,12 @@ public readonly record struct RunProgress(string Stage, long Done, long Total, s
 /// </summary>
 public static class RunWorkflow
 {
-    /// <summary>The methods <see cref="RunRequest.Methods"/> accepts.</summary>
-    public static IReadOnlyList<string> MethodNames { get; } = ["clado", "independent", "uniform", "ompq", "best"];
-
     /// <summary>Runs everything; see the type summary.</summary>
     public static RunSummary Execute(RunRequest request, IProgress<RunProgress>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         MpqPipeline p = request.Pipeline;
-        foreach (string m in request.Methods)
-        {
-            if (!MethodNames.Contains(m)) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown method '{m}'; expected {string.Join(", ", MethodNames)} or all."); }
-        }
+        foreach (string m in request.Methods) { _ = SearchMethods.Get(m); }
         if (request.Budgets.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No budget given."); }
         string outDir = Path.GetFullPath(request.OutputDirectory);
         if (File.Exists(outDir))
@@ -134,11 +109,12 @@ public static class RunWorkflow
         }
         var warnings = new List<string>();
         var methods = request.Methods.ToList();
-        if (methods.Contains("ompq") && p.OmpqLimitation is string limitation)
+        foreach (string m in request.Methods)
         {
+            if (SearchMethods.Get(m).Limitation(p) is not string limitation) { continue; }
             if (methods.Count == 1) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
-            methods.Remove("ompq");
-            warnings.Add($"{limitation}; ompq skipped, running {string.Join(", ", methods)}.");
+            methods.Remove(m);
+            warnings.Add($"{limitation}; {m} skipped, running {string.Join(", ", methods)}.");
         }
         request = request with { Methods = methods };
         int overlap = request.Evaluation.OverlapWith(request.Calibration) + request.Evaluation.OverlapWith(request.Sensitivity)
@@ -182,11 +158,12 @@ public static class RunWorkflow
         Stage("evaluate float");
 
         SensitivityResult? sensitivity = null;
-        if (request.Methods.Contains("best") && request.HeldOut is null)
+        var methods = request.Methods.Select(SearchMethods.Get).ToList();
+        if (methods.FirstOrDefault(m => m.NeedsHeldOut) is ISearchMethod judging && request.HeldOut is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "Method best needs held-out calibration images to compare its candidates on.");
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Method {judging.Name} needs held-out calibration images to compare its candidates on.");
         }
-        if (request.Methods.Any(m => m is "clado" or "independent" or "best"))
+        if (methods.Any(m => m.NeedsSensitivity))
         {
             sensitivity = p.MeasureSensitivity(request.Sensitivity, new SyncProgress<SensitivityProgress>(s => progress?.Report(new RunProgress("measure", s.Done, s.Total, $"{s.EvaluationsPerSecond:F1} eval/s"))), cancel);
             Stage("measure");
@@ -194,37 +171,28 @@ public static class RunWorkflow
 
         var points = new List<RunPoint>();
         var bestCandidates = new List<BestCandidate>();
-        float[]? heldOutLogits = null;
+        var context = new SearchContext
+        {
+            Pipeline = p,
+            Images = request.Sensitivity,
+            Sensitivity = sensitivity,
+            HeldOut = request.HeldOut,
+            BestCandidates = request.BestCandidates,
+            BestJudge = request.BestJudge,
+            Progress = progress is null ? null : new SyncProgress<SearchProgress>(s => progress.Report(new RunProgress("search", s.Done, s.Total, s.Detail))),
+        };
         var searched = new List<(string Method, string Budget, IReadOnlyList<LayerBits> Config, double? Loss, string Status, double? Gap)>();
         foreach (var budgets in request.Budgets)
         {
             string label = string.Join("+", budgets.Select(b => b.ToString()));
-            foreach (string method in request.Methods)
+            foreach (ISearchMethod method in methods)
             {
                 cancel.ThrowIfCancellationRequested();
-                progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method} @ {label}"));
-                if (method == "ompq")
-                {
-                    var o = p.SearchOmpq(request.Sensitivity, budgets[0], cancel);
-                    var config = p.Configuration(o.LayerBits);
-                    searched.Add((method, label, config, null, o.Allocation.IlpStatus, null));
-                    solverRuns.Add(new SolverRun(method, label, o.Allocation.IlpStatus, null, o.TotalSeconds));
-                    continue;
-                }
-                if (method == "best")
-                {
-                    heldOutLogits ??= p.Logits(p.Original, request.HeldOut!, cancel);
-                    var (winner, verdict, seconds, considered) = Best(p, request, budgets, label, sensitivity!, heldOutLogits, progress, cancel);
-                    bestCandidates.AddRange(considered);
-                    searched.Add((method, label, p.Configuration(winner.Bits), winner.QuadraticObjective / 2, verdict, null));
-                    solverRuns.Add(new SolverRun(method, label, verdict, null, seconds));
-                    continue;
-                }
-                SearchMethod kind = method switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
-                SearchResult r = p.Search(kind, budgets, sensitivity, cancel: cancel);
-                double? loss = sensitivity is null ? null : r.QuadraticObjective / 2;
-                searched.Add((method, label, p.Configuration(r.Bits), loss, r.Status.ToString(), double.IsFinite(r.Gap) ? r.Gap : null));
-                solverRuns.Add(new SolverRun(method, label, r.Status.ToString(), double.IsFinite(r.Gap) ? r.Gap : null, r.SolveTime.TotalSeconds));
+                progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method.Name} @ {label}"));
+                MethodOutcome o = method.Search(context, budgets, cancel);
+                bestCandidates.AddRange(o.BestCandidates);
+                searched.Add((method.Name, label, o.Config, o.PredictedLoss, o.Status, o.Gap));
+                solverRuns.Add(new SolverRun(method.Name, label, o.Status, o.Gap, o.Seconds));
             }
         }
         Stage("search");
@@ -261,50 +229,6 @@ public static class RunWorkflow
         }
         Stage("report");
         return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates };
-    }
-
-    /// <summary>
-    /// Method best at one budget: the ranked solutions of CLADO and of the independent ILP (each optimum and its next-best
-    /// configurations) and the best feasible uniform configuration, each distinct configuration judged by its simulated model on
-    /// the held-out images (neither the sensitivity set nor the evaluation set) — by default the KL divergence from the float
-    /// model's outputs, else the cross-entropy against the labels; the lowest wins.
-    /// </summary>
-    /// <remarks>
-    /// KL by default: the held-out images come from the calibration source, usually training images the float model fits
-    /// better than unseen ones, and label cross-entropy there rewarded configurations that fit those labels even better
-    /// than the float model rather than ones that stay close to it (docs/results.md has the measurement).
-    /// </remarks>
-    static (SearchResult Winner, string Verdict, double Seconds, List<BestCandidate> Considered) Best(MpqPipeline p, RunRequest request,
-        IReadOnlyList<Budget> budgets, string label, SensitivityResult sensitivity, float[] floatLogits, IProgress<RunProgress>? progress, CancellationToken cancel)
-    {
-        int count = Math.Max(1, request.BestCandidates);
-        var ranked = new[] { SearchMethod.Clado, SearchMethod.Independent }
-            .SelectMany(m => p.SearchRanked(m, budgets, sensitivity, count, cancel: cancel)
-                .Select((r, i) => (Source: $"{m.ToString().ToLowerInvariant()} #{i + 1}", Result: r)))
-            .ToList();
-        // The best feasible uniform configuration competes too, so best is never worse on held-out images than the plain baseline.
-        try { ranked.Add(("uniform", p.Search(SearchMethod.Uniform, budgets, sensitivity, cancel: cancel))); }
-        catch (BitBudgetException e) when (e.Kind == ErrorKind.Infeasible) { }
-        var distinct = ranked.GroupBy(c => BitConfig.Describe(p.Configuration(c.Result.Bits))).ToList();
-        var judged = new List<(IReadOnlyList<string> Sources, SearchResult Result, EvaluationResult HeldOut)>();
-        foreach (var group in distinct)
-        {
-            cancel.ThrowIfCancellationRequested();
-            progress?.Report(new RunProgress("search", judged.Count, distinct.Count, $"best @ {label}: held-out loss of candidate {judged.Count + 1} of {distinct.Count}"));
-            SearchResult result = group.First().Result;
-            EvaluationResult heldOut = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits)), request.HeldOut!, floatLogits, cancel);
-            judged.Add(([.. group.Select(c => c.Source)], result, heldOut));
-        }
-        bool kl = request.BestJudge == BestJudge.KlDivergence;
-        double Score(EvaluationResult e) => kl ? e.KlDivergence!.Value : e.CrossEntropy;
-        var winner = judged.MinBy(j => Score(j.HeldOut));
-        var runnerUp = judged.Where(j => j != winner).OrderBy(j => Score(j.HeldOut)).FirstOrDefault();
-        string measure = kl ? "held-out KL" : "held-out CE";
-        string verdict = FormattableString.Invariant($"{string.Join(" = ", winner.Sources)} of {judged.Count} candidates ({measure} {Score(winner.HeldOut):G4}")
-            + (runnerUp.Result is null ? ")" : FormattableString.Invariant($"; next {string.Join(" = ", runnerUp.Sources)} {Score(runnerUp.HeldOut):G4})"));
-        var considered = judged.Select(j => new BestCandidate(label, j.Sources, j.Result.AverageBits, j.Result.QuadraticObjective / 2,
-            j.HeldOut.KlDivergence!.Value, j.HeldOut.CrossEntropy, j.HeldOut.Top1, j == winner)).ToList();
-        return (winner.Result, verdict, ranked.Sum(c => c.Result.SolveTime.TotalSeconds), considered);
     }
 
     /// <summary>Throws (naming the minimum) when no configuration fits; warns when every configuration fits.</summary>
