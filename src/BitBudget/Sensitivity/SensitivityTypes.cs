@@ -94,6 +94,12 @@ public sealed record SensitivityOptions
 
     /// <summary>Extra text identifying settings that change the measured values but are invisible in the tensors (e.g. a preset name).</summary>
     public string SettingsNote { get; init; } = "";
+
+    /// <summary>
+    /// The cone sessions share the unchanged float weights (one copy per process) instead of each holding its own; the values
+    /// measured are identical either way. Off only to measure the difference (BITBUDGET_CLADO_SHARED_WEIGHTS=off).
+    /// </summary>
+    internal bool ShareWeights { get; init; } = SegmentEvaluator.ShareWeightsByDefault;
 }
 
 /// <summary>What the measurement runs on: the prepared model, its layers, the resolved configuration, the quantized weights.</summary>
