@@ -63,13 +63,22 @@ internal sealed class SharedWeights : IDisposable
         foreach (string name in names) { options.AddInitializer(name, _weights[name].Value); }
     }
 
+    /// <summary>
+    /// Deletes the external-data file once every session is built (the sessions hold the pinned values, not the file), so a
+    /// process killed while measuring leaves nothing behind.
+    /// </summary>
+    public void SessionsBuilt()
+    {
+        try { Directory.Delete(_folder, recursive: true); }
+        catch (IOException) { }                    // a temporary folder; nothing else depends on it
+        catch (UnauthorizedAccessException) { }
+    }
+
     public void Dispose()
     {
         foreach (var w in _weights.Values) { w.Value.Dispose(); }
         _weights.Clear();
         PrePacked.Dispose();
-        try { Directory.Delete(_folder, recursive: true); }
-        catch (IOException) { }                    // a temporary folder; nothing else depends on it
-        catch (UnauthorizedAccessException) { }
+        SessionsBuilt();
     }
 }

@@ -96,9 +96,9 @@ internal sealed class SegmentEvaluator : IEvaluator
                 sessions.Add(s);
                 // Every session holds what it does not share (its perturbed layer, kernels' buffers): on large models that can
                 // exceed the budget, and loading the rest would only end in a kernel kill. Garbage (the sliced models) is collected
-                // once it takes a quarter of the budget, and before giving up.
+                // once it takes an eighth of the budget, and before giving up.
                 long resident = ProcessMemory.CurrentRss;
-                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 4 || resident > plan.Runtime.MaxMemory)
+                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory)
                 {
                     resident = ProcessMemory.RssAfterCollecting();
                     liveAfterCollect = GC.GetTotalMemory(false);
@@ -121,6 +121,7 @@ internal sealed class SegmentEvaluator : IEvaluator
                 string[] shared = Share(cone, layer);
                 _cone[k] = plan.Bits.Select(b => Open(plan.Perturb(cone, layer, b), shared, $"CLADO cone of {layer.Name} at {b} bits")).ToArray();
             }
+            _weights?.SessionsBuilt();
         }
         catch
         {
@@ -178,7 +179,7 @@ internal sealed class SegmentEvaluator : IEvaluator
     /// otherwise the units go in groups of one layer and each group recomputes the full-precision states of its micro-batch
     /// (one forward per layer and micro-batch: a few percent of the work, and it keeps per-layer resume points).
     /// </summary>
-    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel)
+    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, bool[]? kept, UnitSink sink, CancellationToken cancel)
     {
         (int start, int count) = _plan.BatchRange(batch);
         int micro = Math.Min(ImagesPerRun, count);
@@ -192,7 +193,10 @@ internal sealed class SegmentEvaluator : IEvaluator
                 (int u, int s) = group[g];
                 var rows = new List<(int, int, int, int, double)>(sums[g].Length) { (u, s, -1, 0, sums[g][0] / count) };
                 int r = 1;
-                for (int v = u + 1; v < _plan.L; v++) { for (int t = 0; t < _plan.S; t++) { rows.Add((u, s, v, t, sums[g][r++] / count)); } }
+                for (int v = u + 1; v < _plan.L; v++)
+                {
+                    for (int t = 0; t < _plan.S; t++, r++) { if (Runs(kept, u, s, v, t)) { rows.Add((u, s, v, t, sums[g][r] / count)); } }
+                }
                 sink.Unit(u, s, rows);
             }
             void Reference(double sum)
@@ -204,21 +208,24 @@ internal sealed class SegmentEvaluator : IEvaluator
             if (micro >= count)
             {
                 // One run holds the whole batch: every loss is final as soon as it is measured, so each unit is stored at once.
-                RunMicroBatch(start, count, group, first, sums, sink, Reference, Commit, cancel);
+                RunMicroBatch(start, count, group, first, kept, sums, sink, Reference, Commit, cancel);
                 continue;
             }
             double referenceSum = 0;
             for (int m = 0; m < count; m += micro)
             {
                 cancel.ThrowIfCancellationRequested();
-                referenceSum += RunMicroBatch(start + m, Math.Min(micro, count - m), group, first, sums, sink, null, null, cancel);
+                referenceSum += RunMicroBatch(start + m, Math.Min(micro, count - m), group, first, kept, sums, sink, null, null, cancel);
             }
             Reference(referenceSum);
             for (int g = 0; g < group.Count; g++) { Commit(g); }
         }
     }
 
-    double RunMicroBatch(int start, int count, IReadOnlyList<(int U, int S)> group, int first, double[][] sums, UnitSink sink,
+    /// <summary>Whether unit (u, s) runs its pair with (v, t).</summary>
+    bool Runs(bool[]? kept, int u, int s, int v, int t) => kept is null || (kept[u * _plan.S + s] && kept[v * _plan.S + t]);
+
+    double RunMicroBatch(int start, int count, IReadOnlyList<(int U, int S)> group, int first, bool[]? kept, double[][] sums, UnitSink sink,
         Action<double>? referenceDone, Action<int>? unitDone, CancellationToken cancel)
     {
         _count = count;
@@ -246,21 +253,25 @@ internal sealed class SegmentEvaluator : IEvaluator
             sum[0] += _plan.LossSum(trunkRun[0].GetTensorDataAsSpan<float>(), count, labels, reference);
             trunkRun[0].Dispose();
             int r = 1;
+            long evaluations = 1;
             for (int v = u + 1; v < _plan.L; v++)
             {
                 cancel.ThrowIfCancellationRequested();
                 // What u's cone made carries u's perturbation; everything else is the full-precision value.
-                OrtValue[] inputs = [.. _coneInputs[v].Select(t => _coneIndex[u].TryGetValue(t, out int i) ? trunkRun[i] : Fp(t))];
-                for (int t = 0; t < _plan.S; t++)
+                OrtValue[]? inputs = null;
+                for (int t = 0; t < _plan.S; t++, r++)
                 {
+                    if (!Runs(kept, u, s, v, t)) { continue; }
+                    inputs ??= [.. _coneInputs[v].Select(x => _coneIndex[u].TryGetValue(x, out int i) ? trunkRun[i] : Fp(x))];
                     using var logits = Run(_cone[v][t], _coneInputs[v], inputs, [_plan.Base.OutputName], _coneMacs[v]);
-                    sum[r++] += _plan.LossSum(logits[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+                    sum[r] += _plan.LossSum(logits[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+                    evaluations++;
                 }
                 // Perturbed tensors no later cone reads are freed now (disposing twice is a no-op for the collection).
                 for (int i = 1; i < _coneOutputs[u].Length; i++) { if (_trunkLastReader[u][i] == v) { trunkRun[i].Dispose(); } }
             }
             unitDone?.Invoke(g);
-            sink.Progress(1 + _plan.S * (_plan.L - 1 - u), count);
+            sink.Progress(evaluations, count);
             // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
             if (g + 1 == group.Count || group[g + 1].U != u)
             {
