@@ -17,7 +17,7 @@ static class MemoryBench
         if (args.Length == 0) { Console.Error.WriteLine("usage: memory squeezenet|resnet18|resnet20 [BUDGET …] [--timeout SECONDS] [--with \"CLI ARGS\" …]"); return 1; }
         int timeout = 0;
         var budgets = new List<string>();
-        var variants = new List<string[]> { [] };
+        var variants = new List<string[]> { Array.Empty<string>() };
         for (int i = 1; i < args.Length; i++)
         {
             if (args[i] == "--timeout" && i + 1 < args.Length) { timeout = int.Parse(args[++i], CultureInfo.InvariantCulture); continue; }

@@ -55,7 +55,9 @@ public static class CladoSensitivity
         // pairs too), then only the pairs whose two singles both move the loss; the other entries of Ω are 0.
         var singles = run.Measure(plan.Context + "/singles", plan.Description + "; singles only", kept: new bool[plan.L * plan.S]);
         bool[] kept = plan.SignificantSchemes(singles, options.PairThreshold);
-        var pairs = run.Measure(plan.SignificantContext, $"{plan.Description}; pairs whose singles are ≥ {options.PairThreshold:R} × the largest |ΔL|", kept);
+        // Only units with a pair to run: the others' singles are already in hand.
+        var pairs = run.Measure(plan.SignificantContext, $"{plan.Description}; pairs whose singles are ≥ {options.PairThreshold:R} × the largest |ΔL|", kept,
+            wanted: (u, s) => plan.PairsRun(u, s, kept) > 0);
         foreach (var (key, loss) in singles) { pairs.TryAdd(key, loss); }
         return plan.Assemble(pairs, run.Cost(), kept);
     }

@@ -15,11 +15,11 @@ internal sealed class MeasurementRun(MeasurementPlan plan, MeasurementStore? sto
     readonly List<int> _batches = [];
 
     /// <summary>
-    /// Measures (or takes from the store) every unit of <paramref name="context"/>: each (u, s) measures its single and, with
-    /// <paramref name="kept"/> null, all its pairs; otherwise only if (u, s) is kept, and then its pairs with kept (v, t).
-    /// Returns every loss of the context.
+    /// Measures (or takes from the store) the units of <paramref name="context"/> that <paramref name="wanted"/> accepts (all by
+    /// default): each (u, s) measures its single and, with <paramref name="kept"/> null, all its pairs; otherwise pairs only if
+    /// (u, s) is kept, and then those with kept (v, t). Returns every loss of the context.
     /// </summary>
-    public Dictionary<(int Batch, int U, int Su, int V, int Sv), double> Measure(string context, string description, bool[]? kept)
+    public Dictionary<(int Batch, int U, int Su, int V, int Sv), double> Measure(string context, string description, bool[]? kept, Func<int, int, bool>? wanted = null)
     {
         var options = plan.Options;
         store?.Register(context, description);
@@ -39,6 +39,7 @@ internal sealed class MeasurementRun(MeasurementPlan plan, MeasurementStore? sto
                 for (int s = 0; s < plan.S; s++, unitIndex++)
                 {
                     if (owners is not null && owners[unitIndex] != options.Shard!.Value.Index) { continue; }
+                    if (wanted is not null && !wanted(u, s)) { continue; }
                     if (completed.Contains((b, u, s))) { _reused++; continue; }
                     units.Add((u, s));
                     totalEvaluations += Evaluations(u, s);
