@@ -6,19 +6,23 @@ namespace BitBudget.Bench;
 /// <summary>
 /// Peak resident memory and wall time of whole CLI commands, side by side: each target runs the built `bitbudget` in a child
 /// process under /usr/bin/time (the kernel's maxrss, what an out-of-memory kill looks at). Args: squeezenet|resnet18|resnet20
-/// [budgets…, e.g. 3GiB 1GiB] [--timeout SECONDS]. ResNet-18 is ML.NET's ImageNet featurizer from the NuGet cache: run
+/// [budgets…, e.g. 3GiB 1GiB] [--timeout SECONDS] [--with "CLI ARGS"…: each budget also runs with those arguments added,
+/// e.g. --with "--pairs significant"]. ResNet-18 is ML.NET's ImageNet featurizer from the NuGet cache: run
 /// `dotnet restore bench/models/ResNet18Featurizer.csproj` once.
 /// </summary>
 static class MemoryBench
 {
     public static int Run(string[] args)
     {
-        if (args.Length == 0) { Console.Error.WriteLine("usage: memory squeezenet|resnet18|resnet20 [BUDGET …] [--timeout SECONDS]"); return 1; }
+        if (args.Length == 0) { Console.Error.WriteLine("usage: memory squeezenet|resnet18|resnet20 [BUDGET …] [--timeout SECONDS] [--with \"CLI ARGS\" …]"); return 1; }
         int timeout = 0;
         var budgets = new List<string>();
+        var variants = new List<string[]> { Array.Empty<string>() };
         for (int i = 1; i < args.Length; i++)
         {
             if (args[i] == "--timeout" && i + 1 < args.Length) { timeout = int.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
+            // --with "ARGS": also run every budget with these CLI arguments added, side by side (e.g. --with "--pairs significant").
+            if (args[i] == "--with" && i + 1 < args.Length) { variants.Add(args[++i].Split(' ', StringSplitOptions.RemoveEmptyEntries)); continue; }
             budgets.Add(args[i]);
         }
         if (budgets.Count == 0) { budgets.Add(""); }
@@ -33,13 +37,16 @@ static class MemoryBench
             _ => throw new ArgumentException($"unknown target '{args[0]}'"),
         };
         Console.WriteLine($"{args[0]}: bitbudget {string.Join(' ', command)}{(timeout > 0 ? $" (stopped after {timeout} s)" : "")}");
-        Console.WriteLine("| --max-memory | peak RSS | wall | exit | last line |");
-        Console.WriteLine("|---|---|---|---|---|");
+        Console.WriteLine("| --max-memory | extra arguments | peak RSS | wall | exit | last line |");
+        Console.WriteLine("|---|---|---|---|---|---|");
         foreach (string budget in budgets)
         {
-            string[] full = budget.Length > 0 ? [.. command, "--max-memory", budget] : command;
-            (long kb, double wall, int exit, string last) = Child(full, timeout);
-            Console.WriteLine($"| {(budget.Length > 0 ? budget : "default")} | {kb / 1024.0 / 1024.0:F2} GiB | {wall:F0} s | {exit} | {last} |");
+            foreach (string[] extra in variants)
+            {
+                string[] full = budget.Length > 0 ? [.. command, .. extra, "--max-memory", budget] : [.. command, .. extra];
+                (long kb, double wall, int exit, string last) = Child(full, timeout);
+                Console.WriteLine($"| {(budget.Length > 0 ? budget : "default")} | {string.Join(' ', extra)} | {kb / 1024.0 / 1024.0:F2} GiB | {wall:F0} s | {exit} | {last} |");
+            }
         }
         return 0;
     }

@@ -27,6 +27,8 @@ sealed class PipelineArguments
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
     public Option<string> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: ce (cross-entropy vs labels), kl (vs the float model's softmax, no labels) or mse (vs the float model's raw output: any model, feature extractors included).", DefaultValueFactory = _ => "ce" };
+    public Option<string> Pairs { get; } = new("--pairs") { Description = "CLADO pairs to measure: all, or significant (only pairs whose two singles move the loss by at least --pair-threshold × the largest single |ΔL|; the others are 0 in Ω).", DefaultValueFactory = _ => "all" };
+    public Option<double> PairThreshold { get; } = new("--pair-threshold") { Description = "With --pairs significant: the fraction of the largest single |ΔL| below which a scheme's pairs are skipped (0 < x < 1).", DefaultValueFactory = _ => SensitivityOptions.DefaultPairThreshold };
     public Option<FileInfo?> Store { get; } = new("--store") { Description = "SQLite measurement store (resumable; reused when settings match)." };
     public Option<bool> Naive { get; } = new("--naive") { Description = "Measure with the reference loop (one full forward per single/pair), for verification." };
     public Option<string?> ShardOption { get; } = new("--shard") { Description = "Measure only share k/n of the work (into --store; shares balanced by executed FLOPs); combine with `bitbudget merge`. auto/n takes k from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX." };
@@ -45,7 +47,7 @@ sealed class PipelineArguments
             command.Options.Add(o);
         }
         if (!measurement) { return; }
-        foreach (Option o in new Option[] { SensImages, SensBatch, Loss, Store, Naive, ShardOption, Psd, TimeLimit })
+        foreach (Option o in new Option[] { SensImages, SensBatch, Loss, Pairs, PairThreshold, Store, Naive, ShardOption, Psd, TimeLimit })
         {
             command.Options.Add(o);
         }
@@ -85,6 +87,14 @@ sealed class PipelineArguments
             Naive = parse.GetValue(Naive),
             StorePath = parse.GetValue(Store)?.FullName,
             Shard = parse.GetValue(ShardOption) is string s ? Shard.Parse(s) : null,
+            Pairs = parse.GetRequiredValue(Pairs).ToLowerInvariant() switch
+            {
+                "all" => PairSelection.All,
+                "significant" => PairSelection.Significant,
+                string other => throw new BitBudgetException(ErrorKind.InvalidInput, $"--pairs '{other}' is not all or significant."),
+            },
+            PairThreshold = parse.GetValue(PairThreshold) is double t && t > 0 && t < 1 ? t
+                : throw new BitBudgetException(ErrorKind.InvalidInput, $"--pair-threshold must be between 0 and 1 (a fraction of the largest single |ΔL|), got {parse.GetValue(PairThreshold)}."),
         };
         return options with
         {
@@ -167,6 +177,7 @@ sealed class PipelineArguments
                   $"{c.FlopRatio:F3}× the reference loop's FLOPs{time}; {c.ReusedUnits} units reused; {c.EvaluationsPerSecond:F1} eval/s; " +
                   $"{c.ImagesPerRun} image(s) per run, planned peak {BitBudget.Runtime.ProcessMemory.Format(c.PlannedPeakBytes)} ({BitBudget.Runtime.ProcessMemory.Format(c.UnreferencedPeakBytes)} without reference counting), " +
                   $"measured peak RSS {BitBudget.Runtime.ProcessMemory.Format(c.MeasuredPeakBytes)} of {BitBudget.Runtime.ProcessMemory.Format(c.MemoryBudgetBytes)}[/]");
+            Ui.Err.MarkupLine($"[grey]{Spectre.Console.Markup.Escape(result.PairsSummary)}[/]");
         }
         return result;
     }

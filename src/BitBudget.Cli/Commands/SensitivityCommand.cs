@@ -57,7 +57,8 @@ static class SensitivityCommand
     internal sealed record Spectrum(double Min, double Max, int Negative);
 
     internal sealed record SensitivityReport(string Context, int Images, int Batches, double ReferenceLoss, IReadOnlyList<int> CandidateBits,
-        IReadOnlyList<object> Layers, Spectrum Spectrum, double? FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds, double[] Omega);
+        IReadOnlyList<object> Layers, Spectrum Spectrum, double? FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds, double[] Omega,
+        Reporting.PairsMeasured Pairs);
 
     internal static SensitivityReport Report(SensitivityResult r)
     {
@@ -78,7 +79,8 @@ static class SensitivityCommand
         return new SensitivityReport(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
             new Spectrum(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
             // Nothing measured in this run (every unit from the store, e.g. after a merge): no ratio, and JSON has no NaN.
-            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega);
+            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega,
+            new Reporting.PairsMeasured(r.PairThreshold is null ? "all" : "significant", r.PairThreshold, r.SkippedPairs, r.TotalPairs));
     }
 
     static string Csv(SensitivityResult r)

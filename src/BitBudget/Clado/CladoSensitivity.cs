@@ -27,144 +27,39 @@ public static class CladoSensitivity
     {
         ArgumentNullException.ThrowIfNull(input);
         options ??= new SensitivityOptions();
+        if (options.Pairs == PairSelection.Significant)
+        {
+            if (options.Shard is not null)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, "--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; use --pairs all with --shard.");
+            }
+            if (!(options.PairThreshold > 0 && options.PairThreshold < 1))
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, $"--pair-threshold must be between 0 and 1 (a fraction of the largest single ΔL), got {options.PairThreshold}.");
+            }
+        }
         var plan = MeasurementPlan.Create(input, options);
         using var store = options.StorePath is null ? null : new MeasurementStore(options.StorePath);
         if (options.Shard is not null && store is null)
         {
             throw new BitBudgetException(ErrorKind.InvalidInput, "A shard needs a measurement store (--store) to write its share into.");
         }
-        store?.Register(plan.Context, plan.Description);
-        var completed = store?.CompletedUnits(plan.Context) ?? [];
-        var losses = store?.Losses(plan.Context) ?? [];
-
-        // Which units of which batches still need measuring in this run.
-        int[]? owners = options.Shard is Shard shard ? ShardPlan.Owners(plan, shard.Count) : null;
-        var todo = new List<(int Batch, List<(int U, int S)> Units)>();
-        long totalEvaluations = 0, reused = 0, unitIndex = 0;
-        for (int b = 0; b < plan.BatchCount; b++)
+        using var run = new MeasurementRun(plan, store, progress, cancel);
+        if (options.Pairs == PairSelection.All)
         {
-            var units = new List<(int, int)>();
-            for (int u = 0; u < plan.L; u++)
-            {
-                for (int s = 0; s < plan.S; s++, unitIndex++)
-                {
-                    if (owners is not null && owners[unitIndex] != options.Shard!.Value.Index) { continue; }
-                    if (completed.Contains((b, u, s))) { reused++; continue; }
-                    units.Add((u, s));
-                    totalEvaluations += 1 + (long)plan.S * (plan.L - 1 - u);
-                }
-            }
-            bool needReference = !completed.Contains((b, -1, 0));
-            if (units.Count > 0 || needReference) { todo.Add((b, units)); }
+            var losses = run.Measure(plan.Context, plan.Description, kept: null);
+            return plan.Assemble(losses, run.Cost());
         }
 
-        var watch = Stopwatch.StartNew();
-        double executedMacs = 0;
-        TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
-        TimeSpan? rawTime = null, rawSame = null;
-        long done = 0, doneElsewhere = 0;
-        double progressDone = 0;
-        int imagesPerRun = 0;
-        long plannedPeak = 0, unreferencedPeak = 0, perImage = 0, resident = 0;
-        if (todo.Count > 0)
-        {
-            using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
-            // Workers sharing the store claim each unit before measuring it; units another worker holds wait for the end.
-            using var claims = store is null ? null : new UnitClaims(store, plan.Context, options.ClaimLease);
-            setup = watch.Elapsed;
-            imagesPerRun = evaluator.ImagesPerRun;
-            perImage = evaluator.PlannedBytesPerImage;
-            resident = evaluator.ResidentBeforeMeasuring;
-            plannedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.PlannedBytesPerImage;
-            unreferencedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.UnreferencedBytesPerImage;
-            var loop = Stopwatch.StartNew();
-            long Evaluations(int u) => u < 0 ? 0 : 1 + (long)plan.S * (plan.L - 1 - u);
-            void Measure(int batch, List<(int U, int S)> units, List<(int Batch, int U, int S)> heldElsewhere)
-            {
-                cancel.ThrowIfCancellationRequested();
-                bool needReference = false;
-                var mine = new List<(int U, int S)>(units.Count);
-                foreach ((int u, int s) in units)
-                {
-                    switch (claims?.TryClaim(batch, u, s) ?? ClaimResult.Claimed)
-                    {
-                        case ClaimResult.Done:
-                            doneElsewhere += Evaluations(u);
-                            continue;
-                        case ClaimResult.Taken:
-                            heldElsewhere.Add((batch, u, s));
-                            continue;
-                    }
-                    if (u < 0) { needReference = true; } else { mine.Add((u, s)); }
-                }
-                if (!needReference && mine.Count == 0) { return; }
-                int images = plan.BatchRange(batch).Count;
-                var sink = new UnitSink
-                {
-                    Reference = reference =>
-                    {
-                        plan.RequireFinite(reference, (-1, 0, -1, 0));
-                        store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
-                        losses[(batch, -1, 0, -1, 0)] = reference;
-                    },
-                    Unit = (u, s, rows) =>
-                    {
-                        foreach (var r in rows) { plan.RequireFinite(r.Loss, (r.U, r.Su, r.V, r.Sv)); }
-                        store?.CommitUnit(plan.Context, batch, u, s, rows);
-                        foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
-                        done += rows.Count;
-                    },
-                    Progress = (evaluations, microImages) =>
-                    {
-                        progressDone += (double)evaluations * microImages / images;
-                        progress?.Report(new SensitivityProgress((long)progressDone + doneElsewhere, totalEvaluations,
-                            progressDone / Math.Max(1e-9, loop.Elapsed.TotalSeconds), ProcessMemory.PeakRss));
-                    },
-                };
-                evaluator.MeasureBatch(batch, mine, needReference, sink, cancel);
-            }
-            var pending = new List<(int Batch, int U, int S)>();
-            foreach ((int batch, var units) in todo)
-            {
-                // u = −1 is the batch's reference loss.
-                Measure(batch, [.. completed.Contains((batch, -1, 0)) ? [] : new[] { (-1, 0) }, .. units], pending);
-            }
-            // Units another worker held: wait until they are stored, or take them over when that worker's lease runs out.
-            while (pending.Count > 0)
-            {
-                if (cancel.WaitHandle.WaitOne(UnitClaims.PollInterval)) { cancel.ThrowIfCancellationRequested(); }
-                var still = new List<(int Batch, int U, int S)>();
-                foreach (var group in pending.GroupBy(p => p.Batch))
-                {
-                    Measure(group.Key, [.. group.Select(p => (p.U, p.S))], still);
-                }
-                pending = still;
-            }
-            measuring = loop.Elapsed;
-            if (doneElsewhere > 0 || claims?.SawOtherWorkers == true) { losses = store!.Losses(plan.Context); }
-            executedMacs = evaluator.ExecutedMacs;
-            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs, imagesPerRun);
-            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs, imagesPerRun);
-        }
-
-        return plan.Assemble(losses, new MeasurementCost
-        {
-            ExecutedMacs = executedMacs,
-            ReferenceMacs = todo.Count == 0 ? 0 : plan.ReferenceMacs(todo.Select(t => t.Batch)),
-            Evaluations = done,
-            ReusedUnits = reused,
-            Measuring = measuring,
-            Setup = setup,
-            RawThroughputTime = rawTime,
-            RawThroughputTimeSameSettings = rawSame,
-            ImagesPerRun = imagesPerRun,
-            PlannedPeakBytes = plannedPeak,
-            UnreferencedPeakBytes = unreferencedPeak,
-            PlannedBytesPerImage = perImage,
-            ResidentBytes = resident,
-            MeasuredPeakBytes = ProcessMemory.PeakRss,
-            MemoryBudgetBytes = plan.Runtime.MaxMemory,
-        });
+        // Significant pairs: every single first, in a store context of its own (a unit of the `all` context stands for its
+        // pairs too), then only the pairs whose two singles both move the loss; the other entries of Ω are 0.
+        var singles = run.Measure(plan.Context + "/singles", plan.Description + "; singles only", kept: new bool[plan.L * plan.S]);
+        bool[] kept = plan.SignificantSchemes(singles, options.PairThreshold);
+        // Only units with a pair to run: the others' singles are already in hand.
+        var pairs = run.Measure(plan.SignificantContext, $"{plan.Description}; pairs whose singles are ≥ {options.PairThreshold:R} × the largest |ΔL|", kept,
+            wanted: (u, s) => plan.PairsRun(u, s, kept) > 0);
+        foreach (var (key, loss) in singles) { pairs.TryAdd(key, loss); }
+        return plan.Assemble(pairs, run.Cost(), kept);
     }
 
     /// <summary>
@@ -219,8 +114,11 @@ internal sealed class UnitClaims(MeasurementStore store, string context, TimeSpa
 /// <summary>Runs singles and pairs for one batch at a time, in micro-batches that fit the memory budget.</summary>
 internal interface IEvaluator : IDisposable
 {
-    /// <summary>Measures the reference loss (if asked) and <paramref name="units"/> of one batch; losses are means over the batch's images.</summary>
-    void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel);
+    /// <summary>
+    /// Measures the reference loss (if asked) and <paramref name="units"/> of one batch; losses are means over the batch's images.
+    /// With <paramref name="kept"/> (index layer·S + scheme) a unit runs its pairs only if it is kept, and then only those with kept schemes.
+    /// </summary>
+    void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, bool[]? kept, UnitSink sink, CancellationToken cancel);
     double ExecutedMacs { get; }
     /// <summary>Images per ONNX Runtime run.</summary>
     int ImagesPerRun { get; }
@@ -358,14 +256,57 @@ internal sealed class MeasurementPlan
     /// <summary>Labels of a range of the sensitivity images (empty when the loss needs none).</summary>
     public ReadOnlySpan<int> Labels(int start, int count) => Options.Loss.NeedsLabels() ? Input.Data.BatchLabels(start, count) : default;
 
+    /// <summary>Store context of the pairs measured with <see cref="PairSelection.Significant"/> (and of its Ω: never mixed with `all`'s).</summary>
+    public string SignificantContext => $"{Context}/significant {Options.PairThreshold.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>Pairs unit (u, s) runs: all later layers' schemes, or with <paramref name="kept"/> only kept ones, and none if (u, s) is not kept.</summary>
+    public long PairsRun(int u, int s, bool[]? kept)
+    {
+        if (kept is null) { return (long)S * (L - 1 - u); }
+        if (!kept[u * S + s]) { return 0; }
+        long n = 0;
+        for (int i = (u + 1) * S; i < L * S; i++) { if (kept[i]) { n++; } }
+        return n;
+    }
+
+    /// <summary>
+    /// The schemes whose mean single |ΔL| over the complete batches is at least <paramref name="threshold"/> × the largest: the
+    /// measured loss change decides, not the bit-width (with A8 inputs an 8-bit scheme's ΔL is not small).
+    /// </summary>
+    public bool[] SignificantSchemes(Dictionary<(int Batch, int U, int Su, int V, int Sv), double> losses, double threshold)
+    {
+        int n = L * S;
+        var sum = new double[n];
+        int batches = 0;
+        for (int b = 0; b < BatchCount; b++)
+        {
+            if (!losses.TryGetValue((b, -1, 0, -1, 0), out double l0)) { continue; }
+            var row = new double[n];
+            bool ok = true;
+            for (int i = 0; i < n && ok; i++)
+            {
+                ok = losses.TryGetValue((b, i / S, i % S, -1, 0), out double l);
+                row[i] = l - l0;
+            }
+            if (!ok) { continue; }
+            batches++;
+            for (int i = 0; i < n; i++) { sum[i] += row[i]; }
+        }
+        if (batches == 0) { throw new InvalidOperationException("No batch has every single measured."); }
+        double largest = sum.Max(Math.Abs);
+        return [.. sum.Select(d => Math.Abs(d) >= threshold * largest && largest > 0)];
+    }
+
     public double ReferenceMacs(IEnumerable<int> batches)
     {
         double forwards = 1 + (double)L * S + (double)S * S * L * (L - 1) / 2;
         return batches.Sum(b => BatchRange(b).Count) * forwards * FullMacs;
     }
 
-    public SensitivityResult Assemble(Dictionary<(int Batch, int U, int Su, int V, int Sv), double> losses, MeasurementCost cost)
+    /// <summary>Ω from the losses; with <paramref name="kept"/>, pairs of a scheme that is not kept were skipped and are 0.</summary>
+    public SensitivityResult Assemble(Dictionary<(int Batch, int U, int Su, int V, int Sv), double> losses, MeasurementCost cost, bool[]? kept = null)
     {
+        bool Skipped(int i, int j) => kept is not null && !(kept[i] && kept[j]);
         int n = L * S;
         var single = new double[n];
         var pair = new double[n * n];
@@ -388,6 +329,7 @@ internal sealed class MeasurementPlan
                     {
                         for (int t = 0; t < S; t++)
                         {
+                            if (Skipped(u * S + s, v * S + t)) { continue; }
                             if (!losses.TryGetValue((b, u, s, v, t), out double luv)) { ok = false; break; }
                             bp[(u * S + s) * n + v * S + t] = luv - l0;
                         }
@@ -410,7 +352,7 @@ internal sealed class MeasurementPlan
                 omega[u * n + u] = 2 * single[u];
                 for (int v = u + 1; v < n; v++)
                 {
-                    if (u / S == v / S) { continue; }   // same layer, other scheme: never both chosen
+                    if (u / S == v / S || Skipped(u, v)) { continue; }   // same layer, other scheme: never both chosen; skipped: 0
                     double value = pair[u * n + v] - single[u] - single[v];
                     omega[u * n + v] = value;
                     omega[v * n + u] = value;
@@ -427,9 +369,11 @@ internal sealed class MeasurementPlan
             Omega = omega,
             Batches = batches,
             Images = images,
-            Context = Context,
+            Context = kept is null ? Context : SignificantContext,
             Cost = cost,
             Complete = complete,
+            PairThreshold = kept is null ? null : Options.PairThreshold,
+            SkippedPairs = kept is null ? 0 : Enumerable.Range(0, n).Sum(i => Enumerable.Range(i + 1, n - i - 1).Count(j => i / S != j / S && Skipped(i, j))),
         };
     }
 }

@@ -34,7 +34,7 @@ internal sealed class NaiveEvaluator : IEvaluator
 
     public long ResidentBeforeMeasuring { get; }
 
-    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel)
+    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, bool[]? kept, UnitSink sink, CancellationToken cancel)
     {
         (int start, int count) = _plan.BatchRange(batch);
         float[] reference = Logits(_plan.Base, start, count);
@@ -47,6 +47,7 @@ internal sealed class NaiveEvaluator : IEvaluator
             {
                 for (int t = 0; t < _plan.S; t++)
                 {
+                    if (kept is not null && !(kept[u * _plan.S + s] && kept[v * _plan.S + t])) { continue; }
                     cancel.ThrowIfCancellationRequested();
                     rows.Add((u, s, v, t, Loss(Logits(_plan.Perturb(single, _plan.Searched[v], _plan.Bits[t]), start, count), start, count, reference)));
                 }

@@ -30,7 +30,17 @@ internal sealed class SegmentEvaluator : IEvaluator
     readonly int[] _fpLastReader;                   // [i of _fullOutputs]: the last cone that reads it (-1: the logits)
     readonly int[][] _trunkLastReader;              // [k][i of _coneOutputs[k]]: the last later cone that reads it
     readonly RunOptions _runOptions = new();
+    readonly SharedWeights? _weights;               // the float weights every session reads unchanged, held once
     int _count;
+
+    /// <summary>
+    /// Benchmark switch: BITBUDGET_CLADO_SHARED_WEIGHTS=off gives every session its own copy of the weights (the behaviour
+    /// before sharing), so `bench memory` can measure both side by side. Results are identical either way.
+    /// </summary>
+    internal static bool ShareWeightsByDefault => !string.Equals(Environment.GetEnvironmentVariable("BITBUDGET_CLADO_SHARED_WEIGHTS"), "off", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Float weights smaller than this stay in each session's model (sharing them saves nothing worth an OrtValue each).</summary>
+    const long MinSharedElements = 1024;
 
     public SegmentEvaluator(MeasurementPlan plan)
     {
@@ -63,36 +73,60 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
 
         var sessions = new List<IDisposable>();
+        // Every cone carries the base model's float weights of all its layers but the perturbed one: without sharing, 60 cone
+        // sessions of ResNet-18 hold ~60 copies of up to 45 MB each.
+        _weights = plan.Options.ShareWeights ? new SharedWeights(plan.Base.FloatInitializers(MinSharedElements)) : null;
         try
         {
             int total = 1 + L * plan.S;
-            InferenceSession Open(OnnxModel model, string what)
+            long liveAfterCollect = GC.GetTotalMemory(false);
+            // The weights a slice shares: the base's, unchanged, except those of the layer about to be perturbed. They leave the
+            // slice before it is copied per scheme, so neither the copies nor ORT's graph hold them.
+            string[] Share(OnnxModel slice, LayerInfo? perturbed)
             {
-                var s = OrtSessions.Create(model.ToBytes(), runtime, what);
+                if (_weights is null) { return []; }
+                string[] names = [.. slice.FloatInitializersSameAs(plan.Base, MinSharedElements)
+                    .Where(n => _weights.Contains(n) && n != perturbed?.WeightName && n != perturbed?.BiasName)];
+                slice.MoveToExternalData(names, SharedWeights.FileName, _weights.Location);
+                return names;
+            }
+            InferenceSession Open(OnnxModel model, string[] shared, string what)
+            {
+                var s = OrtSessions.Create(model.ToBytes(), runtime, what, _weights, shared);
                 sessions.Add(s);
-                // Every cone session holds (and pre-packs) the weights of its cone: on large models that alone can exceed the
-                // budget, and loading the rest would only end in a kernel kill.
+                // Every session holds what it does not share (its perturbed layer, kernels' buffers): on large models that can
+                // exceed the budget, and loading the rest would only end in a kernel kill. Garbage (the sliced models) is collected
+                // once it takes an eighth of the budget, and before giving up.
                 long resident = ProcessMemory.CurrentRss;
+                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory)
+                {
+                    resident = ProcessMemory.RssAfterCollecting();
+                    liveAfterCollect = GC.GetTotalMemory(false);
+                }
                 if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
                 {
                     throw new BitBudgetException(ErrorKind.InvalidInput,
                         $"--max-memory {ProcessMemory.Format(plan.Runtime.MaxMemory)} is too small for the CLADO measurement: after {sessions.Count} of its {total} sessions " +
-                        $"(each holds its cone's weights) {ProcessMemory.Format(resident)} is in use; at least about {ProcessMemory.Format(resident / sessions.Count * total)} would fit.");
+                        $"(each holds what it does not share with the others) {ProcessMemory.Format(resident)} is in use; at least about {ProcessMemory.Format(resident / sessions.Count * total)} would fit.");
                 }
                 return s;
             }
-            _full = Open(slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");
+            OnnxModel full = slicer.Slice(0, end, _fullOutputs.Skip(1));
+            _full = Open(full, Share(full, null), "CLADO full-precision states");
             _cone = new InferenceSession[L][];
             for (int k = 0; k < L; k++)
             {
                 LayerInfo layer = plan.Searched[k];
                 OnnxModel cone = slicer.SliceNodes(_coneNodes[k], _coneOutputs[k].Skip(1));
-                _cone[k] = plan.Bits.Select(b => Open(plan.Perturb(cone, layer, b), $"CLADO cone of {layer.Name} at {b} bits")).ToArray();
+                string[] shared = Share(cone, layer);
+                _cone[k] = plan.Bits.Select(b => Open(plan.Perturb(cone, layer, b), shared, $"CLADO cone of {layer.Name} at {b} bits")).ToArray();
             }
+            _weights?.SessionsBuilt();
         }
         catch
         {
             foreach (var s in sessions) { s.Dispose(); }
+            _weights?.Dispose();
             _runOptions.Dispose();
             throw;
         }
@@ -123,7 +157,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
         PlannedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worst));
         UnreferencedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worstNoRefcount));
-        ResidentBeforeMeasuring = ProcessMemory.CurrentRss;
+        ResidentBeforeMeasuring = ProcessMemory.RssAfterCollecting();   // what is left to size the micro-batches from
         ImagesPerRun = plan.Runtime.ImagesPerRun > 0 ? Math.Min(plan.Runtime.ImagesPerRun, plan.Options.BatchSize)
             : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring);
 
@@ -145,7 +179,7 @@ internal sealed class SegmentEvaluator : IEvaluator
     /// otherwise the units go in groups of one layer and each group recomputes the full-precision states of its micro-batch
     /// (one forward per layer and micro-batch: a few percent of the work, and it keeps per-layer resume points).
     /// </summary>
-    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel)
+    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, bool[]? kept, UnitSink sink, CancellationToken cancel)
     {
         (int start, int count) = _plan.BatchRange(batch);
         int micro = Math.Min(ImagesPerRun, count);
@@ -159,7 +193,10 @@ internal sealed class SegmentEvaluator : IEvaluator
                 (int u, int s) = group[g];
                 var rows = new List<(int, int, int, int, double)>(sums[g].Length) { (u, s, -1, 0, sums[g][0] / count) };
                 int r = 1;
-                for (int v = u + 1; v < _plan.L; v++) { for (int t = 0; t < _plan.S; t++) { rows.Add((u, s, v, t, sums[g][r++] / count)); } }
+                for (int v = u + 1; v < _plan.L; v++)
+                {
+                    for (int t = 0; t < _plan.S; t++, r++) { if (Runs(kept, u, s, v, t)) { rows.Add((u, s, v, t, sums[g][r] / count)); } }
+                }
                 sink.Unit(u, s, rows);
             }
             void Reference(double sum)
@@ -171,21 +208,24 @@ internal sealed class SegmentEvaluator : IEvaluator
             if (micro >= count)
             {
                 // One run holds the whole batch: every loss is final as soon as it is measured, so each unit is stored at once.
-                RunMicroBatch(start, count, group, first, sums, sink, Reference, Commit, cancel);
+                RunMicroBatch(start, count, group, first, kept, sums, sink, Reference, Commit, cancel);
                 continue;
             }
             double referenceSum = 0;
             for (int m = 0; m < count; m += micro)
             {
                 cancel.ThrowIfCancellationRequested();
-                referenceSum += RunMicroBatch(start + m, Math.Min(micro, count - m), group, first, sums, sink, null, null, cancel);
+                referenceSum += RunMicroBatch(start + m, Math.Min(micro, count - m), group, first, kept, sums, sink, null, null, cancel);
             }
             Reference(referenceSum);
             for (int g = 0; g < group.Count; g++) { Commit(g); }
         }
     }
 
-    double RunMicroBatch(int start, int count, IReadOnlyList<(int U, int S)> group, int first, double[][] sums, UnitSink sink,
+    /// <summary>Whether unit (u, s) runs its pair with (v, t).</summary>
+    bool Runs(bool[]? kept, int u, int s, int v, int t) => kept is null || (kept[u * _plan.S + s] && kept[v * _plan.S + t]);
+
+    double RunMicroBatch(int start, int count, IReadOnlyList<(int U, int S)> group, int first, bool[]? kept, double[][] sums, UnitSink sink,
         Action<double>? referenceDone, Action<int>? unitDone, CancellationToken cancel)
     {
         _count = count;
@@ -213,21 +253,25 @@ internal sealed class SegmentEvaluator : IEvaluator
             sum[0] += _plan.LossSum(trunkRun[0].GetTensorDataAsSpan<float>(), count, labels, reference);
             trunkRun[0].Dispose();
             int r = 1;
+            long evaluations = 1;
             for (int v = u + 1; v < _plan.L; v++)
             {
                 cancel.ThrowIfCancellationRequested();
                 // What u's cone made carries u's perturbation; everything else is the full-precision value.
-                OrtValue[] inputs = [.. _coneInputs[v].Select(t => _coneIndex[u].TryGetValue(t, out int i) ? trunkRun[i] : Fp(t))];
-                for (int t = 0; t < _plan.S; t++)
+                OrtValue[]? inputs = null;
+                for (int t = 0; t < _plan.S; t++, r++)
                 {
+                    if (!Runs(kept, u, s, v, t)) { continue; }
+                    inputs ??= [.. _coneInputs[v].Select(x => _coneIndex[u].TryGetValue(x, out int i) ? trunkRun[i] : Fp(x))];
                     using var logits = Run(_cone[v][t], _coneInputs[v], inputs, [_plan.Base.OutputName], _coneMacs[v]);
-                    sum[r++] += _plan.LossSum(logits[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+                    sum[r] += _plan.LossSum(logits[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+                    evaluations++;
                 }
                 // Perturbed tensors no later cone reads are freed now (disposing twice is a no-op for the collection).
                 for (int i = 1; i < _coneOutputs[u].Length; i++) { if (_trunkLastReader[u][i] == v) { trunkRun[i].Dispose(); } }
             }
             unitDone?.Invoke(g);
-            sink.Progress(1 + _plan.S * (_plan.L - 1 - u), count);
+            sink.Progress(evaluations, count);
             // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
             if (g + 1 == group.Count || group[g + 1].U != u)
             {
@@ -254,6 +298,7 @@ internal sealed class SegmentEvaluator : IEvaluator
     {
         _full.Dispose();
         foreach (var row in _cone) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
+        _weights?.Dispose();   // after the sessions that read them
         _runOptions.Dispose();
     }
 }

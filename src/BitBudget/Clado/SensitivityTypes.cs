@@ -94,6 +94,34 @@ public sealed record SensitivityOptions
 
     /// <summary>Extra text identifying settings that change the measured values but are invisible in the tensors (e.g. a preset name).</summary>
     public string SettingsNote { get; init; } = "";
+
+    /// <summary>
+    /// The cone sessions share the unchanged float weights (one copy per process) instead of each holding its own; the values
+    /// measured are identical either way. Off only to measure the difference (BITBUDGET_CLADO_SHARED_WEIGHTS=off).
+    /// </summary>
+    internal bool ShareWeights { get; init; } = SegmentEvaluator.ShareWeightsByDefault;
+
+    /// <summary>Which pairs are measured: all, or only those whose two singles are significant (see <see cref="PairThreshold"/>).</summary>
+    public PairSelection Pairs { get; init; } = PairSelection.All;
+
+    /// <summary>With <see cref="PairSelection.Significant"/>: a scheme's pairs are measured only if its single |ΔL| is at least this fraction of the largest.</summary>
+    public double PairThreshold { get; init; } = DefaultPairThreshold;
+
+    /// <summary>Default <see cref="PairThreshold"/>.</summary>
+    public const double DefaultPairThreshold = 0.01;
+}
+
+/// <summary>Which pairs CLADO measures.</summary>
+public enum PairSelection
+{
+    /// <summary>Every pair of schemes of different layers.</summary>
+    All,
+
+    /// <summary>
+    /// Only pairs whose two singles both move the loss by at least <see cref="SensitivityOptions.PairThreshold"/> × the largest single
+    /// |ΔL| (measured, whatever the bit-width); the others are 0 in Ω.
+    /// </summary>
+    Significant,
 }
 
 /// <summary>What the measurement runs on: the prepared model, its layers, the resolved configuration, the quantized weights.</summary>
@@ -205,4 +233,18 @@ public sealed record SensitivityResult
 
     /// <summary>Ω's side.</summary>
     public int Size => SearchedLayers.Count * CandidateBits.Count;
+
+    /// <summary>With <see cref="PairSelection.Significant"/>: the threshold used (fraction of the largest single |ΔL|); null when every pair was measured.</summary>
+    public double? PairThreshold { get; init; }
+
+    /// <summary>Pairs of different layers not measured (their Ω entries are 0): with <see cref="PairSelection.Significant"/>, those with a single below the threshold.</summary>
+    public int SkippedPairs { get; init; }
+
+    /// <summary>One line on which pairs were measured, for the console and the reports.</summary>
+    public string PairsSummary => PairThreshold is double t
+        ? $"pairs: significant (single |ΔL| ≥ {t:R} × the largest), {SkippedPairs:N0} of {TotalPairs:N0} pairs skipped (Ω entries 0)"
+        : $"pairs: all {TotalPairs:N0} measured";
+
+    /// <summary>Pairs of different layers in Ω (S²·L(L−1)/2).</summary>
+    public int TotalPairs => CandidateBits.Count * CandidateBits.Count * SearchedLayers.Count * (SearchedLayers.Count - 1) / 2;
 }

@@ -193,6 +193,49 @@ public sealed class OnnxModel
         return copy;
     }
 
+    /// <summary>
+    /// Float initializers of at least <paramref name="minElements"/> values that <paramref name="other"/> holds with the same
+    /// name, shape and values: weights that sessions of both models can share instead of each deserializing its own copy.
+    /// </summary>
+    internal IEnumerable<string> FloatInitializersSameAs(OnnxModel other, long minElements)
+    {
+        var theirs = other.InitializerMap();
+        foreach (TensorProto t in Graph.Initializer)
+        {
+            if (t.DataType == (int)TensorProto.Types.DataType.Float && TensorData.ElementCount(t) >= minElements
+                && theirs.TryGetValue(t.Name, out TensorProto? o) && t.Equals(o))
+            {
+                yield return t.Name;
+            }
+        }
+    }
+
+    /// <summary>Name, values and shape of every float initializer of at least <paramref name="minElements"/> values.</summary>
+    internal IEnumerable<(string Name, float[] Values, long[] Dims)> FloatInitializers(long minElements) =>
+        Graph.Initializer.Where(t => t.DataType == (int)TensorProto.Types.DataType.Float && TensorData.ElementCount(t) >= minElements)
+            .Select(t => (t.Name, TensorData.ReadFloats(t), TensorData.Shape(t)));
+
+    /// <summary>
+    /// Turns the named initializers into references to external data (<paramref name="file"/> at the offset and length
+    /// <paramref name="location"/> gives), dropping the embedded values: for sessions that receive those values another way.
+    /// </summary>
+    internal void MoveToExternalData(IEnumerable<string> names, string file, Func<string, (long Offset, long Length)> location)
+    {
+        var map = InitializerMap();
+        foreach (string name in names)
+        {
+            TensorProto t = map[name];
+            (long offset, long length) = location(name);
+            t.ClearRawData();
+            t.FloatData.Clear();
+            t.DataLocation = TensorProto.Types.DataLocation.External;
+            t.ExternalData.Clear();
+            t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = file });
+            t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        }
+    }
+
     internal TensorProto? FindInitializer(string name) => Graph.Initializer.FirstOrDefault(t => t.Name == name);
 
     internal Dictionary<string, TensorProto> InitializerMap() =>

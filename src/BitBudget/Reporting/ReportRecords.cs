@@ -129,7 +129,15 @@ public sealed record RunManifest(
     IReadOnlyList<SolverRun> SolverRuns,
     IReadOnlyList<string> CommandLine,
     DateTimeOffset CreatedUtc,
-    MemoryUsage? Memory = null);
+    MemoryUsage? Memory = null,
+    PairsMeasured? Pairs = null);
+
+/// <summary>Which CLADO pairs were measured.</summary>
+/// <param name="Selection">all or significant.</param>
+/// <param name="Threshold">With significant: a scheme's pairs are measured when its single |ΔL| is at least this fraction of the largest.</param>
+/// <param name="Skipped">Pairs of different layers not measured (0 in Ω).</param>
+/// <param name="Total">Pairs of different layers in Ω.</param>
+public sealed record PairsMeasured(string Selection, double? Threshold, int Skipped, int Total);
 
 /// <summary>What a run held in memory against its budget, and the CLADO measurement's rate.</summary>
 /// <param name="BudgetBytes">The memory budget (--max-memory).</param>

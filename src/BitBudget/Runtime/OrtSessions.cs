@@ -5,12 +5,17 @@ namespace BitBudget.Runtime;
 /// <summary>The one place where ONNX Runtime sessions are built and ORT failures become <see cref="BitBudgetException"/>s.</summary>
 internal static class OrtSessions
 {
-    public static InferenceSession Create(byte[] model, RuntimeOptions options, string what)
+    public static InferenceSession Create(byte[] model, RuntimeOptions options, string what) => Create(model, options, what, null, []);
+
+    /// <summary>A session that takes the weights named in <paramref name="shared"/> from <paramref name="weights"/> instead of from the model.</summary>
+    public static InferenceSession Create(byte[] model, RuntimeOptions options, string what, SharedWeights? weights, IEnumerable<string> shared)
     {
         SessionOptions sessionOptions = CreateOptions(options);
         try
         {
-            return new InferenceSession(model, sessionOptions);
+            if (weights is null) { return new InferenceSession(model, sessionOptions); }
+            weights.AddTo(sessionOptions, shared);
+            return new InferenceSession(model, sessionOptions, weights.PrePacked);
         }
         catch (OnnxRuntimeException e)
         {

@@ -16,6 +16,18 @@ public static class ProcessMemory
     /// <summary>Highest resident set size of the process so far (VmHWM), bytes.</summary>
     public static long PeakRss => Read("VmHWM:") ?? Environment.WorkingSet;
 
+    /// <summary>
+    /// Resident set size after a full, compacting garbage collection. On a 24 GB machine the GC lets garbage pile up far past
+    /// a 3 GiB budget before it collects (measured while loading ResNet-18's 61 cone sessions: 2.9 GiB managed, 1 GiB of it
+    /// live), so a pass that sizes its work from the resident set collects first.
+    /// </summary>
+    internal static long RssAfterCollecting()
+    {
+        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        return CurrentRss;
+    }
+
     /// <summary>Physical memory of the machine (or the container limit .NET sees), bytes.</summary>
     public static long Physical => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 

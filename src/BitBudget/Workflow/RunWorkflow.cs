@@ -348,7 +348,9 @@ public static class RunWorkflow
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.ImagesPerRun : null,
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.PlannedPeakBytes : null,
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.UnreferencedPeakBytes : null,
-                sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null));
+                sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null),
+            Pairs: sensitivity is null ? null
+                : new PairsMeasured(sensitivity.PairThreshold is null ? "all" : "significant", sensitivity.PairThreshold, sensitivity.SkippedPairs, sensitivity.TotalPairs));
         ManifestReport.WriteJson(manifest, Path.Combine(outDir, "manifest.json"));
 
         var notes = new List<string>(warnings)
@@ -360,7 +362,7 @@ public static class RunWorkflow
         {
             notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
                 $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs, wall time {sensitivity.Cost.TimeRatio:F2}× what those FLOPs cost at the float model's ORT throughput), " +
-                $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s ({sensitivity.Cost.EvaluationsPerSecond:F1} evaluations/s), {sensitivity.Cost.ReusedUnits} units from the store.");
+                $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s ({sensitivity.Cost.EvaluationsPerSecond:F1} evaluations/s), {sensitivity.Cost.ReusedUnits} units from the store; {sensitivity.PairsSummary}.");
         }
         notes.Add($"Memory: peak resident set {BitBudget.Runtime.ProcessMemory.Format(BitBudget.Runtime.ProcessMemory.PeakRss)} of a {BitBudget.Runtime.ProcessMemory.Format(p.Options.Runtime.MaxMemory)} budget" +
             (sensitivity is { Cost.ImagesPerRun: > 0 } c

@@ -43,6 +43,21 @@ public class CladoSensitivityTests
     }
 
     [Fact]
+    public void SharedWeightsGiveTheSameOmegaBitForBit()
+    {
+        // Every cone session reads the base's float weights from one shared copy (external data + AddInitializer); the
+        // perturbed layer's own weights stay in its cone. Nothing measured may change.
+        SensitivityInput input = Input(images: 12, searchedFrom: 2, searchedCount: 4);
+        var options = new SensitivityOptions { BatchSize = 12 };
+        SensitivityResult shared = CladoSensitivity.Measure(input, options with { ShareWeights = true });
+        SensitivityResult own = CladoSensitivity.Measure(input, options with { ShareWeights = false });
+        Assert.Equal(own.Context, shared.Context);
+        Assert.Equal(own.DeltaSingle, shared.DeltaSingle);
+        Assert.Equal(own.Omega, shared.Omega);
+        Assert.Contains(shared.DeltaSingle, d => d > 1e-4);   // something was perturbed
+    }
+
+    [Fact]
     public void OmegaFollowsTheLinearEquations()
     {
         SensitivityInput input = Input(images: 12, searchedCount: 3);
