@@ -13,7 +13,8 @@ namespace BitBudget.Bench;
 /// The shipped ViT (demo/vit, Fashion-MNIST in demo/data). "deploy": float vs W4 QDQ vs W4 MatMulNBits (same GPTQ integers),
 /// weights only and with A8 inputs: ORT top-1 on the 10k test images, file size, and latency side by side in one process
 /// (medians, batch 1 and 64, ORT_ENABLE_ALL, 1 and 2 threads). "clado": the cone schedule's executed FLOPs against the
-/// reference loop and against the exact-reuse limit computed here from the graph. Args: deploy|clado [fused|split] [repetitions].
+/// reference loop and against the exact-reuse limit computed here from the graph. "attention": W8/W4 with the attention
+/// activation × activation MatMuls float and A8 (simulated and exported top-1, latency). Args: deploy|clado|attention [fused|split] [repetitions].
 /// </summary>
 static class VitBench
 {
@@ -42,6 +43,7 @@ static class VitBench
         return what switch
         {
             "clado" => Clado(model, variant),
+            "attention" => Attention(model, variant, repetitions),
             _ => Deploy(model, variant, repetitions),
         };
     }
@@ -78,6 +80,49 @@ static class VitBench
         }
         Console.WriteLine($"peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB");
         return 0;
+    }
+
+    /// <summary>
+    /// W8 and W4 (GPTQ; first/last layer 8-bit; A8 inputs of every linear layer) with the attention activation × activation MatMuls
+    /// float and A8: top-1 of the simulation and of the exported QDQ model on the 10k test images, the export's max |logit| difference
+    /// from the simulation, and the exported model's latency (batch 64, 1 thread, median).
+    /// </summary>
+    static int Attention(string model, string variant, int repetitions)
+    {
+        Dataset test = Load("t10k"), calibration = Load("train", 512, seed: 0);
+        float[] images = test.Batch(0, 64).ToArray();
+        using var dir = new TempFolder();
+        Console.WriteLine($"ViT ({variant}), Fashion-MNIST 10k test; GPTQ, first/last layer 8-bit, A8 inputs of every linear layer; ORT {OrtEnv.Instance().GetVersionString()}, ORT_ENABLE_ALL");
+        Console.WriteLine($"{"weights",-8} {"attention",-10} {"simulated",10} {"exported",9} {"max|Δlogit|",12} {"b=64 1t ms",11}");
+        foreach (AttentionMatMulMode mode in new[] { AttentionMatMulMode.Float, AttentionMatMulMode.A8 })
+        {
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { AttentionMatMuls = mode });
+            pipeline.Calibrate(calibration);
+            if (mode == AttentionMatMulMode.Float) { Console.WriteLine($"{"float",-8} {"float",-10} {pipeline.Evaluate(pipeline.Prepared, test).Top1,10:F2}"); }
+            foreach (int bits in new[] { 8, 4 })
+            {
+                IReadOnlyList<LayerBits> config = pipeline.Uniform(bits);
+                OnnxModel simulatedModel = pipeline.Simulate(config);
+                string path = dir.File($"w{bits}-{mode}.onnx");
+                ExportResult e = pipeline.Export(config, path);
+                float[] simulated = pipeline.Logits(simulatedModel, test), exported = pipeline.Logits(e.Model, test);
+                double worst = simulated.Zip(exported).Max(p => Math.Abs(p.First - p.Second));
+                double time = Latency(File.ReadAllBytes(path), images, 64, 1, repetitions);
+                Console.WriteLine($"{"W" + bits,-8} {mode.ToString().ToLowerInvariant(),-10} {Top1(simulated, test),10:F2} {Top1(exported, test),9:F2} {worst,12:F3} {time * 1e3,11:F2}");
+            }
+        }
+        Console.WriteLine($"peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB");
+        return 0;
+    }
+
+    static double Top1(float[] logits, Dataset data)
+    {
+        int classes = logits.Length / data.Count, correct = 0;
+        for (int i = 0; i < data.Count; i++)
+        {
+            if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits.AsSpan(i * classes, classes)) == data.Labels[i]) { correct++; }
+        }
+        return 100.0 * correct / data.Count;
     }
 
     static double Latency(byte[] model, float[] images, int batch, int threads, int repetitions)
