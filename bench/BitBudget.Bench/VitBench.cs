@@ -4,6 +4,7 @@ using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
+using BitBudget.Runtime;
 using BitBudget.Sensitivity;
 using Microsoft.ML.OnnxRuntime;
 
@@ -44,6 +45,7 @@ static class VitBench
         {
             "clado" => Clado(model, variant),
             "attention" => Attention(model, variant, repetitions),
+            "cones" => Cones(model, variant),
             _ => Deploy(model, variant, repetitions),
         };
     }
@@ -112,6 +114,41 @@ static class VitBench
             }
         }
         Console.WriteLine($"peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB");
+        return 0;
+    }
+
+    /// <summary>
+    /// Where CLADO's cone evaluator and the naive whole-model loop disagree on the ViT: the same measurement (layers 1–4 searched,
+    /// 24 images in batches of 12, as VitTests) under several ONNX Runtime settings, each cones vs naive: max |ΔΩ| ÷ max |Ω| and
+    /// the reference losses. Graph optimizations and thread count change the float summation order; a wrong tensor would not care.
+    /// </summary>
+    static int Cones(string model, string variant)
+    {
+        var settings = new (string Name, GraphOptimizationLevel Level, int Threads)[]
+        {
+            ("EXTENDED, 2 threads (default)", GraphOptimizationLevel.ORT_ENABLE_EXTENDED, 0),
+            ("EXTENDED, 1 thread", GraphOptimizationLevel.ORT_ENABLE_EXTENDED, 1),
+            ("BASIC, 1 thread", GraphOptimizationLevel.ORT_ENABLE_BASIC, 1),
+            ("DISABLE_ALL, 2 threads", GraphOptimizationLevel.ORT_DISABLE_ALL, 0),
+            ("DISABLE_ALL, 1 thread", GraphOptimizationLevel.ORT_DISABLE_ALL, 1),
+        };
+        Dataset calibration = Load("train", 64, seed: 0), data = Load("train", 24, seed: 7);
+        Console.WriteLine($"ViT ({variant}): cones vs naive, layers 1–4 searched × {{2,4,8}}, 24 images in batches of 12, 12 images per run");
+        Console.WriteLine($"{"ORT settings",-30} {"max|Ω|",10} {"max|ΔΩ|",10} {"÷ max|Ω|",9} {"median |ΔΩ|",12} {"ref loss cones",15} {"ref loss naive",15}");
+        foreach (var (name, level, threads) in settings)
+        {
+            var runtime = RuntimeOptions.Default with { Optimization = level, IntraOpThreads = threads, ImagesPerRun = 12 };
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { CalibrationImages = 64, Runtime = runtime });
+            pipeline.Calibrate(calibration);
+            var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
+            var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data);
+            var options = new SensitivityOptions { BatchSize = 12, Runtime = runtime };
+            SensitivityResult cones = CladoSensitivity.Measure(input, options), naive = CladoSensitivity.Measure(input, options with { Naive = true });
+            double[] diff = [.. cones.Omega.Zip(naive.Omega, (a, b) => Math.Abs(a - b)).Where((_, i) => naive.Omega[i] != 0 || cones.Omega[i] != 0)];
+            double scale = naive.Omega.Max(Math.Abs), worst = diff.Max();
+            Array.Sort(diff);
+            Console.WriteLine($"{name,-30} {scale,10:G3} {worst,10:G3} {worst / scale,9:P3} {diff[diff.Length / 2],12:G3} {cones.ReferenceLoss,15:F9} {naive.ReferenceLoss,15:F9}");
+        }
         return 0;
     }
 
