@@ -5,7 +5,7 @@ using BitBudget.Graph;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Microsoft.ML.OnnxRuntime;
 
 namespace BitBudget.Bench;
