@@ -4,6 +4,7 @@ using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
+using BitBudget.Runtime;
 using BitBudget.Clado;
 using Microsoft.ML.OnnxRuntime;
 
@@ -13,7 +14,8 @@ namespace BitBudget.Bench;
 /// The shipped ViT (demo/vit, Fashion-MNIST in demo/data). "deploy": float vs W4 QDQ vs W4 MatMulNBits (same GPTQ integers),
 /// weights only and with A8 inputs: ORT top-1 on the 10k test images, file size, and latency side by side in one process
 /// (medians, batch 1 and 64, ORT_ENABLE_ALL, 1 and 2 threads). "clado": the cone schedule's executed FLOPs against the
-/// reference loop and against the exact-reuse limit computed here from the graph. Args: deploy|clado [fused|split] [repetitions].
+/// reference loop and against the exact-reuse limit computed here from the graph. "attention": W8/W4 with the attention
+/// activation × activation MatMuls float and A8 (simulated and exported top-1, latency). Args: deploy|clado|attention [fused|split] [repetitions].
 /// </summary>
 static class VitBench
 {
@@ -42,6 +44,8 @@ static class VitBench
         return what switch
         {
             "clado" => Clado(model, variant),
+            "attention" => Attention(model, variant, repetitions),
+            "cones" => Cones(model, variant),
             _ => Deploy(model, variant, repetitions),
         };
     }
@@ -78,6 +82,84 @@ static class VitBench
         }
         Console.WriteLine($"peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB");
         return 0;
+    }
+
+    /// <summary>
+    /// W8 and W4 (GPTQ; first/last layer 8-bit; A8 inputs of every linear layer) with the attention activation × activation MatMuls
+    /// float and A8: top-1 of the simulation and of the exported QDQ model on the 10k test images, the export's max |logit| difference
+    /// from the simulation, and the exported model's latency (batch 64, 1 thread, median).
+    /// </summary>
+    static int Attention(string model, string variant, int repetitions)
+    {
+        Dataset test = Load("t10k"), calibration = Load("train", 512, seed: 0);
+        float[] images = test.Batch(0, 64).ToArray();
+        using var dir = new TempFolder();
+        Console.WriteLine($"ViT ({variant}), Fashion-MNIST 10k test; GPTQ, first/last layer 8-bit, A8 inputs of every linear layer; ORT {OrtEnv.Instance().GetVersionString()}, ORT_ENABLE_ALL");
+        Console.WriteLine($"{"weights",-8} {"attention",-10} {"simulated",10} {"exported",9} {"max|Δlogit|",12} {"b=64 1t ms",11}");
+        foreach (AttentionMatMulMode mode in new[] { AttentionMatMulMode.Float, AttentionMatMulMode.A8 })
+        {
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { AttentionMatMuls = mode });
+            pipeline.Calibrate(calibration);
+            if (mode == AttentionMatMulMode.Float) { Console.WriteLine($"{"float",-8} {"float",-10} {pipeline.Evaluate(pipeline.Prepared, test).Top1,10:F2}"); }
+            foreach (int bits in new[] { 8, 4 })
+            {
+                IReadOnlyList<LayerBits> config = pipeline.Uniform(bits);
+                OnnxModel simulatedModel = pipeline.Simulate(config);
+                string path = dir.File($"w{bits}-{mode}.onnx");
+                ExportResult e = pipeline.Export(config, path);
+                float[] simulated = pipeline.Logits(simulatedModel, test), exported = pipeline.Logits(e.Model, test);
+                double worst = simulated.Zip(exported).Max(p => Math.Abs(p.First - p.Second));
+                double time = Latency(File.ReadAllBytes(path), images, 64, 1, repetitions);
+                Console.WriteLine($"{"W" + bits,-8} {mode.ToString().ToLowerInvariant(),-10} {Top1(simulated, test),10:F2} {Top1(exported, test),9:F2} {worst,12:F3} {time * 1e3,11:F2}");
+            }
+        }
+        Console.WriteLine($"peak RSS {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MiB");
+        return 0;
+    }
+
+    /// <summary>
+    /// Where CLADO's cone evaluator and the naive whole-model loop disagree on the ViT: the same measurement (layers 1–4 searched,
+    /// 24 images in batches of 12, as VitTests) under several ONNX Runtime settings, each cones vs naive: max |ΔΩ| ÷ max |Ω| and
+    /// the reference losses. Graph optimizations and thread count change the float summation order; a wrong tensor would not care.
+    /// </summary>
+    static int Cones(string model, string variant)
+    {
+        var settings = new (string Name, GraphOptimizationLevel Level, int Threads)[]
+        {
+            ("EXTENDED, 2 threads (default)", GraphOptimizationLevel.ORT_ENABLE_EXTENDED, 0),
+            ("EXTENDED, 1 thread", GraphOptimizationLevel.ORT_ENABLE_EXTENDED, 1),
+            ("BASIC, 1 thread", GraphOptimizationLevel.ORT_ENABLE_BASIC, 1),
+            ("DISABLE_ALL, 2 threads", GraphOptimizationLevel.ORT_DISABLE_ALL, 0),
+            ("DISABLE_ALL, 1 thread", GraphOptimizationLevel.ORT_DISABLE_ALL, 1),
+        };
+        Dataset calibration = Load("train", 64, seed: 0), data = Load("train", 24, seed: 7);
+        Console.WriteLine($"ViT ({variant}): cones vs naive, layers 1–4 searched × {{2,4,8}}, 24 images in batches of 12, 12 images per run");
+        Console.WriteLine($"{"ORT settings",-30} {"max|Ω|",10} {"max|ΔΩ|",10} {"÷ max|Ω|",9} {"median |ΔΩ|",12} {"ref loss cones",15} {"ref loss naive",15}");
+        foreach (var (name, level, threads) in settings)
+        {
+            var runtime = RuntimeOptions.Default with { Optimization = level, IntraOpThreads = threads, ImagesPerRun = 12 };
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { CalibrationImages = 64, Runtime = runtime });
+            pipeline.Calibrate(calibration);
+            var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
+            var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data);
+            var options = new SensitivityOptions { BatchSize = 12, Runtime = runtime };
+            SensitivityResult cones = CladoSensitivity.Measure(input, options), naive = CladoSensitivity.Measure(input, options with { Naive = true });
+            double[] diff = [.. cones.Omega.Zip(naive.Omega, (a, b) => Math.Abs(a - b)).Where((_, i) => naive.Omega[i] != 0 || cones.Omega[i] != 0)];
+            double scale = naive.Omega.Max(Math.Abs), worst = diff.Max();
+            Array.Sort(diff);
+            Console.WriteLine($"{name,-30} {scale,10:G3} {worst,10:G3} {worst / scale,9:P3} {diff[diff.Length / 2],12:G3} {cones.ReferenceLoss,15:F9} {naive.ReferenceLoss,15:F9}");
+        }
+        return 0;
+    }
+
+    static double Top1(float[] logits, Dataset data)
+    {
+        int classes = logits.Length / data.Count, correct = 0;
+        for (int i = 0; i < data.Count; i++)
+        {
+            if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits.AsSpan(i * classes, classes)) == data.Labels[i]) { correct++; }
+        }
+        return 100.0 * correct / data.Count;
     }
 
     static double Latency(byte[] model, float[] images, int batch, int threads, int repetitions)

@@ -23,6 +23,7 @@ sealed class PipelineArguments
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the calibration and sensitivity draws.", DefaultValueFactory = _ => 0 };
     public Option<string> Bits { get; } = new("--bits-candidates") { Description = "Candidate weight bits of searched layers.", DefaultValueFactory = _ => "2,4,8" };
     public Option<string> Activations { get; } = new("--activations") { Description = "none (weights only) or aN (N-bit inputs of quantized layers, e.g. a8).", DefaultValueFactory = _ => "a8" };
+    public Option<string> AttentionMatMuls { get; } = CreateAttentionOption();
     public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range: min-max, percentile or mse." };
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
@@ -42,7 +43,7 @@ sealed class PipelineArguments
         Runtime.AddTo(command);
         Rounding.AddTo(command);
         Model.AddTo(command);
-        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
+        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, AttentionMatMuls, ActCalibration, FirstBits, LastBits, Quiet })
         {
             command.Options.Add(o);
         }
@@ -72,6 +73,7 @@ sealed class PipelineArguments
             OutputKind = Model.OutputKind(parse),
             CandidateBits = candidates,
             ActivationBits = actBits,
+            AttentionMatMuls = AttentionMode(parse.GetRequiredValue(AttentionMatMuls)),
             ActivationCalibration = parse.GetValue(ActCalibration) ?? baseOptions.ActivationCalibration,
             FirstLayerBits = parse.GetValue(FirstBits) is string f ? Fixed(f, "--first-bits") : baseOptions.FirstLayerBits,
             LastLayerBits = parse.GetValue(LastBits) is string l ? Fixed(l, "--last-bits") : baseOptions.LastLayerBits,
@@ -102,6 +104,20 @@ sealed class PipelineArguments
             Search = options.Search with { TimeLimit = TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(TimeLimit))) },
         };
     }
+
+    /// <summary>The --attention-matmuls option (quantize, sensitivity, search, run).</summary>
+    public static Option<string> CreateAttentionOption()
+    {
+        var option = new Option<string>("--attention-matmuls")
+        {
+            Description = "Attention's activation × activation MatMuls (Q·Kᵀ, softmax·V): float (default) or a8 (8-bit Q/DQ on both inputs, calibrated like the layer inputs).",
+            DefaultValueFactory = _ => "float",
+        };
+        option.AcceptOnlyFromAmong("float", "a8");
+        return option;
+    }
+
+    public static AttentionMatMulMode AttentionMode(string text) => text == "a8" ? AttentionMatMulMode.A8 : AttentionMatMulMode.Float;
 
     static int Positive(int value, string name) =>
         value > 0 ? value : throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} must be positive, got {value}.");

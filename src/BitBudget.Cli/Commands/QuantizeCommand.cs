@@ -33,9 +33,10 @@ static class QuantizeCommand
         {
             Description = "Write 3–4-bit MatMul weights as ONNX Runtime's com.microsoft.MatMulNBits (block-wise int4, native CPU kernel; runs in ONNX Runtime only) instead of QDQ.",
         };
+        var attention = PipelineArguments.CreateAttentionOption();
         var command = new Command("quantize", "Quantize a model with a bit configuration and write a runnable QDQ ONNX model.")
         {
-            model, config, bits, output, activations, calib, calibSplit, calibSeed, actMethod, force, json, nbits,
+            model, config, bits, output, activations, attention, calib, calibSplit, calibSeed, actMethod, force, json, nbits,
         };
         var rounding = new RoundingArguments();
         rounding.AddTo(command);
@@ -63,11 +64,12 @@ static class QuantizeCommand
             BitConfig bitConfig = configFile is null ? BitConfig.Uniform(uniform!.Value) : BitConfig.Load(configFile.FullName);
             WeightRounding weightRounding = rounding.Rounding(parse);
             bool a8 = parse.GetValue(activations) == "a8";
+            bool attentionA8 = PipelineArguments.AttentionMode(parse.GetRequiredValue(attention)) == AttentionMatMulMode.A8;
             string? calibPath = parse.GetValue(calib);
-            if (calibPath is null && (a8 || weightRounding.NeedsCalibration))
+            if (calibPath is null && (a8 || attentionA8 || weightRounding.NeedsCalibration))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, a8
-                    ? "--activations a8 needs calibration images (--calib DATA)."
+                throw new BitBudgetException(ErrorKind.InvalidInput, a8 || attentionA8
+                    ? $"{(a8 ? "--activations a8" : "--attention-matmuls a8")} needs calibration images (--calib DATA)."
                     : weightRounding.Method == RoundingMethod.Gptq
                         ? "--rounding gptq (the default) needs calibration images: give --calib DATA, or use --rounding rtn."
                         : "--bias-correction on needs calibration images: give --calib DATA, or use --bias-correction off.");
@@ -95,13 +97,19 @@ static class QuantizeCommand
                     progress => QuantizedWeights.Create(prepared, summary.Layers, weightRounding, calibration, runtimeOptions, progress, Ui.Cancellation))
                 : QuantizedWeights.Create(prepared, summary.Layers, weightRounding);
             IReadOnlyDictionary<string, ActivationParams>? actParams = null;
-            if (a8)
+            IReadOnlyList<AttentionQuantizer>? attentionParams = null;
+            if (a8 || attentionA8)
             {
                 using EvaluationEngine engine = EvaluationEngine.Create(prepared, runtimeOptions, kind);
-                actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
+                if (a8) { actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation); }
+                if (attentionA8)
+                {
+                    attentionParams = AttentionMatMuls.Calibrate(engine, calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
+                    if (attentionParams.Count == 0) { Ui.Note("--attention-matmuls a8: the model has no activation × activation MatMul; nothing to quantize there."); }
+                }
             }
             float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();
-            var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions, MatMulNBits = parse.GetValue(nbits) };
+            var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions, MatMulNBits = parse.GetValue(nbits), Attention = attentionParams };
             ExportResult result = Ui.WithProgress("rounding and export", 1,
                 _ => QdqExporter.ExportToFile(outPath, parse.GetValue(force), prepared, summary.Layers, resolved, weights, actParams, exportOptions));
             long floatBytes = summary.Layers.Sum(l => l.WeightCount) * 4;
@@ -118,6 +126,7 @@ static class QuantizeCommand
                     result.AccountedWeightBytes,
                     result.StoredWeightBytes,
                     FloatWeightBytes = floatBytes,
+                    AttentionMatmulsA8 = attentionParams?.Count ?? 0,
                     result.Layers,
                 });
                 return ExitCodes.Ok;
@@ -138,6 +147,7 @@ static class QuantizeCommand
             Ui.Err.MarkupLine($"wrote [blue]{Markup.Escape(outPath)}[/]: {Ui.Count(result.ModelBytes)} bytes (float weights {Ui.Count(floatBytes)} B → {Ui.Count(result.StoredWeightBytes)} B stored); " +
                 "checked in ONNX Runtime at ORT_ENABLE_ALL.");
             Ui.Err.MarkupLine($"weights: {Markup.Escape(RoundingArguments.Describe(weights.Rounding))}{(a8 ? "; activations: 8-bit inputs of quantized layers" : "")}" +
+                (attentionParams is { Count: > 0 } ? $"; attention: 8-bit inputs of {attentionParams.Count} activation × activation MatMuls" : "") +
                 (calibration is null ? "" : $"; calibration: {Markup.Escape(calibration.Description)}"));
             return ExitCodes.Ok;
         });

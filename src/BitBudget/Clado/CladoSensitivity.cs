@@ -181,7 +181,7 @@ internal sealed class MeasurementPlan
 
         // The base: fixed layers quantized as configured, searched layers in float with float inputs.
         var baseConfig = input.Config.Select(c => c.Searchable ? c with { WeightBits = 0, ActivationBits = 0 } : c).ToArray();
-        OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true);
+        OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true, input.Attention);
         // The cones add what the searched layers need (the float fake quantization's Round, Clip with inputs…) to slices of this
         // base, so it carries their opset even when nothing in it is quantized yet (an opset-8 model with every layer searched).
         long needed = QdqGraph.RequiredOpset(input.Config, storedWeights: false);
@@ -198,6 +198,7 @@ internal sealed class MeasurementPlan
         {
             foreach (var (name, p) in input.Activations.OrderBy(p => p.Key, StringComparer.Ordinal)) { text.AppendLine($"{name}:{p}"); }
         }
+        foreach (AttentionQuantizer q in input.Attention ?? []) { text.AppendLine(q.ToString()); }
         using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         sha.AppendData(System.Text.Encoding.UTF8.GetBytes(text.ToString()));
         foreach (LayerInfo layer in searched)

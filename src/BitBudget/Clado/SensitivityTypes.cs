@@ -131,8 +131,9 @@ public enum PairSelection
 /// <param name="Weights">Quantized tensors of every (layer, bits), computed once (RTN or GPTQ).</param>
 /// <param name="Activations">Input-activation parameters by layer name, for every layer with activation bits.</param>
 /// <param name="Data">The sensitivity images.</param>
+/// <param name="Attention">Quantizers of the attention activation × activation MatMuls, part of every measured model (null: they stay float).</param>
 public sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
-    QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data);
+    QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data, IReadOnlyList<AttentionQuantizer>? Attention = null);
 
 /// <summary>Progress of a measurement: forward evaluations (singles and pairs) done and in total, for this run.</summary>
 public readonly record struct SensitivityProgress(long Done, long Total, double EvaluationsPerSecond, long PeakRssBytes = 0);

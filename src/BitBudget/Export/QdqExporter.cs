@@ -51,6 +51,9 @@ public sealed record ExportOptions
     /// </summary>
     public bool MatMulNBits { get; init; }
 
+    /// <summary>Quantizers of the attention activation × activation MatMuls: Q/DQ on both of their inputs (null: they stay float).</summary>
+    public IReadOnlyList<AttentionQuantizer>? Attention { get; init; }
+
     /// <summary>Tests only: real Q/DQ on int2-weight layer inputs, to show the ONNX Runtime failure the emulation avoids.</summary>
     internal bool RealQdqOnInt2Inputs { get; init; }
 
@@ -77,6 +80,7 @@ public static class QdqExporter
         foreach (LayerBits b in config) { QdqGraph.ActivationFor(b, activations); }   // fail before any work
         OnnxModel model = prepared.Clone();
         long opset = Math.Max(model.Opset, QdqGraph.RequiredOpset(config, storedWeights: true));
+        if (options.Attention is { Count: > 0 }) { opset = Math.Max(opset, QdqGraph.BaseOpset); }
         OpsetUpgrade.Raise(model, opset);
         if (config.Any(b => b.WeightBits == 2)) { model.Proto.IrVersion = Math.Max(model.Proto.IrVersion, 13); }   // INT2 arrived with IR 13
 
@@ -145,6 +149,7 @@ public static class QdqExporter
         {
             if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: config[i].WeightBits == 2 && !options.RealQdqOnInt2Inputs); }
         }
+        AttentionMatMuls.Insert(model, options.Attention, emulate: false);
         foreach ((int i, QuantizedTensor q) in nbits)
         {
             LayerInfo layer = layers[i];
@@ -157,7 +162,7 @@ public static class QdqExporter
         model.Proto.ProducerName = "bitbudget";
         byte[] bytes = model.ToBytes();
         float[] output = Check(bytes, model, options);
-        CheckAgainstSimulation(output, QuantSimulator.Build(prepared, layers, config, weights, activations), options);
+        CheckAgainstSimulation(output, QuantSimulator.Build(prepared, layers, config, weights, activations, attention: options.Attention), options);
         return new ExportResult(model, opset, exported, bytes.LongLength, output);
     }
 

@@ -98,6 +98,12 @@ public sealed class MpqPipeline
     /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
     public IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
 
+    /// <summary>
+    /// Quantizers of the attention activation × activation MatMuls (<see cref="PipelineOptions.AttentionMatMuls"/> = A8, after
+    /// <see cref="Calibrate"/>; empty when the model has none), else null.
+    /// </summary>
+    public IReadOnlyList<AttentionQuantizer>? Attention { get; private set; }
+
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
 
@@ -120,6 +126,10 @@ public sealed class MpqPipeline
             {
                 Activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
             }
+            if (Options.AttentionMatMuls == AttentionMatMulMode.A8)
+            {
+                Attention = AttentionMatMuls.Calibrate(engine, used, 8, Options.ActivationCalibration, 64, cancel);
+            }
         }
         Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
@@ -138,7 +148,7 @@ public sealed class MpqPipeline
             OutputKind = OutputKind,
             SettingsNote = $"{Options.Fingerprint()} {Options.Sensitivity.SettingsNote}".Trim(),
         };
-        return CladoSensitivity.Measure(new SensitivityInput(Prepared, Summary.Layers, Policy, Weights, Activations, sensitivity), options, progress, cancel);
+        return CladoSensitivity.Measure(new SensitivityInput(Prepared, Summary.Layers, Policy, Weights, Activations, sensitivity, Attention), options, progress, cancel);
     }
 
     /// <summary>The search problem for <paramref name="budgets"/>, with Ω from <paramref name="sensitivity"/> made PSD (zeros without it).</summary>
@@ -249,7 +259,7 @@ public sealed class MpqPipeline
     public OnnxModel Simulate(IReadOnlyList<LayerBits> config)
     {
         RequireCalibration();
-        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations);
+        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations, attention: Attention);
     }
 
     /// <summary>
@@ -260,7 +270,7 @@ public sealed class MpqPipeline
     {
         RequireCalibration();
         return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
-            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits });
+            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits, Attention = Attention });
     }
 
     /// <summary>Top-1/top-5/loss of <paramref name="model"/> (a simulated or exported model, or the original) on <paramref name="data"/>.</summary>
@@ -323,7 +333,7 @@ public sealed class MpqPipeline
 
     void RequireCalibration()
     {
-        if (CalibrationHash is null && (Options.ActivationBits > 0 || Options.Rounding.NeedsCalibration))
+        if (CalibrationHash is null && (Options.ActivationBits > 0 || Options.AttentionMatMuls != AttentionMatMulMode.Float || Options.Rounding.NeedsCalibration))
         {
             throw new InvalidOperationException("Call Calibrate before measuring, simulating or exporting with activation quantization or data-aware rounding.");
         }

@@ -35,6 +35,12 @@ public sealed record PipelineOptions
     /// <summary>Input-activation bits of quantized layers; 0 = weights only.</summary>
     public int ActivationBits { get; init; } = 8;
 
+    /// <summary>
+    /// The activation × activation MatMuls of attention (Q·Kᵀ, softmax·V): float (default) or 8-bit inputs calibrated like the
+    /// layer inputs (<see cref="ActivationCalibration"/>), in the simulation, CLADO's measurement and the export.
+    /// </summary>
+    public AttentionMatMulMode AttentionMatMuls { get; init; } = AttentionMatMulMode.Float;
+
     /// <summary>How activation ranges are calibrated.</summary>
     public ActivationCalibration ActivationCalibration { get; init; } = ActivationCalibration.MinMax;
 
@@ -92,5 +98,6 @@ public sealed record PipelineOptions
         $"preset={Preset} bits={string.Join(",", CandidateBits)} first={FirstLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} " +
         $"last={LastLayerBits?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "searched"} act={ActivationBits}/{ActivationCalibration} " +
         $"perchannel={PerChannel} range={WeightRange} calib={CalibrationImages} rounding={Rounding.Fingerprint()}" +
-        (OutputKind is Graph.OutputKind k ? $" output-kind={k}" : "");
+        (OutputKind is Graph.OutputKind k ? $" output-kind={k}" : "") +
+        (AttentionMatMuls == AttentionMatMulMode.Float ? "" : $" attention-matmuls={AttentionMatMuls}");
 }

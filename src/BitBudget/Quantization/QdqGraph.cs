@@ -46,56 +46,61 @@ internal static class QdqGraph
     /// </summary>
     public static void InsertActivationQdq(OnnxModel model, LayerInfo layer, ActivationParams p, bool emulate)
     {
+        foreach (NodeProto node in LayerNodes(model, layer)) { InsertInputQdq(model, node, 0, p, emulate, $"{OpsetUpgrade.NodeName(node)}_input"); }
+    }
+
+    /// <summary>
+    /// Inserts the fake quantization of <see cref="InsertActivationQdq"/> on input <paramref name="input"/> of <paramref name="node"/> only
+    /// (other readers of the tensor keep the float values); new tensors are named after <paramref name="stem"/>.
+    /// </summary>
+    public static void InsertInputQdq(OnnxModel model, NodeProto node, int input, ActivationParams p, bool emulate, string stem)
+    {
         bool wide = p.Bits > 8;
         TensorProto.Types.DataType type = wide ? TensorProto.Types.DataType.Uint16 : TensorProto.Types.DataType.Uint8;
-        foreach (NodeProto node in LayerNodes(model, layer))
+        string scale = ModelPreparer.UniqueName(model, $"{stem}_scale");
+        model.Graph.Initializer.Add(TensorData.Float(scale, [], [p.Scale]));
+        string source = node.Input[input];
+        var inserted = new List<NodeProto>();
+        string Add(string op, string suffix, params string[] inputs)
         {
-            string stem = $"{OpsetUpgrade.NodeName(node)}_input";
-            string scale = ModelPreparer.UniqueName(model, $"{stem}_scale");
-            model.Graph.Initializer.Add(TensorData.Float(scale, [], [p.Scale]));
-            string source = node.Input[0];
-            var inserted = new List<NodeProto>();
-            string Add(string op, string suffix, params string[] inputs)
-            {
-                string output = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
-                inserted.Add(Node(op, output, inputs, [output]));
-                model.Graph.Node.Add(inserted[^1]);   // reserve the name; moved into place below
-                return output;
-            }
-            string Constant(string suffix, float value)
-            {
-                string name = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
-                model.Graph.Initializer.Add(TensorData.Float(name, [], [value]));
-                return name;
-            }
-            string result;
-            if (emulate)
-            {
-                string zp = Constant("zero_point_f", p.ZeroPoint);
-                string divided = Add("Div", "divided", source, scale);
-                string rounded = Add("Round", "rounded", divided);   // ties to even, like QuantizeLinear
-                string shifted = Add("Add", "shifted", rounded, zp);
-                string saturated = Add("Clip", "saturated", shifted, Constant("qmin", 0), Constant("qmax", p.QMax));
-                string centred = Add("Sub", "centred", saturated, zp);
-                result = Add("Mul", "dequantized", centred, scale);
-            }
-            else
-            {
-                string zeroPoint = ModelPreparer.UniqueName(model, $"{stem}_zero_point");
-                model.Graph.Initializer.Add(ZeroPoint(zeroPoint, type, p.ZeroPoint));
-                if (p.Bits is not (8 or 16))
-                {
-                    // The container holds 8 or 16 bits; clipping to the b-bit range first makes QuantizeLinear saturate at 2^b − 1.
-                    source = Add("Clip", "clipped", source, Constant("clip_min", p.RangeMin), Constant("clip_max", p.RangeMax));
-                }
-                string quantized = Add("QuantizeLinear", "quantized", source, scale, zeroPoint);
-                result = Add("DequantizeLinear", "dequantized", quantized, scale, zeroPoint);
-            }
-            foreach (NodeProto n in inserted) { model.Graph.Node.Remove(n); }
-            int at = model.Graph.Node.IndexOf(node);
-            for (int i = 0; i < inserted.Count; i++) { model.Graph.Node.Insert(at + i, inserted[i]); }
-            node.Input[0] = result;
+            string output = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
+            inserted.Add(Node(op, output, inputs, [output]));
+            model.Graph.Node.Add(inserted[^1]);   // reserve the name; moved into place below
+            return output;
         }
+        string Constant(string suffix, float value)
+        {
+            string name = ModelPreparer.UniqueName(model, $"{stem}_{suffix}");
+            model.Graph.Initializer.Add(TensorData.Float(name, [], [value]));
+            return name;
+        }
+        string result;
+        if (emulate)
+        {
+            string zp = Constant("zero_point_f", p.ZeroPoint);
+            string divided = Add("Div", "divided", source, scale);
+            string rounded = Add("Round", "rounded", divided);   // ties to even, like QuantizeLinear
+            string shifted = Add("Add", "shifted", rounded, zp);
+            string saturated = Add("Clip", "saturated", shifted, Constant("qmin", 0), Constant("qmax", p.QMax));
+            string centred = Add("Sub", "centred", saturated, zp);
+            result = Add("Mul", "dequantized", centred, scale);
+        }
+        else
+        {
+            string zeroPoint = ModelPreparer.UniqueName(model, $"{stem}_zero_point");
+            model.Graph.Initializer.Add(ZeroPoint(zeroPoint, type, p.ZeroPoint));
+            if (p.Bits is not (8 or 16))
+            {
+                // The container holds 8 or 16 bits; clipping to the b-bit range first makes QuantizeLinear saturate at 2^b − 1.
+                source = Add("Clip", "clipped", source, Constant("clip_min", p.RangeMin), Constant("clip_max", p.RangeMax));
+            }
+            string quantized = Add("QuantizeLinear", "quantized", source, scale, zeroPoint);
+            result = Add("DequantizeLinear", "dequantized", quantized, scale, zeroPoint);
+        }
+        foreach (NodeProto n in inserted) { model.Graph.Node.Remove(n); }
+        int at = model.Graph.Node.IndexOf(node);
+        for (int i = 0; i < inserted.Count; i++) { model.Graph.Node.Insert(at + i, inserted[i]); }
+        node.Input[input] = result;
     }
 
     /// <summary>Name of the bias initializer added to a layer that had none.</summary>

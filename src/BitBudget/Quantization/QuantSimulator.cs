@@ -21,8 +21,10 @@ public static class QuantSimulator
     /// so ONNX Runtime's QDQ rewrites (which move or fuse the pairs and change rounding) cannot make a model and its
     /// slices compute different values. CLADO's measurement uses it; export never does.
     /// </param>
+    /// <param name="attention">Quantizers of the attention activation × activation MatMuls (null: they stay float).</param>
     public static OnnxModel Build(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, IReadOnlyList<LayerBits> config,
-        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null, bool emulateActivations = false)
+        QuantizedWeights weights, IReadOnlyDictionary<string, ActivationParams>? activations = null, bool emulateActivations = false,
+        IReadOnlyList<AttentionQuantizer>? attention = null)
     {
         ArgumentNullException.ThrowIfNull(prepared);
         ArgumentNullException.ThrowIfNull(weights);
@@ -42,6 +44,7 @@ public static class QuantSimulator
         {
             if (QdqGraph.ActivationFor(config[i], activations) is ActivationParams p) { QdqGraph.InsertActivationQdq(model, layers[i], p, emulate: emulateActivations || config[i].WeightBits == 2); }
         }
+        AttentionMatMuls.Insert(model, attention, emulateActivations);
         return model;
     }
 
