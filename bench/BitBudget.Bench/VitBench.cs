@@ -15,7 +15,8 @@ namespace BitBudget.Bench;
 /// weights only and with A8 inputs: ORT top-1 on the 10k test images, file size, and latency side by side in one process
 /// (medians, batch 1 and 64, ORT_ENABLE_ALL, 1 and 2 threads). "clado": the cone schedule's executed FLOPs against the
 /// reference loop and against the exact-reuse limit computed here from the graph. "attention": W8/W4 with the attention
-/// activation × activation MatMuls float and A8 (simulated and exported top-1, latency). Args: deploy|clado|attention [fused|split] [repetitions].
+/// activation × activation MatMuls float and A8 (simulated and exported top-1, latency). "cones": CLADO cones vs the naive loop under several ORT settings.
+/// Args: deploy|clado|attention|cones [fused|split] [repetitions].
 /// </summary>
 static class VitBench
 {
