@@ -38,6 +38,7 @@ static class QuantizeCommand
         };
         var rounding = new RoundingArguments();
         rounding.AddTo(command);
+        rounding.AddFinalTo(command);
         var dataArgs = new DataArguments();
         dataArgs.AddTo(command);
         var runtime = new RuntimeArguments();
@@ -98,6 +99,13 @@ static class QuantizeCommand
             {
                 using EvaluationEngine engine = EvaluationEngine.Create(prepared, runtimeOptions, kind);
                 actParams = ActivationCalibrator.Calibrate(engine, [.. summary.Layers.Where(l => !resolved[l.Index].IsFloat)], calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
+            }
+            if (rounding.FinalRounding(parse) == FinalRounding.Sequential && weightRounding.NeedsCalibration)
+            {
+                QuantizedWeights independent = weights;
+                int waves = SequentialRounding.WaveCount(prepared, summary.Layers, resolved);
+                weights = Ui.WithProgress("sequential rounding (waves of layers)", waves,
+                    progress => SequentialRounding.Round(independent, resolved, actParams, calibration, runtimeOptions, progress, Ui.Cancellation));
             }
             float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();
             var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions, MatMulNBits = parse.GetValue(nbits) };

@@ -100,6 +100,12 @@ public sealed class MpqPipeline
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
 
+    // The calibration images the weights were rounded on (sequential final rounding runs its passes on them).
+    Dataset? _calibration;
+
+    // Sequentially rounded weights per configuration (BitConfig.Describe), so simulation and export use the same tensors.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<QuantizedWeights>> _final = new(StringComparer.Ordinal);
+
     /// <summary>Hash of the calibration data, or null before calibration.</summary>
     public string? CalibrationHash { get; private set; }
 
@@ -122,6 +128,8 @@ public sealed class MpqPipeline
         }
         Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
+        _calibration = used;
+        _final.Clear();
         _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
     }
 
@@ -250,11 +258,29 @@ public sealed class MpqPipeline
     /// <summary>Every searched layer at <paramref name="bits"/>.</summary>
     public IReadOnlyList<LayerBits> Uniform(int bits) => Configuration(Summary.Layers.ToDictionary(l => l.Name, _ => bits));
 
-    /// <summary>The fake-quantized model of a configuration (what search evaluates).</summary>
-    public OnnxModel Simulate(IReadOnlyList<LayerBits> config)
+    /// <summary>
+    /// The fake-quantized model of a configuration with its final weights (<see cref="FinalWeights"/>): what its export computes.
+    /// With <paramref name="finalRounding"/> false, the independently rounded weights the measurement used (cheaper; what
+    /// <c>best</c> judges its candidates with).
+    /// </summary>
+    public OnnxModel Simulate(IReadOnlyList<LayerBits> config, bool finalRounding = true)
     {
         RequireCalibration();
-        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations);
+        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), finalRounding ? FinalWeights(config) : Weights, Activations);
+    }
+
+    /// <summary>
+    /// The weights a configuration is simulated and exported with: <see cref="Weights"/> with <see cref="FinalRounding.Independent"/>,
+    /// else the configuration re-rounded by <see cref="SequentialRounding"/> (computed once per configuration).
+    /// </summary>
+    public QuantizedWeights FinalWeights(IReadOnlyList<LayerBits> config, IProgress<int>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        RequireCalibration();
+        if (Options.FinalRounding == FinalRounding.Independent || !Weights.Rounding.NeedsCalibration) { return Weights; }
+        IReadOnlyList<LayerBits> resolved = WithActivations(config);
+        return _final.GetOrAdd(BitConfig.Describe(resolved), _ => new Lazy<QuantizedWeights>(
+            () => SequentialRounding.Round(Weights, resolved, Activations, _calibration, Options.Runtime, progress, cancel))).Value;
     }
 
     /// <summary>
@@ -264,7 +290,7 @@ public sealed class MpqPipeline
     public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false, bool matMulNBits = false)
     {
         RequireCalibration();
-        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
+        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), FinalWeights(config), Activations,
             new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits });
     }
 

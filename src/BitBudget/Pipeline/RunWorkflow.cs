@@ -289,7 +289,7 @@ public static class RunWorkflow
             cancel.ThrowIfCancellationRequested();
             progress?.Report(new RunProgress("search", judged.Count, distinct.Count, $"best @ {label}: held-out loss of candidate {judged.Count + 1} of {distinct.Count}"));
             SearchResult result = group.First().Result;
-            EvaluationResult heldOut = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits)), request.HeldOut!, floatLogits, cancel);
+            EvaluationResult heldOut = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits), finalRounding: false), request.HeldOut!, floatLogits, cancel);
             judged.Add(([.. group.Select(c => c.Source)], result, heldOut));
         }
         bool kl = request.BestJudge == BestJudge.KlDivergence;
