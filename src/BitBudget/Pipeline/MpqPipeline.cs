@@ -330,7 +330,7 @@ public sealed class MpqPipeline
     // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
     OnnxModel Runnable(OnnxModel model) => ReferenceEquals(model, Original) ? Prepared : model;
 
-    /// <summary>Weight bytes and average bits of a configuration, as the budgets count them (float layers at 32 bits).</summary>
+    /// <summary>Weight bytes and average bits of a configuration, as the budgets count them: stored bits (a 3-bit weight in an int4 container counts 4), float layers at 32.</summary>
     public (long Bytes, double AverageBits) Size(IReadOnlyList<LayerBits> config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -339,7 +339,7 @@ public sealed class MpqPipeline
         for (int i = 0; i < config.Count; i++)
         {
             long n = Summary.Layers[i].WeightCount;
-            int b = config[i].IsFloat ? 32 : config[i].WeightBits;
+            int b = config[i].IsFloat ? 32 : WeightStorage.StoredBits(config[i].WeightBits);
             bits += (double)n * b;
             weights += n;
             bytes += BitConfig.WeightBytes(n, config[i].WeightBits);
