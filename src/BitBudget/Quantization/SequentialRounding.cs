@@ -1,6 +1,7 @@
 using BitBudget.Data;
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
+using BitBudget.Rounding;
 using BitBudget.Runtime;
 
 namespace BitBudget.Quantization;

@@ -3,6 +3,7 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
+using BitBudget.Rounding;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
 using BitBudget.Tests.Support;
