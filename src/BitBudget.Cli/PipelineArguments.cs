@@ -80,6 +80,7 @@ sealed class PipelineArguments
             CalibrationImages = Positive(parse.GetValue(Rounding.CalibImages), "--calib-images"),
             // The paper preset rounds to nearest unless --rounding says otherwise.
             Rounding = baseOptions.Preset == "clado-paper" && parse.GetResult(Rounding.Method) is null ? baseOptions.Rounding : Rounding.Rounding(parse),
+            FinalRounding = parse.CommandResult.Command.Options.Contains(Rounding.Final) ? Rounding.FinalRounding(parse) : baseOptions.FinalRounding,
         };
         if (parse.GetResult(SensBatch) is null && parse.GetResult(Store) is null && !parse.CommandResult.Command.Options.Contains(SensBatch)) { return options; }
         var sensitivity = new SensitivityOptions

@@ -29,8 +29,16 @@ sealed class RoundingArguments
         Description = "Per-channel clipping scale: mse (least weight error) or output-error (least layer-output error, gptq only) (default: output-error with gptq, mse with rtn).",
     };
 
+    public Option<string> Final { get; } = new("--final-rounding")
+    {
+        Description = "How the chosen configuration is rounded for export: independent (each layer against float inputs, as measured; default) " +
+            "or sequential (layer by layer against the inputs of the partially quantized model, bias corrected towards the float outputs).",
+        DefaultValueFactory = _ => "independent",
+    };
+
     public RoundingArguments()
     {
+        Final.AcceptOnlyFromAmong("independent", "sequential");
         Method.AcceptOnlyFromAmong("gptq", "rtn");
         BiasCorrection.AcceptOnlyFromAmong("on", "off");
         ScaleSearch.AcceptOnlyFromAmong("mse", "output-error");
@@ -43,6 +51,13 @@ sealed class RoundingArguments
         command.Options.Add(CalibImages);
         command.Options.Add(ScaleSearch);
     }
+
+    /// <summary>Adds --final-rounding (quantize and run: the commands that export).</summary>
+    public void AddFinalTo(Command command) => command.Options.Add(Final);
+
+    /// <summary>The --final-rounding choice.</summary>
+    public FinalRounding FinalRounding(ParseResult parse) =>
+        parse.GetValue(Final) == "sequential" ? Quantization.FinalRounding.Sequential : Quantization.FinalRounding.Independent;
 
     /// <summary>The settings the options describe; defaults follow the method (gptq: the measured best; rtn: plain round to nearest).</summary>
     public WeightRounding Rounding(ParseResult parse)

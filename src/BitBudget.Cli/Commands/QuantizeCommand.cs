@@ -40,6 +40,7 @@ static class QuantizeCommand
         };
         var rounding = new RoundingArguments();
         rounding.AddTo(command);
+        rounding.AddFinalTo(command);
         var dataArgs = new DataArguments();
         dataArgs.AddTo(command);
         var runtime = new RuntimeArguments();
@@ -107,6 +108,13 @@ static class QuantizeCommand
                     attentionParams = AttentionMatMuls.Calibrate(engine, calibration!, 8, parse.GetValue(actMethod), cancel: Ui.Cancellation);
                     if (attentionParams.Count == 0) { Ui.Note("--attention-matmuls a8: the model has no activation × activation MatMul; nothing to quantize there."); }
                 }
+            }
+            if (rounding.FinalRounding(parse) == FinalRounding.Sequential && weightRounding.NeedsCalibration)
+            {
+                QuantizedWeights independent = weights;
+                int waves = SequentialRounding.WaveCount(prepared, summary.Layers, resolved);
+                weights = Ui.WithProgress("sequential rounding (waves of layers)", waves,
+                    progress => SequentialRounding.Round(independent, resolved, actParams, calibration, runtimeOptions, progress, Ui.Cancellation));
             }
             float[]? check = calibration is null ? null : calibration.Batch(0, Math.Min(8, calibration.Count)).ToArray();
             var exportOptions = new ExportOptions { CheckInput = check, Runtime = runtimeOptions, MatMulNBits = parse.GetValue(nbits), Attention = attentionParams };

@@ -46,6 +46,7 @@ static class RunCommand
             model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates, bestJudge,
         };
         args.AddTo(command);
+        args.Rounding.AddFinalTo(command);
         command.SetAction(parse =>
         {
             var budgets = parse.GetRequiredValue(budget).Concat((parse.GetValue(pareto) ?? "").Split([' ', ';'], StringSplitOptions.RemoveEmptyEntries))

@@ -74,7 +74,7 @@ public static class BestOfSearch
             cancel.ThrowIfCancellationRequested();
             report?.Invoke(judged.Count, distinct.Count, $"best @ {label}: held-out loss of candidate {judged.Count + 1} of {distinct.Count}");
             SearchResult result = group.First().Result;
-            EvaluationResult evaluated = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits)), heldOut, floatLogits, cancel);
+            EvaluationResult evaluated = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits), finalRounding: false), heldOut, floatLogits, cancel);
             judged.Add(([.. group.Select(c => c.Source)], result, evaluated));
         }
         bool kl = judge == BestJudge.KlDivergence;

@@ -239,7 +239,7 @@ public static class OmpqAllocation
             {
                 x[i, j] = solver.MakeBoolVar($"x{i}_{j}");
                 one.SetCoefficient(x[i, j], 1);
-                size.SetCoefficient(x[i, j], (double)weights[i] * candidates[j]);
+                size.SetCoefficient(x[i, j], (double)weights[i] * Graph.WeightStorage.StoredBits(candidates[j]));   // stored bits: 3-bit in int4
                 objective.SetCoefficient(x[i, j], c[i] * candidates[j]);
             }
         }

@@ -123,11 +123,14 @@ public sealed record Budget(BudgetKind Kind, double Value, BudgetScope Scope = B
         return kind == BudgetKind.AvgBits ? sum / count : sum;
     }
 
-    /// <summary>A layer's contribution to the sum behind a budget (for average bits: numel·bits, divided by Σ numel later).</summary>
+    /// <summary>
+    /// A layer's contribution to the sum behind a budget (for average bits: numel·bits, divided by Σ numel later). Sizes count the
+    /// bits stored (<see cref="Graph.WeightStorage.StoredBits"/>: a 3-bit weight sits in an int4 container); BitOPs the nominal bits.
+    /// </summary>
     internal static double Coefficient(BudgetKind kind, SearchLayer layer, int bits, int activationBits) => kind switch
     {
-        BudgetKind.AvgBits => (double)layer.WeightCount * bits,
-        BudgetKind.Bytes => (double)layer.WeightCount * bits / 8.0,
+        BudgetKind.AvgBits => (double)layer.WeightCount * Graph.WeightStorage.StoredBits(bits),
+        BudgetKind.Bytes => (double)layer.WeightCount * Graph.WeightStorage.StoredBits(bits) / 8.0,
         _ => (double)layer.MacsPerImage * bits * activationBits,
     };
 }

@@ -107,6 +107,12 @@ public sealed class MpqPipeline
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
 
+    // The calibration images the weights were rounded on (sequential final rounding runs its passes on them).
+    Dataset? _calibration;
+
+    // Sequentially rounded weights per configuration (BitConfig.Describe), so simulation and export use the same tensors.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<QuantizedWeights>> _final = new(StringComparer.Ordinal);
+
     /// <summary>Hash of the calibration data, or null before calibration.</summary>
     public string? CalibrationHash { get; private set; }
 
@@ -133,6 +139,8 @@ public sealed class MpqPipeline
         }
         Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
+        _calibration = used;
+        _final.Clear();
         _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
     }
 
@@ -255,11 +263,29 @@ public sealed class MpqPipeline
     /// <summary>Every searched layer at <paramref name="bits"/>.</summary>
     public IReadOnlyList<LayerBits> Uniform(int bits) => Configuration(Summary.Layers.ToDictionary(l => l.Name, _ => bits));
 
-    /// <summary>The fake-quantized model of a configuration (what search evaluates).</summary>
-    public OnnxModel Simulate(IReadOnlyList<LayerBits> config)
+    /// <summary>
+    /// The fake-quantized model of a configuration with its final weights (<see cref="FinalWeights"/>): what its export computes.
+    /// With <paramref name="finalRounding"/> false, the independently rounded weights the measurement used (cheaper; what
+    /// <c>best</c> judges its candidates with).
+    /// </summary>
+    public OnnxModel Simulate(IReadOnlyList<LayerBits> config, bool finalRounding = true)
     {
         RequireCalibration();
-        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), Weights, Activations, attention: Attention);
+        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), finalRounding ? FinalWeights(config) : Weights, Activations, attention: Attention);
+    }
+
+    /// <summary>
+    /// The weights a configuration is simulated and exported with: <see cref="Weights"/> with <see cref="FinalRounding.Independent"/>,
+    /// else the configuration re-rounded by <see cref="SequentialRounding"/> (computed once per configuration).
+    /// </summary>
+    public QuantizedWeights FinalWeights(IReadOnlyList<LayerBits> config, IProgress<int>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        RequireCalibration();
+        if (Options.FinalRounding == FinalRounding.Independent || !Weights.Rounding.NeedsCalibration) { return Weights; }
+        IReadOnlyList<LayerBits> resolved = WithActivations(config);
+        return _final.GetOrAdd(BitConfig.Describe(resolved), _ => new Lazy<QuantizedWeights>(
+            () => SequentialRounding.Round(Weights, resolved, Activations, _calibration, Options.Runtime, progress, cancel))).Value;
     }
 
     /// <summary>
@@ -269,7 +295,7 @@ public sealed class MpqPipeline
     public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false, bool matMulNBits = false)
     {
         RequireCalibration();
-        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), Weights, Activations,
+        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), FinalWeights(config), Activations,
             new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits, Attention = Attention });
     }
 
@@ -309,7 +335,7 @@ public sealed class MpqPipeline
     // Loaded models (exported files) need the same preparation (dynamic batch) as the original.
     OnnxModel Runnable(OnnxModel model) => ReferenceEquals(model, Original) ? Prepared : model;
 
-    /// <summary>Weight bytes and average bits of a configuration, as the budgets count them (float layers at 32 bits).</summary>
+    /// <summary>Weight bytes and average bits of a configuration, as the budgets count them: stored bits (a 3-bit weight in an int4 container counts 4), float layers at 32.</summary>
     public (long Bytes, double AverageBits) Size(IReadOnlyList<LayerBits> config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -318,7 +344,7 @@ public sealed class MpqPipeline
         for (int i = 0; i < config.Count; i++)
         {
             long n = Summary.Layers[i].WeightCount;
-            int b = config[i].IsFloat ? 32 : config[i].WeightBits;
+            int b = config[i].IsFloat ? 32 : WeightStorage.StoredBits(config[i].WeightBits);
             bits += (double)n * b;
             weights += n;
             bytes += BitConfig.WeightBytes(n, config[i].WeightBits);

@@ -53,6 +53,13 @@ public sealed record PipelineOptions
     /// <summary>How weights are rounded: GPTQ with bias correction and output-error scales by default (docs/rounding.md), or round-to-nearest.</summary>
     public WeightRounding Rounding { get; init; } = WeightRounding.Default;
 
+    /// <summary>
+    /// How a chosen configuration's weights are rounded for simulation and export (every method alike): as measured
+    /// (independent, each layer against float inputs) or sequentially against the partially quantized model's inputs
+    /// (<see cref="SequentialRounding"/>). Not part of <see cref="Fingerprint"/>: the measurement is the same either way.
+    /// </summary>
+    public FinalRounding FinalRounding { get; init; } = FinalRounding.Independent;
+
     /// <summary>Images of the calibration set used for activation ranges and rounding statistics (the rest are ignored).</summary>
     public int CalibrationImages { get; init; } = 512;
 

@@ -369,8 +369,8 @@ public sealed record BitConfig
         return total;
     }
 
-    /// <summary>⌈numel·bits/8⌉, or 4·numel for a float weight (bits 0).</summary>
-    public static long WeightBytes(long elements, int bits) => bits == 0 ? elements * 4 : (elements * bits + 7) / 8;
+    /// <summary>⌈numel·stored bits/8⌉ (3-bit weights in int4 containers, 5–7-bit in int8: <see cref="WeightStorage.StoredBits"/>), or 4·numel for a float weight (bits 0).</summary>
+    public static long WeightBytes(long elements, int bits) => bits == 0 ? elements * 4 : (elements * WeightStorage.StoredBits(bits) + 7) / 8;
 
     /// <summary>A one-line description such as "8 8 4 4 2 … 8" for logs.</summary>
     public static string Describe(IReadOnlyList<LayerBits> bits)

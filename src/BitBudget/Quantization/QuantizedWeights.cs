@@ -62,6 +62,7 @@ public sealed class QuantizedWeights
     readonly string _fingerprint;
     readonly ConcurrentDictionary<(int Layer, int Bits, bool PerChannel, WeightRange Range), Lazy<QuantizedTensor>> _cache = new();
     readonly ConcurrentDictionary<(int Layer, int Bits), QuantizedTensor> _overrides = new();
+    readonly OnnxModel _prepared;
 
     /// <summary>Round-to-nearest weights of <paramref name="layers"/> (<see cref="WeightRounding.RoundToNearest"/>): no calibration data.</summary>
     public QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers)
@@ -73,6 +74,7 @@ public sealed class QuantizedWeights
     {
         ArgumentNullException.ThrowIfNull(prepared);
         ArgumentNullException.ThrowIfNull(layers);
+        _prepared = prepared;
         _layers = layers;
         Rounding = rounding;
         Calibration = calibration;
@@ -134,8 +136,38 @@ public sealed class QuantizedWeights
         int count = Math.Min(rounding.CalibrationImages, calibration.Count);
         int batch = Math.Clamp((1 << 22) / Math.Max(1, calibration.SampleSize), 1, 64);
         IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
-        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}");
+        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}") { CalibrationCount = count };
     }
+
+    /// <summary>A copy sharing every computed tensor and statistic, plus <paramref name="tensors"/> as overrides (this instance is unchanged).</summary>
+    QuantizedWeights(QuantizedWeights from, IEnumerable<QuantizedTensor> tensors)
+    {
+        _prepared = from._prepared;
+        _layers = from._layers;
+        _originals = from._originals;
+        _biases = from._biases;
+        _statistics = from._statistics;
+        _factors = from._factors;
+        _fingerprint = from._fingerprint;
+        _cache = from._cache;
+        _overrides = new(from._overrides);
+        foreach (QuantizedTensor t in tensors) { _overrides[(t.LayerIndex, t.Bits)] = t; }
+        Rounding = from.Rounding;
+        Calibration = from.Calibration;
+        CalibrationCount = from.CalibrationCount;
+    }
+
+    /// <summary>These weights with <paramref name="tensors"/> in place of the (layer, bits) entries they name; this instance is not changed.</summary>
+    internal QuantizedWeights WithTensors(IEnumerable<QuantizedTensor> tensors) => new(this, tensors);
+
+    /// <summary>The prepared model the layers belong to.</summary>
+    internal OnnxModel Prepared => _prepared;
+
+    /// <summary>Images the statistics pass used (the first this many of the calibration set), 0 without one.</summary>
+    internal int CalibrationCount { get; private init; }
+
+    /// <summary>The full-precision input statistics of a layer (null for round to nearest without bias correction).</summary>
+    internal LayerStatistics? InputStatistics(int layerIndex) => _statistics?[layerIndex];
 
     static void RequireFiniteWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers)
     {

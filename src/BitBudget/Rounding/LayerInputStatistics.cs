@@ -127,6 +127,105 @@ internal static class LayerInputStatistics
         return stats;
     }
 
+    /// <summary>
+    /// Statistics of the inputs a layer sees in <paramref name="model"/> (H = Σ x̂ x̂ᵀ, Σ x̂) plus, per group, the cross moments
+    /// C = Σ x x̂ᵀ (K × K, row-major) with its float inputs x, which <paramref name="model"/> computes beside the quantized path
+    /// under the tensor names <paramref name="floatInput"/> gives (one pass, so x and x̂ come from the same images).
+    /// </summary>
+    internal static IReadOnlyList<(LayerStatistics Seen, double[] Cross)> CollectPaired(OnnxModel model, OnnxModel floatModel, Func<string, string> floatName,
+        IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default)
+    {
+        runtime ??= RuntimeOptions.Default;
+        var plans = new List<Plan>(layers.Count);
+        var floatInputs = new List<string>(layers.Count);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            plans.AddRange(PlanLayer(model, layers[i], i));
+            floatInputs.AddRange(PlanLayer(floatModel, layers[i], i).Select(p => floatName(p.InputName)));
+        }
+        if (floatInputs.Count != plans.Count) { throw new InvalidOperationException("The quantized and float models read a layer's weight from different numbers of nodes."); }
+        var stats = new LayerStatistics[layers.Count];
+        var cross = new double[layers.Count][];
+        for (int i = 0; i < layers.Count; i++)
+        {
+            LayerInfo layer = layers[i];
+            int k = layer.OpType == "Conv" ? (int)(layer.WeightCount / layer.WeightShape[0]) : (int)layer.WeightShape[layer.ChannelAxis == 0 ? 1 : 0];
+            stats[i] = new LayerStatistics(layer, layer.Groups, k);
+            cross[i] = new double[(long)layer.Groups * k * k];
+        }
+        using var gram = new GramSessions(runtime);
+        float[] buffer = ArrayPool<float>.Shared.Rent(ChunkFloats), pairA = ArrayPool<float>.Shared.Rent(ChunkFloats), pairB = ArrayPool<float>.Shared.Rent(ChunkFloats);
+        try
+        {
+            string[] inputs = [.. plans.Select(p => p.InputName).Concat(floatInputs).Distinct(StringComparer.Ordinal)];
+            new TensorTap(model, runtime).Stream(data, count, inputs, batchSize, (_, _, tensors) =>
+            {
+                for (int p = 0; p < plans.Count; p++)
+                {
+                    Plan plan = plans[p];
+                    CapturedTensor q = tensors[plan.InputName], f = tensors[floatInputs[p]];
+                    Accumulate(stats[plan.LayerIndex], plan, q.Values, q.Shape, buffer, gram, ConvGram.Shifted);
+                    AccumulateCross(stats[plan.LayerIndex].K, cross[plan.LayerIndex], plan, f.Values, q.Values, q.Shape, pairA, pairB, gram);
+                }
+            }, null, cancellationToken, "the sequential rounding pass");
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+            ArrayPool<float>.Shared.Return(pairA);
+            ArrayPool<float>.Shared.Return(pairB);
+        }
+        foreach (LayerStatistics st in stats)
+        {
+            st.Columns /= st.Groups;
+            CheckFinite(st);
+        }
+        return [.. stats.Select((st, i) => (st, cross[i]))];
+    }
+
+    /// <summary>C += Σ x x̂ᵀ over the columns of one batch (im2col for every Conv: the shifted products are for symmetric H only).</summary>
+    static void AccumulateCross(int k, double[] cross, Plan plan, ReadOnlySpan<float> xf, ReadOnlySpan<float> xq, long[] shape, float[] a, float[] b, GramSessions gram)
+    {
+        if (!plan.IsConv)
+        {
+            long rows = xq.Length / k;
+            int rowsPerChunk = Math.Max(1, ChunkFloats / k);
+            for (long r0 = 0; r0 < rows; r0 += rowsPerChunk)
+            {
+                int m = (int)Math.Min(rowsPerChunk, rows - r0);
+                // Rows layout M × K; transposed into K × M for the A·Bᵀ session.
+                for (int r = 0; r < m; r++)
+                {
+                    for (int j = 0; j < k; j++)
+                    {
+                        a[j * m + r] = xf[(int)((r0 + r) * k + j)];
+                        b[j * m + r] = xq[(int)((r0 + r) * k + j)];
+                    }
+                }
+                gram.AccumulatePair(a, b, k, m, cross.AsSpan(0, k * k));
+            }
+            return;
+        }
+        int n = (int)shape[0], c = (int)shape[1], h = (int)shape[2], w = (int)shape[3];
+        var g = Geometry.For(plan, h, w);
+        int cPerGroup = c / plan.Groups, positions = g.OutH * g.OutW;
+        int imagesPerChunk = Math.Max(1, ChunkFloats / (k * positions));
+        for (int group = 0; group < plan.Groups; group++)
+        {
+            for (int n0 = 0; n0 < n; n0 += imagesPerChunk)
+            {
+                int images = Math.Min(imagesPerChunk, n - n0), m = images * positions;
+                for (int image = 0; image < images; image++)
+                {
+                    int offset = ((n0 + image) * c + group * cPerGroup) * h * w;
+                    Im2Col(xf.Slice(offset, cPerGroup * h * w), cPerGroup, h, w, plan, g, a, m, image * positions);
+                    Im2Col(xq.Slice(offset, cPerGroup * h * w), cPerGroup, h, w, plan, g, b, m, image * positions);
+                }
+                gram.AccumulatePair(a, b, k, m, cross.AsSpan(group * k * k, k * k));
+            }
+        }
+    }
+
     /// <summary>One node that reads a layer's weight (a shared weight has several) and how its input becomes columns.</summary>
     internal sealed record Plan(int LayerIndex, string InputName, bool IsConv, int Groups, int Kh, int Kw,
         int StrideH, int StrideW, int DilationH, int DilationW, int PadTop, int PadLeft, int PadBottom, int PadRight, string AutoPad);
@@ -296,7 +395,7 @@ internal static class LayerInputStatistics
     /// </summary>
     internal sealed class GramSessions : IDisposable
     {
-        readonly InferenceSession _columns, _rows, _cross, _pieces;
+        readonly InferenceSession _columns, _rows, _cross, _pieces, _pair;
         readonly RunOptions _runOptions = new();
 
         public GramSessions(RuntimeOptions runtime)
@@ -307,7 +406,7 @@ internal static class LayerInputStatistics
             var created = new List<InferenceSession>(4);
             try
             {
-                foreach ((byte[] model, RuntimeOptions options) in new[] { (GramModel(transA: false), runtime), (GramModel(transA: true), runtime), (CrossModel(), single), (PiecesModel(), single) })
+                foreach ((byte[] model, RuntimeOptions options) in new[] { (GramModel(transA: false), runtime), (GramModel(transA: true), runtime), (CrossModel(), single), (PiecesModel(), single), (PairModel(), runtime) })
                 {
                     created.Add(OrtSessions.Create(model, options, "the Gram-matrix model"));
                 }
@@ -318,7 +417,7 @@ internal static class LayerInputStatistics
                 _runOptions.Dispose();
                 throw;
             }
-            (_columns, _rows, _cross, _pieces) = (created[0], created[1], created[2], created[3]);
+            (_columns, _rows, _cross, _pieces, _pair) = (created[0], created[1], created[2], created[3], created[4]);
         }
 
         /// <summary>How many <see cref="Cross"/> products may run at once (the runtime's intra-op threads; 0 = one per core).</summary>
@@ -340,6 +439,16 @@ internal static class LayerInputStatistics
             using var right = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, pieces * t * c), [pieces, t, c]);
             using var outputs = _pieces.Run(_runOptions, ["a", "b"], [left, right], ["h"]);
             outputs[0].GetTensorDataAsSpan<float>().CopyTo(result);
+        }
+
+        /// <summary><paramref name="c"/> += A·Bᵀ for A = <paramref name="a"/>[0 .. k·m) and B = <paramref name="b"/>[0 .. k·m), both K × M.</summary>
+        public void AccumulatePair(float[] a, float[] b, int k, int m, Span<double> c)
+        {
+            using var left = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, a.AsMemory(0, k * m), [k, m]);
+            using var right = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, b.AsMemory(0, k * m), [k, m]);
+            using var outputs = _pair.Run(_runOptions, ["a", "b"], [left, right], ["h"]);
+            ReadOnlySpan<float> product = outputs[0].GetTensorDataAsSpan<float>();
+            for (int i = 0; i < k * k; i++) { c[i] += product[i]; }
         }
 
         /// <summary>H += X·Xᵀ and sum += row sums of X, for X = <paramref name="x"/>[0 .. k·m) as K × M.</summary>
@@ -388,6 +497,16 @@ internal static class LayerInputStatistics
             return Model(node, [Value("a", "M", "C"), Value("b", "M", "C")], Value("h", "C", "C"));
         }
 
+        static byte[] PairModel()
+        {
+            var node = new NodeProto { OpType = "Gemm", Name = "pair" };
+            node.Input.Add("a");
+            node.Input.Add("b");
+            node.Output.Add("h");
+            node.Attribute.Add(new AttributeProto { Name = "transB", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+            return Model(node, [Value("a", "K", "M"), Value("b", "K", "M")], Value("h", "K", "K"));
+        }
+
         static byte[] PiecesModel()
         {
             var node = new NodeProto { OpType = "MatMul", Name = "pieces" };
@@ -425,6 +544,7 @@ internal static class LayerInputStatistics
             _rows.Dispose();
             _cross.Dispose();
             _pieces.Dispose();
+            _pair.Dispose();
             _runOptions.Dispose();
         }
     }

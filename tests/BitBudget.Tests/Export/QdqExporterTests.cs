@@ -46,6 +46,7 @@ public class QdqExporterTests
 
     [Theory]
     [InlineData(2, 25, 26)]
+    [InlineData(3, 21, 22)]   // 3-bit values in int4 containers, counted as stored
     [InlineData(4, 21, 22)]
     [InlineData(8, 13, 2)]   // 8-bit weights under A8 are stored as uint8 + 128 (exact u8·u8 kernels)
     public void Int2ConvWithInputQdq_RunsAtEnableAllAndMatchesSimulation(int bits, long opset, int storage)
@@ -67,7 +68,8 @@ public class QdqExporterTests
         Assert.DoesNotContain(result.Model.Proto.Graph.Initializer, t => t.Name is "w1" or "w2");
         Assert.Equal(bits == 2 ? 0 : 2, result.Model.Proto.Graph.Node.Count(n => n.OpType == "QuantizeLinear"));
         Assert.Equal(bits == 2 ? 2 : 4, result.Model.Proto.Graph.Node.Count(n => n.OpType == "DequantizeLinear"));
-        Assert.Equal([108 * bits / 8, (144 * bits + 7) / 8], result.Layers.Select(l => l.StoredBytes));
+        int stored = WeightStorage.StoredBits(bits);
+        Assert.Equal([108 * stored / 8, (144 * stored + 7) / 8], result.Layers.Select(l => l.StoredBytes));
         Assert.Equal(result.Layers.Select(l => l.AccountedBytes), result.Layers.Select(l => l.StoredBytes));
 
         OnnxModel simulated = QuantSimulator.Build(prepared, layers, config, weights, activations);

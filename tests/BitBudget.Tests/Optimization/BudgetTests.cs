@@ -59,4 +59,33 @@ public class BudgetTests
         Assert.Equal(10_000.0 * 8 * 8 + 50_000.0 * 2 * 8 + 3_000.0 * 4 * 8, problem.BitOps(bits), 6);
         Assert.Equal((1000 * 2 + 300 * 4) / 1300.0, new Budget(BudgetKind.AvgBits, 8, BudgetScope.SearchedOnly).Measure(problem, bits), 12);
     }
+
+    [Fact]
+    public void Sizes_CountStoredContainers_BitOpsTheNominalBits()
+    {
+        // ONNX has int2/int4/int8 only: a 3-bit weight is stored as int4, 5- and 6-bit ones as int8.
+        SearchLayer[] layers = [new("a", 100, 1_000, [3, 4]), new("b", 300, 2_000, [5, 6, 8])];
+        var problem = new SearchProblem(layers, new double[5, 5], [new Budget(BudgetKind.AvgBits, 8)], ActivationBits: 8);
+        var bits = new Dictionary<string, int> { ["a"] = 3, ["b"] = 5 };
+        Assert.Equal((100 * 4 + 300 * 8) / 400.0, problem.AverageBits(bits), 12);
+        Assert.Equal((100 * 4 + 300 * 8) / 8.0, problem.SizeBytes(bits), 12);
+        Assert.Equal(1_000.0 * 3 * 8 + 2_000.0 * 5 * 8, problem.BitOps(bits), 6);
+        Assert.Equal([2, 4, 4, 8, 8, 8, 8, 32], new[] { 2, 3, 4, 5, 6, 7, 8, 32 }.Select(Graph.WeightStorage.StoredBits));
+    }
+
+    [Fact]
+    public void Search_DoesNotBuyThreeBitsAtTheNominalPrice()
+    {
+        // Two 1000-weight layers, candidates 2/3/4/8 with losses 10 / 1 / 0.9 / 0 each. Counted at 3 bits, 3+3 would fit a
+        // 3-bit budget at loss 2; stored in int4 it costs 4 bits, so the optimum is 2+4 (loss 10.9).
+        SearchLayer[] layers = [new("a", 1000, 1_000, [2, 3, 4, 8]), new("b", 1000, 1_000, [2, 3, 4, 8])];
+        var omega = new double[8, 8];
+        double[] loss = [10, 1, 0.9, 0];
+        for (int i = 0; i < 8; i++) { omega[i, i] = 2 * loss[i % 4]; }
+        var problem = new SearchProblem(layers, omega, [new Budget(BudgetKind.AvgBits, 3)], ActivationBits: 8);
+        SearchResult r = BitSearch.Solve(problem, SearchMethod.Independent);
+        Assert.DoesNotContain(3, r.Bits.Values);
+        Assert.Equal([2, 4], r.Bits.Values.Order());
+        Assert.True(problem.AverageBits(r.Bits) <= 3 + 1e-9);
+    }
 }

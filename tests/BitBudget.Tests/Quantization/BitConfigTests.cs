@@ -74,7 +74,9 @@ public class BitConfigTests
     {
         Assert.Equal(1, BitConfig.WeightBytes(3, 2));
         Assert.Equal(2, BitConfig.WeightBytes(3, 4));
-        Assert.Equal(108, BitConfig.WeightBytes(288, 3));
+        Assert.Equal(144, BitConfig.WeightBytes(288, 3));   // 3-bit values stored in int4 containers
+        Assert.Equal(288, BitConfig.WeightBytes(288, 5));   // 5-bit in int8
+        Assert.Equal(288, BitConfig.WeightBytes(288, 6));
         Assert.Equal(12, BitConfig.WeightBytes(3, 0));
         var layers = Layers(s_names);
         Assert.Equal(288 + 144 * 3 + 288, BitConfig.WeightBytes(BitConfig.Uniform(4).Resolve(layers), layers));
