@@ -48,13 +48,15 @@ static class SearchCommand
             if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
             var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
             IReadOnlyList<LayerBits> config;
-            object report;
+            string[] budgetLabels = [.. budgets.Select(b => b.ToString())];
+            IReadOnlyList<SearchJson> report;
             if (name == "ompq")
             {
                 OmpqSearchResult o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation);
                 config = pipeline.Configuration(o.LayerBits);
                 if (!Ui.Quiet) { Ui.Err.WriteLine(o.Units.Format()); }
-                report = new { Method = "ompq", o.Allocation.IlpStatus, o.Allocation.AverageBits, Theta = o.Proxy.Theta, Notes = o.Proxy.Notes, Bits = config.Select(c => new { c.Layer, c.WeightBits }) };
+                (long ompqBytes, double ompqAverage) = pipeline.Size(config);
+                report = [SearchJson.From(o, config, budgetLabels, ompqBytes, ompqAverage)];
             }
             else
             {
@@ -71,8 +73,7 @@ static class SearchCommand
                     : [pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation)];
                 SearchResult r = ranked[0];
                 config = pipeline.Configuration(r.Bits);
-                var results = ranked.Select(x => System.Text.Json.JsonDocument.Parse(x.ToJson()).RootElement).ToArray();
-                report = results.Length == 1 ? results[0] : results;
+                report = [.. ranked.Select(x => SearchJson.From(x, budgetLabels))];
                 if (!Ui.Quiet)
                 {
                     Ui.Err.MarkupLine($"[grey]{r.Method}: {r.Status}, objective {r.Objective:G6}, bound {r.BestBound:G6}, gap {r.Gap:P2}, {r.SolveTime.TotalSeconds:F2} s ({Markup.Escape(r.Solver)})[/]");
@@ -91,7 +92,13 @@ static class SearchCommand
                 }
             }
             if (outFile is not null) { BitConfig.FromResolved(config).Save(outFile.FullName); }
-            if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
+            if (parse.GetValue(json))
+            {
+                // One object per search; --rank N asks for a list, so it prints an array even when fewer were found.
+                if (parse.GetValue(rank) > 1 && name != "ompq") { Ui.WriteJson(report.ToList()); }
+                else { Ui.WriteJson(report[0]); }
+                return ExitCodes.Ok;
+            }
             (long bytes, double avg) = pipeline.Size(config);
             Ui.Out.MarkupLine($"[bold]{name}[/] @ {Markup.Escape(string.Join("+", budgets))}: {avg:F3} avg bits, {bytes:N0} weight bytes");
             Ui.Out.WriteLine(BitConfig.Describe(config));

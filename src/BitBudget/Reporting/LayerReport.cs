@@ -16,11 +16,11 @@ public static class LayerReport
     public static void WriteJson(IReadOnlyList<LayerReportRow> rows, string path)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        ReportJson.Write(rows, path);
+        BitBudgetJson.Write(rows as List<LayerReportRow> ?? [.. rows], path);
     }
 
     /// <summary>Reads rows written by <see cref="WriteJson"/>.</summary>
-    public static IReadOnlyList<LayerReportRow> ReadJson(string path) => ReportJson.Read<List<LayerReportRow>>(path, "layer report");
+    public static IReadOnlyList<LayerReportRow> ReadJson(string path) => BitBudgetJson.Read<List<LayerReportRow>>(path, "layer report");
 
     /// <summary>Writes <paramref name="rows"/> as CSV, atomically.</summary>
     public static void WriteCsv(IReadOnlyList<LayerReportRow> rows, string path) => AtomicFile.WriteAllText(path, ToCsv(rows));
