@@ -30,7 +30,7 @@ static class SensitivityCommand
             var report = Report(result);
             if (parse.GetValue(output) is FileInfo file)
             {
-                string text = file.Extension.Equals(".csv", StringComparison.OrdinalIgnoreCase) ? Csv(result) : Ui.ToJson(report);
+                string text = file.Extension.Equals(".csv", StringComparison.OrdinalIgnoreCase) ? Reporting.LayerReport.SensitivityCsv(result.SearchedLayers, result.CandidateBits, result.DeltaSingle) : Ui.ToJson(report);
                 Internals.AtomicFile.WriteAllText(file.FullName, text);
             }
             if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
@@ -69,19 +69,5 @@ static class SensitivityCommand
             new SpectrumJson(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
             // Nothing measured in this run (every unit from the store, e.g. after a merge): no ratio, and JSON has no NaN.
             double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega);
-    }
-
-    static string Csv(SensitivityResult r)
-    {
-        var sb = new System.Text.StringBuilder("layer,op,weights," + string.Join(",", r.CandidateBits.Select(b => $"delta_loss_w{b}")) + "\n");
-        int S = r.CandidateBits.Count;
-        for (int k = 0; k < r.SearchedLayers.Count; k++)
-        {
-            var l = r.SearchedLayers[k];
-            sb.Append('"').Append(l.Name.Replace("\"", "\"\"", StringComparison.Ordinal)).Append("\",").Append(l.OpType).Append(',').Append(l.WeightCount);
-            for (int s = 0; s < S; s++) { sb.Append(',').Append(r.DeltaSingle[k * S + s].ToString("R", CultureInfo.InvariantCulture)); }
-            sb.Append('\n');
-        }
-        return sb.ToString();
     }
 }
