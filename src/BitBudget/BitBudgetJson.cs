@@ -118,7 +118,7 @@ internal sealed record SearchResultJson(
     double? AverageBits,
     double? AverageBitsSearched,
     double? BitOps,
-    IReadOnlyList<SearchLayerJson> Layers)
+    IReadOnlyList<LayerChoice> Layers)
 {
     internal static SearchResultJson From(SearchResult r) => new(
         r.Method.ToString().ToLowerInvariant(),
@@ -127,10 +127,7 @@ internal sealed record SearchResultJson(
         Finite(r.Objective), Finite(r.BestBound), Finite(r.Gap), Finite(r.QuadraticObjective),
         Math.Round(r.SolveTime.TotalSeconds, 4),
         Finite(r.SizeBytes), Finite(r.AverageBits), Finite(r.AverageBitsSearched), Finite(r.BitOps),
-        [.. r.Bits.Select(b => new SearchLayerJson(b.Key, b.Value))]);
+        [.. r.Bits.Select(b => new LayerChoice(b.Key, b.Value))]);
 
     static double? Finite(double v) => double.IsFinite(v) ? v : null;
 }
-
-/// <summary>One layer's bits in <see cref="SearchResultJson"/>.</summary>
-internal sealed record SearchLayerJson(string Name, int Bits);

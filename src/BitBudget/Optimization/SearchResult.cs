@@ -43,9 +43,10 @@ public sealed record SearchResult(
     string Solver)
 {
     /// <summary>
-    /// JSON with every field in the one snake_case schema, layers as an ordered array of {"name","bits"}; non-finite numbers
+    /// JSON with every field in the one snake_case schema, layers as an ordered array of {"layer","bits"}; non-finite numbers
     /// are written as null. Shape: {"method","status","solver","objective","best_bound","gap","quadratic_objective",
-    /// "solve_seconds","size_bytes","average_bits","average_bits_searched","bit_ops","layers":[{"name","bits"}]}.
+    /// "solve_seconds","size_bytes","average_bits","average_bits_searched","bit_ops","layers":[{"layer","bits"}]} — the
+    /// layer entries are those of pareto.json.
     /// </summary>
     public string ToJson() => BitBudgetJson.Serialize(SearchResultJson.From(this));
 }
