@@ -3,9 +3,11 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using BitBudget.Export;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
 using BitBudget.Reporting;
+using BitBudget.Rounding;
 
 namespace BitBudget.Cli;
 

@@ -4,7 +4,7 @@ using BitBudget.Data;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli;

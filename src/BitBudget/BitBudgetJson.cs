@@ -6,7 +6,7 @@ using System.Text.Json.Serialization.Metadata;
 using BitBudget.Data;
 using BitBudget.Internals;
 using BitBudget.Optimization;
-using BitBudget.Pipeline;
+using BitBudget.BestOf;
 using BitBudget.Reporting;
 
 namespace BitBudget;

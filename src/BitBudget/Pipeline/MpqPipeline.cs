@@ -2,9 +2,10 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Pipeline;
 
@@ -212,13 +213,7 @@ public sealed class MpqPipeline
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
         if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
-        OmpqBudget ompqBudget = budget switch
-        {
-            { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.AverageBits, budget.Value),
-            { Kind: BudgetKind.AvgBits } => new OmpqBudget(OmpqBudgetKind.AverageBitsSearched, budget.Value),
-            { Kind: BudgetKind.Bytes, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.Bytes, budget.Value),
-            _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ takes a size budget (average bits or bytes), not {budget}."),
-        };
+        OmpqAllocation.RequireSizeBudget(budget);
         int n = Math.Min(Options.OmpqImages, images.Count);
         float[] batch = images.Batch(0, n).ToArray();
         long[] shape = [n, .. images.SampleShape.Select(d => (long)d)];
@@ -228,7 +223,7 @@ public sealed class MpqPipeline
             Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
         };
         // The prepared model: it has only the chosen output (preparing it again changes nothing).
-        return OmpqSearch.Run(Prepared, batch, shape, ompqBudget, options, cancel);
+        return OmpqSearch.Run(Prepared, batch, shape, budget, options, cancel);
     }
 
     /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>
