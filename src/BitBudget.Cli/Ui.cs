@@ -18,18 +18,13 @@ static class Ui
         return console;
     }
 
-    public static JsonSerializerOptions Json { get; } = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower), new FiniteOrNull<double>(), new FiniteOrNull<float>() },
-    };
-
     /// <summary>Strict JSON for scripts: a NaN or infinite number is written as null, with a warning on stderr naming how many.</summary>
     public static string ToJson<T>(T value)
     {
         NonFiniteWritten = 0;
-        string text = JsonSerializer.Serialize(value, Json);
+        var info = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)(CliJson.Stdout.GetTypeInfo(typeof(T))
+            ?? throw new InvalidOperationException($"{typeof(T)} is not in {nameof(CliJson)}; add a [JsonSerializable] for it."));
+        string text = JsonSerializer.Serialize(value, info);
         if (NonFiniteWritten > 0)
         {
             Console.Error.WriteLine($"warning: {NonFiniteWritten} non-finite number{(NonFiniteWritten == 1 ? "" : "s")} (NaN or infinity) written as null in the JSON output.");
@@ -42,7 +37,7 @@ static class Ui
     [ThreadStatic] static int NonFiniteWritten;
 
     /// <summary>JSON has no NaN or infinity: System.Text.Json throws on them (exit 70); null says "no number" and stays valid JSON.</summary>
-    sealed class FiniteOrNull<T> : JsonConverter<T> where T : struct, System.Numerics.IFloatingPointIeee754<T>
+    internal sealed class FiniteOrNull<T> : JsonConverter<T> where T : struct, System.Numerics.IFloatingPointIeee754<T>
     {
         public override bool HandleNull => false;
 

@@ -41,7 +41,7 @@ static class EvalCommand
                 progress => engine.Evaluate(dataset, new EvaluationOptions { BatchSize = parse.GetValue(batch) }, progress, Ui.Cancellation));
             if (parse.GetValue(json))
             {
-                Ui.WriteJson(new { Model = loaded.Source, Data = dataset.Description, DataHash = dataset.Hash, result.Count, result.Top1, result.Top5, result.CrossEntropy, result.ImagesPerSecond, OutputName = report.Output, OutputKind = OutputKinds.Name(engine.OutputKind), dataset.LabelOffset });
+                Ui.WriteJson(new EvalJson(loaded.Source, dataset.Description, dataset.Hash, result.Count, result.Top1, result.Top5, result.CrossEntropy, result.ImagesPerSecond, report.Output, OutputKinds.Name(engine.OutputKind), dataset.LabelOffset));
                 return ExitCodes.Ok;
             }
             Ui.Out.MarkupLine($"[bold]{Markup.Escape(Path.GetFileName(loaded.Source))}[/] on {Markup.Escape(dataset.Description)}");

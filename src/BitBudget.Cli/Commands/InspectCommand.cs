@@ -19,24 +19,10 @@ static class InspectCommand
             (_, ModelSummary summary) = ModelInspector.Inspect(loaded, modelArgs.OutputName(parse));
             if (parse.GetValue(json))
             {
-                Ui.WriteJson(new
-                {
-                    summary.Source,
-                    summary.InputName,
-                    summary.InputShape,
-                    summary.OutputName,
-                    OutputKind = OutputKinds.Name(summary.Preparation.OutputKind),
-                    summary.Preparation.DroppedOutputs,
-                    summary.Opset,
-                    LayerCount = summary.Layers.Count,
-                    summary.OpCounts,
-                    summary.TotalWeights,
-                    summary.TotalParameters,
-                    summary.TotalMacs,
-                    summary.ModelInitializerElements,
-                    summary.Preparation,
-                    summary.Layers,
-                });
+                Ui.WriteJson(new InspectJson(summary.Source, summary.InputName, summary.InputShape, summary.OutputName,
+                    OutputKinds.Name(summary.Preparation.OutputKind), summary.Preparation.DroppedOutputs, summary.Opset, summary.Layers.Count,
+                    summary.OpCounts, summary.TotalWeights, summary.TotalParameters, summary.TotalMacs, summary.ModelInitializerElements,
+                    summary.Preparation, summary.Layers));
                 return ExitCodes.Ok;
             }
             Render(summary);

@@ -123,20 +123,8 @@ static class QuantizeCommand
             long floatBytes = summary.Layers.Sum(l => l.WeightCount) * 4;
             if (parse.GetValue(json))
             {
-                Ui.WriteJson(new
-                {
-                    Output = outPath,
-                    Rounding = weights.Rounding,
-                    RoundingFingerprint = weights.Fingerprint,
-                    Calibration = calibration?.Description,
-                    result.Opset,
-                    FileBytes = result.ModelBytes,
-                    result.AccountedWeightBytes,
-                    result.StoredWeightBytes,
-                    FloatWeightBytes = floatBytes,
-                    AttentionMatmulsA8 = attentionParams?.Count ?? 0,
-                    result.Layers,
-                });
+                Ui.WriteJson(new QuantizeJson(outPath, weights.Rounding, weights.Fingerprint, calibration?.Description, result.Opset, result.ModelBytes,
+                    result.AccountedWeightBytes, result.StoredWeightBytes, floatBytes, attentionParams?.Count ?? 0, result.Layers));
                 return ExitCodes.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(Path.GetFileName(outPath))}[/]: opset {result.Opset}");

@@ -103,15 +103,9 @@ static class RunCommand
     {
         if (json)
         {
-            Ui.WriteJson(new
-            {
-                summary.OutputDirectory,
-                summary.FpTop1,
-                summary.FpTop5,
-                Points = summary.Points.Select(p => new { p.Method, p.Budget, p.AverageBits, p.SizeBytes, p.PredictedLoss, p.Top1Simulated, p.Top1Exported, p.Top5Exported, p.Status, p.Gap, p.ModelFile }),
-                summary.Warnings,
-                summary.Timings,
-            });
+            Ui.WriteJson(new RunJson(summary.OutputDirectory, summary.FpTop1, summary.FpTop5,
+                [.. summary.Points.Select(p => new RunPointJson(p.Method, p.Budget, p.AverageBits, p.SizeBytes, p.PredictedLoss, p.Top1Simulated, p.Top1Exported, p.Top5Exported, p.Status, p.Gap, p.ModelFile))],
+                summary.Warnings, summary.Timings));
             return ExitCodes.Ok;
         }
         foreach (string w in summary.Warnings) { Ui.Err.MarkupLine($"[yellow]{Markup.Escape(w)}[/]"); }

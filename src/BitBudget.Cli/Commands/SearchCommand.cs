@@ -60,18 +60,19 @@ static class SearchCommand
             var context = new SearchContext { Pipeline = pipeline, Images = sensitivity, Sensitivity = s, Psd = parse.GetValue(args.Psd), Rank = parse.GetValue(rank) };
             MethodOutcome outcome = searchMethod.Search(context, budgets, Ui.Cancellation);
             IReadOnlyList<LayerBits> config = outcome.Config;
-            object report;
+            string[] budgetLabels = [.. budgets.Select(b => b.ToString())];
+            IReadOnlyList<SearchJson> report;
             if (outcome.Ompq is OmpqSearchResult o)
             {
                 if (!Ui.Quiet) { Ui.Err.WriteLine(o.Units.Format()); }
-                report = new { Method = "ompq", o.Allocation.IlpStatus, o.Allocation.AverageBits, Theta = o.Proxy.Theta, Notes = o.Proxy.Notes, Bits = config.Select(c => new { c.Layer, c.WeightBits }) };
+                (long ompqBytes, double ompqAverage) = pipeline.Size(config);
+                report = [SearchJson.From(o, config, budgetLabels, ompqBytes, ompqAverage)];
             }
             else
             {
                 IReadOnlyList<SearchResult> ranked = outcome.Ranked;
                 SearchResult r = ranked[0];
-                var results = ranked.Select(x => System.Text.Json.JsonDocument.Parse(x.ToJson()).RootElement).ToArray();
-                report = results.Length == 1 ? results[0] : results;
+                report = [.. ranked.Select(x => SearchJson.From(x, budgetLabels))];
                 if (!Ui.Quiet)
                 {
                     Ui.Err.MarkupLine($"[grey]{r.Method}: {r.Status}, objective {r.Objective:G6}, bound {r.BestBound:G6}, gap {r.Gap:P2}, {r.SolveTime.TotalSeconds:F2} s ({Markup.Escape(r.Solver)})[/]");
@@ -90,7 +91,13 @@ static class SearchCommand
                 }
             }
             if (outFile is not null) { BitConfig.FromResolved(config).Save(outFile.FullName); }
-            if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
+            if (parse.GetValue(json))
+            {
+                // One object per search; --rank N asks for a list, so it prints an array even when fewer were found.
+                if (parse.GetValue(rank) > 1 && outcome.Ompq is null) { Ui.WriteJson(report.ToList()); }
+                else { Ui.WriteJson(report[0]); }
+                return ExitCodes.Ok;
+            }
             (long bytes, double avg) = pipeline.Size(config);
             Ui.Out.MarkupLine($"[bold]{name}[/] @ {Markup.Escape(string.Join("+", budgets))}: {avg:F3} avg bits, {bytes:N0} weight bytes");
             Ui.Out.WriteLine(BitConfig.Describe(config));

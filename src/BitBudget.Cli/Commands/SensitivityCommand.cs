@@ -30,7 +30,7 @@ static class SensitivityCommand
             var report = Report(result);
             if (parse.GetValue(output) is FileInfo file)
             {
-                string text = file.Extension.Equals(".csv", StringComparison.OrdinalIgnoreCase) ? Csv(result) : Ui.ToJson(report);
+                string text = file.Extension.Equals(".csv", StringComparison.OrdinalIgnoreCase) ? Reporting.LayerReport.SensitivityCsv(result.SearchedLayers, result.CandidateBits, result.DeltaSingle) : Ui.ToJson(report);
                 Internals.AtomicFile.WriteAllText(file.FullName, text);
             }
             if (parse.GetValue(json)) { Ui.WriteJson(report); return ExitCodes.Ok; }
@@ -54,13 +54,7 @@ static class SensitivityCommand
         return command;
     }
 
-    internal sealed record Spectrum(double Min, double Max, int Negative);
-
-    internal sealed record SensitivityReport(string Context, int Images, int Batches, double ReferenceLoss, IReadOnlyList<int> CandidateBits,
-        IReadOnlyList<object> Layers, Spectrum Spectrum, double? FlopRatio, double? TimeRatio, long Evaluations, double MeasuringSeconds, double[] Omega,
-        Reporting.PairsMeasured Pairs);
-
-    internal static SensitivityReport Report(SensitivityResult r)
+    internal static SensitivityJson Report(SensitivityResult r)
     {
         int S = r.CandidateBits.Count, n = r.Size;
         double[] eig = [];
@@ -69,31 +63,12 @@ static class SensitivityCommand
             var m = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(n, n, (i, j) => r.Omega[i * n + j]);
             eig = [.. m.Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues.Select(c => c.Real)];
         }
-        var layers = r.SearchedLayers.Select((l, k) => (object)new
-        {
-            l.Name,
-            l.OpType,
-            l.WeightCount,
-            DeltaLoss = r.CandidateBits.Select((b, s) => new { Bits = b, Delta = r.DeltaSingle[k * S + s] }).ToArray(),
-        }).ToArray();
-        return new SensitivityReport(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
-            new Spectrum(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
+        SensitivityLayerJson[] layers = [.. r.SearchedLayers.Select((l, k) => new SensitivityLayerJson(l.Name, l.OpType, l.WeightCount,
+            [.. r.CandidateBits.Select((b, s) => new DeltaLossJson(b, r.DeltaSingle[k * S + s]))]))];
+        return new SensitivityJson(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
+            new SpectrumJson(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
             // Nothing measured in this run (every unit from the store, e.g. after a merge): no ratio, and JSON has no NaN.
             double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega,
             new Reporting.PairsMeasured(r.PairThreshold is null ? "all" : "significant", r.PairThreshold, r.SkippedPairs, r.TotalPairs));
-    }
-
-    static string Csv(SensitivityResult r)
-    {
-        var sb = new System.Text.StringBuilder("layer,op,weights," + string.Join(",", r.CandidateBits.Select(b => $"delta_loss_w{b}")) + "\n");
-        int S = r.CandidateBits.Count;
-        for (int k = 0; k < r.SearchedLayers.Count; k++)
-        {
-            var l = r.SearchedLayers[k];
-            sb.Append('"').Append(l.Name.Replace("\"", "\"\"", StringComparison.Ordinal)).Append("\",").Append(l.OpType).Append(',').Append(l.WeightCount);
-            for (int s = 0; s < S; s++) { sb.Append(',').Append(r.DeltaSingle[k * S + s].ToString("R", CultureInfo.InvariantCulture)); }
-            sb.Append('\n');
-        }
-        return sb.ToString();
     }
 }

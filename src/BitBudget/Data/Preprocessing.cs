@@ -93,23 +93,13 @@ public sealed record Preprocessing
             $"Unknown preprocessing preset '{name}'; expected one of {string.Join(", ", PresetNames)}."),
     };
 
-    static readonly JsonSerializerOptions s_json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-        WriteIndented = true,
-        AllowTrailingCommas = true,
-        ReadCommentHandling = JsonCommentHandling.Skip,
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-    };
-
     /// <summary>Reads a preprocessing description from JSON (snake_case names, e.g. <c>resize_shorter</c>); missing fields keep their defaults.</summary>
     public static Preprocessing FromJson(string json, string source = "(json)")
     {
         Preprocessing? result;
         try
         {
-            result = JsonSerializer.Deserialize<Preprocessing>(json, s_json);
+            result = JsonSerializer.Deserialize(json, BitBudgetJson.Info<Preprocessing>(BitBudgetJson.Files));
         }
         catch (JsonException e)
         {
@@ -126,7 +116,7 @@ public sealed record Preprocessing
     }
 
     /// <summary>The description as JSON, readable by <see cref="FromJson"/>.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+    public string ToJson() => BitBudgetJson.Serialize(this);
 
     /// <summary>Throws a one-line error when a field is out of range.</summary>
     public Preprocessing Validated(string source = "preprocessing")

@@ -1,6 +1,3 @@
-using System.Text;
-using System.Text.Json;
-
 namespace BitBudget.Optimization;
 
 /// <summary>How a search ended.</summary>
@@ -46,52 +43,10 @@ public sealed record SearchResult(
     string Solver)
 {
     /// <summary>
-    /// JSON with every field, layers as an ordered array of {"name","bits"}; non-finite numbers are written as null.
-    /// Shape: {"method","status","solver","objective","bestBound","gap","quadraticObjective","solveSeconds",
-    /// "sizeBytes","averageBits","averageBitsSearched","bitOps","layers":[{"name","bits"}]}.
+    /// JSON with every field in the one snake_case schema, layers as an ordered array of {"layer","bits"}; non-finite numbers
+    /// are written as null. Shape: {"method","status","solver","objective","best_bound","gap","quadratic_objective",
+    /// "solve_seconds","size_bytes","average_bits","average_bits_searched","bit_ops","layers":[{"layer","bits"}]} — the
+    /// layer entries are those of pareto.json.
     /// </summary>
-    public string ToJson()
-    {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            WriteTo(w);
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
-
-    /// <summary>Writes this result's properties into the JSON object the caller has opened (so a report can add its own fields).</summary>
-    public void WriteTo(Utf8JsonWriter w)
-    {
-        ArgumentNullException.ThrowIfNull(w);
-        w.WriteString("method", Method.ToString().ToLowerInvariant());
-        w.WriteString("status", Status.ToString());
-        w.WriteString("solver", Solver);
-        Number(w, "objective", Objective);
-        Number(w, "bestBound", BestBound);
-        Number(w, "gap", Gap);
-        Number(w, "quadraticObjective", QuadraticObjective);
-        w.WriteNumber("solveSeconds", Math.Round(SolveTime.TotalSeconds, 4));
-        Number(w, "sizeBytes", SizeBytes);
-        Number(w, "averageBits", AverageBits);
-        Number(w, "averageBitsSearched", AverageBitsSearched);
-        Number(w, "bitOps", BitOps);
-        w.WriteStartArray("layers");
-        foreach (var (name, bits) in Bits)
-        {
-            w.WriteStartObject();
-            w.WriteString("name", name);
-            w.WriteNumber("bits", bits);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-    }
-
-    static void Number(Utf8JsonWriter w, string name, double value)
-    {
-        if (double.IsFinite(value)) { w.WriteNumber(name, value); }
-        else { w.WriteNull(name); }
-    }
+    public string ToJson() => BitBudgetJson.Serialize(SearchResultJson.From(this));
 }

@@ -99,8 +99,10 @@ public sealed record BitConfig
             throw new BitBudgetException(ErrorKind.InvalidInput, $"Bit config '{source}' must be a JSON object.");
         }
         var config = new BitConfig();
-        foreach ((string key, JsonNode? value) in obj)
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach ((string written, JsonNode? value) in obj)
         {
+            string key = Canonical(written, "", seen, source);
             switch (key)
             {
                 case "version":
@@ -173,8 +175,10 @@ public sealed record BitConfig
                 int? weightBits = null, activationBits = null;
                 bool? perChannel = null, search = null;
                 WeightRange? range = null;
-                foreach ((string key, JsonNode? item) in o)
+                var seenKeys = new HashSet<string>(StringComparer.Ordinal);
+                foreach ((string written, JsonNode? item) in o)
                 {
+                    string key = Canonical(written, where + ".", seenKeys, source);
                     switch (key)
                     {
                         case "weight_bits":
@@ -227,6 +231,20 @@ public sealed record BitConfig
         }
     }
 
+    /// <summary>
+    /// The snake_case spelling of a key. Files written by hand or by other tools sometimes use camelCase
+    /// (<c>firstLayer</c>, <c>weightBits</c>); both spellings read, but not both for one key.
+    /// </summary>
+    static string Canonical(string key, string where, HashSet<string> seen, string source)
+    {
+        string canonical = JsonNamingPolicy.SnakeCaseLower.ConvertName(key);
+        if (!seen.Add(canonical))
+        {
+            throw Invalid(source, $"'{where}{key}' is given twice (as '{canonical}' and a camelCase spelling)");
+        }
+        return canonical;
+    }
+
     /// <summary>Maps ORT quant types (QInt4, QUInt8, int4 …) to bits; weights must be signed, activations unsigned.</summary>
     static int ParseQuantType(string text, bool signed, string where, string source)
     {
@@ -271,7 +289,7 @@ public sealed record BitConfig
         var layers = new JsonObject();
         foreach (LayerRule rule in Layers) { layers[rule.Pattern] = EntryToJson(rule.Settings, alwaysObject: false); }
         root["layers"] = layers;
-        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+        return root.ToJsonString(BitBudgetJson.WriterOptions) + "\n";
     }
 
     static JsonNode PolicyToJson(int? bits) => bits switch { null => "search", 0 => "float", int b => b };

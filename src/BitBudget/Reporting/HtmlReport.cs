@@ -1,6 +1,7 @@
 using System.Globalization;
-using System.Net;
-using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Unicode;
+using Fluid;
 using BitBudget.Internals;
 
 namespace BitBudget.Reporting;
@@ -28,7 +29,11 @@ public sealed record HtmlReportInput(ParetoFront Front)
     public IReadOnlyList<string> Notes { get; init; } = [];
 }
 
-/// <summary>Writes one self-contained HTML page (inline CSS, PNG charts as data URIs, no external resource).</summary>
+/// <summary>
+/// Writes one self-contained HTML page (inline CSS, PNG charts as data URIs, no external resource) through the Liquid
+/// template <c>Reporting/report.liquid</c> (Fluid). Every value is HTML-encoded by the template engine; only the CSS and
+/// the base64 charts are written raw.
+/// </summary>
 public static class HtmlReport
 {
     /// <summary>Writes the report for <paramref name="input"/> to <paramref name="path"/>, atomically.</summary>
@@ -40,129 +45,121 @@ public static class HtmlReport
         ArgumentNullException.ThrowIfNull(input);
         var front = input.Front;
         ParetoReport.Validate(front);
-        string title = input.Title ?? $"BitBudget report: {front.ModelName}";
-
-        var h = new StringBuilder(64 * 1024);
-        h.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>").Append(E(title)).Append("</title>\n");
-        h.Append("<style>").Append(Css).Append("</style>\n</head>\n<body>\n");
-        h.Append("<h1>").Append(E(title)).Append("</h1>\n");
-        foreach (string note in input.Notes)
-        {
-            h.Append("<p>").Append(E(note)).Append("</p>\n");
-        }
-
-        Summary(h, input);
-        Accuracy(h, front);
-
-        h.Append("<h2>Pareto front</h2>\n");
-        Image(h, ParetoReport.RenderPng(front), "Pareto plot: top-1 and predicted loss vs weight size");
-
-        BitChart(h, input);
-
-        if (input.Omega is { } omega)
-        {
-            h.Append("<h2>Cross-layer sensitivity Ω</h2>\n");
-            Image(h, ReportCharts.Omega(omega, 900, 820), "Heat map of Omega");
-            if (omega.Spectrum is { } s)
-            {
-                h.Append("<p>Eigenvalues of the measured Ω: min ").Append(N(s.MinEigenvalue)).Append(", max ").Append(N(s.MaxEigenvalue))
-                 .Append(", ").Append(s.NegativeCount.ToString(CultureInfo.InvariantCulture)).Append(" negative; the PSD projection removed ")
-                 .Append((s.ClippedMass * 100).ToString("0.###", CultureInfo.InvariantCulture)).Append("% of the spectral mass.</p>\n");
-            }
-        }
-
-        if (input.Layers is { Count: > 0 } layers)
-        {
-            SensitivityTable(h, layers);
-        }
-        if (input.Manifest is { } manifest)
-        {
-            Manifest(h, manifest);
-        }
-        h.Append("</body>\n</html>\n");
-        return h.ToString();
+        Page page = new(
+            input.Title ?? $"BitBudget report: {front.ModelName}",
+            Css,
+            input.Notes,
+            Summary(input),
+            AccuracyTable(front),
+            ["float", "", "", "", "32", Bytes(front.FpSizeBytes), "1×", "", Pct(front.FpTop1), "", "", "", ""],
+            front.EvalSplit,
+            MethodsByBudget(front),
+            Convert.ToBase64String(ParetoReport.RenderPng(front)),
+            BitChart(input),
+            input.Omega is { } omega ? OmegaSection(omega) : null,
+            input.Layers is { Count: > 0 } layers ? SensitivityTable(layers) : null,
+            input.Manifest is { } manifest ? ManifestSection(manifest) : null);
+        var context = new TemplateContext(page, s_options);
+        return s_template.Value.Render(context, s_encoder);
     }
 
-    static void Summary(StringBuilder h, HtmlReportInput input)
+    // The page model the template reads (property names as written in report.liquid).
+    internal sealed record Page(string Title, string Css, IReadOnlyList<string> Notes, IReadOnlyList<KeyValue> Summary, Table Accuracy,
+        IReadOnlyList<string> FloatRow, string EvalSplit, Table MethodsByBudget, string ParetoPng, Chart? BitChart, OmegaView? Omega,
+        Table? Sensitivity, ManifestView? Manifest);
+
+    internal sealed record KeyValue(string Key, string Value);
+
+    internal sealed record Table(IReadOnlyList<string> Header, IReadOnlyList<IReadOnlyList<string>> Rows);
+
+    internal sealed record Chart(string Budget, string Png);
+
+    internal sealed record OmegaView(string Png, string? Spectrum);
+
+    internal sealed record ManifestView(IReadOnlyList<KeyValue> Rows, Table? Timings, Table? Solvers, string Json);
+
+    static readonly TemplateOptions s_options = CreateOptions();
+
+    // Encodes <, >, &, quotes and '+' but keeps every other character (Δ, Ω, ×) as written.
+    static readonly HtmlEncoder s_encoder = HtmlEncoder.Create(UnicodeRanges.All);
+
+    static readonly Lazy<IFluidTemplate> s_template = new(() =>
+    {
+        using Stream stream = typeof(HtmlReport).Assembly.GetManifestResourceStream("BitBudget.Reporting.report.liquid")
+            ?? throw new InvalidOperationException("The report template BitBudget.Reporting.report.liquid is not embedded in the assembly.");
+        using var reader = new StreamReader(stream);
+        string source = reader.ReadToEnd();
+        return new FluidParser().TryParse(source, out IFluidTemplate? template, out string? error)
+            ? template
+            : throw new InvalidOperationException($"The report template does not parse: {error}");
+    });
+
+    static TemplateOptions CreateOptions()
+    {
+        var options = new TemplateOptions();
+        options.MemberAccessStrategy.Register<Page>();
+        options.MemberAccessStrategy.Register<KeyValue>();
+        options.MemberAccessStrategy.Register<Table>();
+        options.MemberAccessStrategy.Register<Chart>();
+        options.MemberAccessStrategy.Register<OmegaView>();
+        options.MemberAccessStrategy.Register<ManifestView>();
+        return options;
+    }
+
+    static List<KeyValue> Summary(HtmlReportInput input)
     {
         var f = input.Front;
-        h.Append("<h2>Model</h2>\n<table class=\"kv\">\n");
-        Row(h, "model", f.ModelName);
-        Row(h, "evaluation", f.EvalSplit);
-        Row(h, "float top-1", Pct(f.FpTop1));
-        Row(h, "float weight size", Bytes(f.FpSizeBytes));
+        var rows = new List<KeyValue>
+        {
+            new("model", f.ModelName),
+            new("evaluation", f.EvalSplit),
+            new("float top-1", Pct(f.FpTop1)),
+            new("float weight size", Bytes(f.FpSizeBytes)),
+        };
         if (input.Layers is { Count: > 0 } layers)
         {
-            Row(h, "quantizable layers", $"{layers.Count} ({layers.Count(l => l.Fixed)} fixed)");
-            Row(h, "weights", layers.Sum(l => l.WeightCount).ToString("N0", CultureInfo.InvariantCulture));
-            Row(h, "MACs per image", layers.Sum(l => l.MacsPerImage).ToString("N0", CultureInfo.InvariantCulture));
+            rows.Add(new("quantizable layers", $"{layers.Count} ({layers.Count(l => l.Fixed)} fixed)"));
+            rows.Add(new("weights", layers.Sum(l => l.WeightCount).ToString("N0", CultureInfo.InvariantCulture)));
+            rows.Add(new("MACs per image", layers.Sum(l => l.MacsPerImage).ToString("N0", CultureInfo.InvariantCulture)));
         }
-        h.Append("</table>\n");
+        return rows;
     }
 
-    static void Accuracy(StringBuilder h, ParetoFront f)
-    {
-        h.Append("<h2>Accuracy and size</h2>\n<table>\n<tr><th>method</th><th>rounding</th><th>budget</th><th>draw</th><th>avg bits</th><th>size</th>")
-         .Append("<th>compression</th><th>predicted ΔL</th><th>top-1 simulated</th><th>top-1 exported</th><th>Δ vs float</th><th>solver</th><th>gap</th></tr>\n");
-        h.Append("<tr class=\"fp\"><td>float</td><td></td><td></td><td></td><td>32</td><td>").Append(E(Bytes(f.FpSizeBytes)))
-         .Append("</td><td>1×</td><td></td><td>").Append(Pct(f.FpTop1)).Append("</td><td></td><td></td><td></td><td></td></tr>\n");
-        foreach (var p in f.Points)
-        {
-            h.Append("<tr><td>").Append(E(p.Method)).Append("</td><td>").Append(E(p.Rounding)).Append("</td><td>").Append(E(p.BudgetLabel))
-             .Append("</td><td>").Append(p.Draw.ToString(CultureInfo.InvariantCulture))
-             .Append("</td><td>").Append(p.AverageBits.ToString("0.###", CultureInfo.InvariantCulture))
-             .Append("</td><td>").Append(E(Bytes(p.SizeBytes)))
-             .Append("</td><td>").Append(p.SizeBytes > 0 ? (f.FpSizeBytes / p.SizeBytes).ToString("0.0", CultureInfo.InvariantCulture) + "×" : "")
-             .Append("</td><td>").Append(p.PredictedLoss is double l ? N(l) : "")
-             .Append("</td><td>").Append(p.Top1Simulated is double s ? Pct(s) : "")
-             .Append("</td><td>").Append(p.Top1Exported is double x ? Pct(x) : "")
-             .Append("</td><td>").Append(p.Top1 is double t ? ((t - f.FpTop1) * 100).ToString("+0.00;−0.00;0.00", CultureInfo.InvariantCulture) : "")
-             .Append("</td><td>").Append(E(p.SolverStatus))
-             .Append("</td><td>").Append(p.Gap is double g ? (g * 100).ToString("0.###", CultureInfo.InvariantCulture) + "%" : "")
-             .Append("</td></tr>\n");
-        }
-        h.Append("</table>\n<p class=\"small\">Top-1 on ").Append(E(f.EvalSplit)).Append(". Predicted ΔL is xᵀΩx. Size counts the weight bytes of all quantized layers.</p>\n");
-        h.Append("<h3>Methods × budgets (top-1 %)</h3>\n");
-        MarkdownTableAsHtml(h, f);
-    }
+    static Table AccuracyTable(ParetoFront f) => new(
+        ["method", "rounding", "budget", "draw", "avg bits", "size", "compression", "predicted ΔL", "top-1 simulated", "top-1 exported", "Δ vs float", "solver", "gap"],
+        [.. f.Points.Select(p => (IReadOnlyList<string>)[
+            p.Method, p.Rounding, p.BudgetLabel, p.Draw.ToString(CultureInfo.InvariantCulture),
+            p.AverageBits.ToString("0.###", CultureInfo.InvariantCulture), Bytes(p.SizeBytes),
+            p.SizeBytes > 0 ? (f.FpSizeBytes / p.SizeBytes).ToString("0.0", CultureInfo.InvariantCulture) + "×" : "",
+            p.PredictedLoss is double l ? N(l) : "",
+            p.Top1Simulated is double s ? Pct(s) : "",
+            p.Top1Exported is double x ? Pct(x) : "",
+            p.Top1 is double t ? ((t - f.FpTop1) * 100).ToString("+0.00;−0.00;0.00", CultureInfo.InvariantCulture) : "",
+            p.SolverStatus,
+            p.Gap is double g ? (g * 100).ToString("0.###", CultureInfo.InvariantCulture) + "%" : ""])]);
 
     // The same numbers as ResultsTable.ToMarkdown, as an HTML table.
-    static void MarkdownTableAsHtml(StringBuilder h, ParetoFront f)
+    static Table MethodsByBudget(ParetoFront f)
     {
         var budgets = f.Points.Select(p => p.BudgetLabel).Distinct(StringComparer.Ordinal).ToList();
         var rows = f.Points.Select(ResultsTable.RowKey).Distinct(StringComparer.Ordinal).ToList();
-        h.Append("<table>\n<tr><th>method</th>");
-        foreach (string b in budgets)
-        {
-            h.Append("<th>").Append(E(b)).Append("</th>");
-        }
-        h.Append("</tr>\n");
-        foreach (string r in rows)
-        {
-            h.Append("<tr><td>").Append(E(r)).Append("</td>");
-            foreach (string b in budgets)
-            {
-                var values = f.Points.Where(p => ResultsTable.RowKey(p) == r && p.BudgetLabel == b && p.Top1.HasValue)
-                    .Select(p => p.Top1!.Value * 100).ToList();
-                h.Append("<td>").Append(E(ResultsTable.Format(values))).Append("</td>");
-            }
-            h.Append("</tr>\n");
-        }
-        h.Append("</table>\n");
+        return new(["method", .. budgets],
+            [.. rows.Select(r => (IReadOnlyList<string>)[r, .. budgets.Select(b => ResultsTable.Format(
+                [.. f.Points.Where(p => ResultsTable.RowKey(p) == r && p.BudgetLabel == b && p.Top1.HasValue).Select(p => p.Top1!.Value * 100)]))])]);
     }
 
-    static void BitChart(StringBuilder h, HtmlReportInput input)
+    static Chart? BitChart(HtmlReportInput input)
     {
         var f = input.Front;
         string? budget = input.BitChartBudget ?? MiddleBudget(f);
         if (budget is null)
         {
-            return;
+            return null;
         }
         var configs = f.Points.Where(p => p.BudgetLabel == budget && p.Draw == f.Points.Where(q => q.BudgetLabel == budget).Min(q => q.Draw)).ToList();
         if (configs.Count == 0)
         {
-            return;
+            return null;
         }
         IReadOnlyList<string> layers = input.Layers is { Count: > 0 } rows
             ? [.. rows.OrderBy(r => r.Index).Select(r => r.Name)]
@@ -177,8 +174,7 @@ public static class HtmlReport
             }
             series.Add(($"{c.Method} ({c.Rounding})", [.. layers.Select(l => byLayer.GetValueOrDefault(l))]));
         }
-        h.Append("<h2>Bits per layer at ").Append(E(budget)).Append("</h2>\n");
-        Image(h, ReportCharts.LayerChoice(layers, series, $"bits per layer at {budget}", 1200, 520), "Bits per layer per method");
+        return new Chart(budget, Convert.ToBase64String(ReportCharts.LayerChoice(layers, series, $"bits per layer at {budget}", 1200, 520)));
     }
 
     static string? MiddleBudget(ParetoFront f)
@@ -192,88 +188,46 @@ public static class HtmlReport
         return budgets.Count == 0 ? null : budgets[budgets.Count / 2].Label;
     }
 
-    static void SensitivityTable(StringBuilder h, IReadOnlyList<LayerReportRow> layers)
+    static OmegaView OmegaSection(OmegaMatrix omega) => new(
+        Convert.ToBase64String(ReportCharts.Omega(omega, 900, 820)),
+        omega.Spectrum is { } s
+            ? $"Eigenvalues of the measured Ω: min {N(s.MinEigenvalue)}, max {N(s.MaxEigenvalue)}, {s.NegativeCount.ToString(CultureInfo.InvariantCulture)} negative; " +
+              $"the PSD projection removed {(s.ClippedMass * 100).ToString("0.###", CultureInfo.InvariantCulture)}% of the spectral mass."
+            : null);
+
+    static Table SensitivityTable(IReadOnlyList<LayerReportRow> layers)
     {
         int[] bits = LayerReport.BitColumns(layers);
         string[] keys = LayerReport.MethodColumns(layers);
-        h.Append("<h2>Per-layer sensitivity and bits</h2>\n<table>\n<tr><th>#</th><th>layer</th><th>op</th><th>weights</th><th>MACs/image</th><th>fixed</th>");
-        foreach (int b in bits)
-        {
-            h.Append("<th>ΔL ").Append(b.ToString(CultureInfo.InvariantCulture)).Append("-bit</th>");
-        }
-        foreach (string k in keys)
-        {
-            h.Append("<th>bits ").Append(E(k)).Append("</th>");
-        }
-        h.Append("</tr>\n");
-        foreach (var r in layers)
-        {
-            h.Append("<tr><td>").Append(r.Index.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(E(r.Name))
-             .Append("</td><td>").Append(E(r.Op)).Append("</td><td>").Append(r.WeightCount.ToString("N0", CultureInfo.InvariantCulture))
-             .Append("</td><td>").Append(r.MacsPerImage.ToString("N0", CultureInfo.InvariantCulture))
-             .Append("</td><td>").Append(r.Fixed ? "yes" : "").Append("</td>");
-            foreach (int b in bits)
-            {
-                h.Append("<td>").Append(r.DeltaLoss.TryGetValue(b, out double v) ? N(v) : "").Append("</td>");
-            }
-            foreach (string k in keys)
-            {
-                h.Append("<td>").Append(r.ChosenBits.TryGetValue(k, out int c) ? c.ToString(CultureInfo.InvariantCulture) : "").Append("</td>");
-            }
-            h.Append("</tr>\n");
-        }
-        h.Append("</table>\n");
+        return new(["#", "layer", "op", "weights", "MACs/image", "fixed", .. bits.Select(b => $"ΔL {b.ToString(CultureInfo.InvariantCulture)}-bit"), .. keys.Select(k => $"bits {k}")],
+            [.. layers.Select(r => (IReadOnlyList<string>)[
+                r.Index.ToString(CultureInfo.InvariantCulture), r.Name, r.Op, r.WeightCount.ToString("N0", CultureInfo.InvariantCulture),
+                r.MacsPerImage.ToString("N0", CultureInfo.InvariantCulture), r.Fixed ? "yes" : "",
+                .. bits.Select(b => r.DeltaLoss.TryGetValue(b, out double v) ? N(v) : ""),
+                .. keys.Select(k => r.ChosenBits.TryGetValue(k, out int c) ? c.ToString(CultureInfo.InvariantCulture) : "")])]);
     }
 
-    static void Manifest(StringBuilder h, RunManifest m)
+    static ManifestView ManifestSection(RunManifest m)
     {
-        h.Append("<h2>Run</h2>\n<table class=\"kv\">\n");
-        Row(h, "BitBudget", m.ToolVersion);
-        Row(h, "ONNX Runtime", m.OrtVersion);
-        Row(h, "opset", m.Opset?.ToString(CultureInfo.InvariantCulture) ?? "");
-        Row(h, "execution provider", m.ExecutionProvider);
-        Row(h, "model SHA-256", m.ModelSha256);
-        foreach (var (role, hash) in m.DataHashes)
+        var rows = new List<KeyValue>
         {
-            Row(h, $"data hash ({role})", hash);
-        }
-        foreach (var (purpose, seed) in m.Seeds)
-        {
-            Row(h, $"seed ({purpose})", seed.ToString(CultureInfo.InvariantCulture));
-        }
-        Row(h, "command line", string.Join(' ', m.CommandLine));
-        Row(h, "finished", m.CreatedUtc.ToString("u", CultureInfo.InvariantCulture));
-        h.Append("</table>\n");
-        if (m.Timings.Count > 0)
-        {
-            h.Append("<h3>Timings</h3>\n<table>\n<tr><th>stage</th><th>seconds</th></tr>\n");
-            foreach (var t in m.Timings)
-            {
-                h.Append("<tr><td>").Append(E(t.Stage)).Append("</td><td>").Append(t.Seconds.ToString("0.###", CultureInfo.InvariantCulture)).Append("</td></tr>\n");
-            }
-            h.Append("</table>\n");
-        }
-        if (m.SolverRuns.Count > 0)
-        {
-            h.Append("<h3>Solver status</h3>\n<table>\n<tr><th>method</th><th>budget</th><th>status</th><th>gap</th><th>seconds</th></tr>\n");
-            foreach (var s in m.SolverRuns)
-            {
-                h.Append("<tr><td>").Append(E(s.Method)).Append("</td><td>").Append(E(s.Budget)).Append("</td><td>").Append(E(s.Status))
-                 .Append("</td><td>").Append(s.Gap is double g ? (g * 100).ToString("0.###", CultureInfo.InvariantCulture) + "%" : "")
-                 .Append("</td><td>").Append(s.Seconds.ToString("0.###", CultureInfo.InvariantCulture)).Append("</td></tr>\n");
-            }
-            h.Append("</table>\n");
-        }
-        h.Append("<details><summary>manifest.json</summary><pre>").Append(E(ManifestReport.ToJson(m))).Append("</pre></details>\n");
+            new("BitBudget", m.ToolVersion),
+            new("ONNX Runtime", m.OrtVersion),
+            new("opset", m.Opset?.ToString(CultureInfo.InvariantCulture) ?? ""),
+            new("execution provider", m.ExecutionProvider),
+            new("model SHA-256", m.ModelSha256),
+        };
+        rows.AddRange(m.DataHashes.Select(d => new KeyValue($"data hash ({d.Key})", d.Value)));
+        rows.AddRange(m.Seeds.Select(s => new KeyValue($"seed ({s.Key})", s.Value.ToString(CultureInfo.InvariantCulture))));
+        rows.Add(new("command line", string.Join(' ', m.CommandLine)));
+        rows.Add(new("finished", m.CreatedUtc.ToString("u", CultureInfo.InvariantCulture)));
+        Table? timings = m.Timings.Count == 0 ? null : new(["stage", "seconds"],
+            [.. m.Timings.Select(t => (IReadOnlyList<string>)[t.Stage, t.Seconds.ToString("0.###", CultureInfo.InvariantCulture)])]);
+        Table? solvers = m.SolverRuns.Count == 0 ? null : new(["method", "budget", "status", "gap", "seconds"],
+            [.. m.SolverRuns.Select(s => (IReadOnlyList<string>)[s.Method, s.Budget, s.Status,
+                s.Gap is double g ? (g * 100).ToString("0.###", CultureInfo.InvariantCulture) + "%" : "", s.Seconds.ToString("0.###", CultureInfo.InvariantCulture)])]);
+        return new ManifestView(rows, timings, solvers, ManifestReport.ToJson(m));
     }
-
-    static void Image(StringBuilder h, byte[] png, string alt) =>
-        h.Append("<p><img alt=\"").Append(E(alt)).Append("\" src=\"data:image/png;base64,").Append(Convert.ToBase64String(png)).Append("\"></p>\n");
-
-    static void Row(StringBuilder h, string key, string value) =>
-        h.Append("<tr><th>").Append(E(key)).Append("</th><td>").Append(E(value)).Append("</td></tr>\n");
-
-    static string E(string? text) => WebUtility.HtmlEncode(text ?? "");
 
     static string Pct(double fraction) => (fraction * 100).ToString("0.00", CultureInfo.InvariantCulture) + "%";
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using BitBudget.Internals;
 
 namespace BitBudget.Reporting;
@@ -7,8 +6,9 @@ namespace BitBudget.Reporting;
 /// <summary>Writes the per-layer sensitivity and bits report as JSON and CSV.</summary>
 /// <remarks>
 /// CSV columns: <c>index,name,op,weights,macs_per_image,fixed</c>, then <c>delta_loss_{b}bit</c> for every measured
-/// bit-width (ascending), then <c>bits_{key}</c> for every chosen-bits key (first-seen order). Numbers use the invariant
-/// culture and round-trip ("R"); a missing value is an empty cell; text is quoted per RFC 4180 when needed.
+/// bit-width (ascending), then <c>bits_{key}</c> for every chosen-bits key (first-seen order). Written by Sep: numbers use
+/// the invariant culture and round-trip (shortest exact form); a missing value is an empty cell; text is quoted per RFC 4180
+/// when it holds a comma, quote or line break.
 /// </remarks>
 public static class LayerReport
 {
@@ -16,11 +16,11 @@ public static class LayerReport
     public static void WriteJson(IReadOnlyList<LayerReportRow> rows, string path)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        ReportJson.Write(rows, path);
+        BitBudgetJson.Write(rows as List<LayerReportRow> ?? [.. rows], path);
     }
 
     /// <summary>Reads rows written by <see cref="WriteJson"/>.</summary>
-    public static IReadOnlyList<LayerReportRow> ReadJson(string path) => ReportJson.Read<List<LayerReportRow>>(path, "layer report");
+    public static IReadOnlyList<LayerReportRow> ReadJson(string path) => BitBudgetJson.Read<List<LayerReportRow>>(path, "layer report");
 
     /// <summary>Writes <paramref name="rows"/> as CSV, atomically.</summary>
     public static void WriteCsv(IReadOnlyList<LayerReportRow> rows, string path) => AtomicFile.WriteAllText(path, ToCsv(rows));
@@ -31,44 +31,58 @@ public static class LayerReport
         ArgumentNullException.ThrowIfNull(rows);
         int[] bits = BitColumns(rows);
         string[] keys = MethodColumns(rows);
-        var sb = new StringBuilder();
-        sb.Append("index,name,op,weights,macs_per_image,fixed");
-        foreach (int b in bits)
+        string[] header = ["index", "name", "op", "weights", "macs_per_image", "fixed",
+            .. bits.Select(b => $"delta_loss_{b.ToString(CultureInfo.InvariantCulture)}bit"), .. keys.Select(k => "bits_" + k)];
+        return Csv.Write(header, writer =>
         {
-            sb.Append(",delta_loss_").Append(b.ToString(CultureInfo.InvariantCulture)).Append("bit");
-        }
-        foreach (string k in keys)
-        {
-            sb.Append(',').Append(Quote("bits_" + k));
-        }
-        sb.Append('\n');
-        foreach (var r in rows)
-        {
-            sb.Append(r.Index.ToString(CultureInfo.InvariantCulture)).Append(',')
-              .Append(Quote(r.Name)).Append(',')
-              .Append(Quote(r.Op)).Append(',')
-              .Append(r.WeightCount.ToString(CultureInfo.InvariantCulture)).Append(',')
-              .Append(r.MacsPerImage.ToString(CultureInfo.InvariantCulture)).Append(',')
-              .Append(r.Fixed ? "true" : "false");
-            foreach (int b in bits)
+            foreach (LayerReportRow r in rows)
             {
-                sb.Append(',');
-                if (r.DeltaLoss.TryGetValue(b, out double v))
+                using var row = writer.NewRow();
+                row["index"].Format(r.Index);
+                row["name"].Set(r.Name);
+                row["op"].Set(r.Op);
+                row["weights"].Format(r.WeightCount);
+                row["macs_per_image"].Format(r.MacsPerImage);
+                row["fixed"].Set(r.Fixed ? "true" : "false");
+                foreach (int b in bits)
                 {
-                    sb.Append(v.ToString("R", CultureInfo.InvariantCulture));
+                    var cell = row[$"delta_loss_{b.ToString(CultureInfo.InvariantCulture)}bit"];
+                    if (r.DeltaLoss.TryGetValue(b, out double v)) { cell.Format(v); } else { cell.Set(""); }   // Sep wants every column set
+                }
+                foreach (string k in keys)
+                {
+                    var cell = row["bits_" + k];
+                    if (r.ChosenBits.TryGetValue(k, out int chosen)) { cell.Format(chosen); } else { cell.Set(""); }
                 }
             }
-            foreach (string k in keys)
+        });
+    }
+
+    /// <summary>
+    /// The single-layer sensitivities of a measurement as CSV (what <c>bitbudget sensitivity -o x.csv</c> writes): one row per
+    /// searched layer, columns <c>layer,op,weights</c> and <c>delta_loss_w{b}</c> per candidate bit-width.
+    /// </summary>
+    /// <param name="layers">Searched layers in measurement order.</param>
+    /// <param name="candidateBits">Candidate bit-widths, in the order of <paramref name="deltaSingle"/>'s columns.</param>
+    /// <param name="deltaSingle">Row-major ΔL, one row per layer and one column per candidate bit-width.</param>
+    public static string SensitivityCsv(IReadOnlyList<Graph.LayerInfo> layers, IReadOnlyList<int> candidateBits, IReadOnlyList<double> deltaSingle)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(candidateBits);
+        ArgumentNullException.ThrowIfNull(deltaSingle);
+        string[] columns = [.. candidateBits.Select(b => $"delta_loss_w{b.ToString(CultureInfo.InvariantCulture)}")];
+        int s = candidateBits.Count;
+        return Csv.Write(["layer", "op", "weights", .. columns], writer =>
+        {
+            for (int k = 0; k < layers.Count; k++)
             {
-                sb.Append(',');
-                if (r.ChosenBits.TryGetValue(k, out int chosen))
-                {
-                    sb.Append(chosen.ToString(CultureInfo.InvariantCulture));
-                }
+                using var row = writer.NewRow();
+                row["layer"].Set(layers[k].Name);
+                row["op"].Set(layers[k].OpType);
+                row["weights"].Format(layers[k].WeightCount);
+                for (int b = 0; b < s; b++) { row[columns[b]].Format(deltaSingle[k * s + b]); }
             }
-            sb.Append('\n');
-        }
-        return sb.ToString();
+        });
     }
 
     internal static int[] BitColumns(IReadOnlyList<LayerReportRow> rows)
@@ -97,7 +111,4 @@ public static class LayerReport
         }
         return [.. keys];
     }
-
-    static string Quote(string text) =>
-        text.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : text;
 }

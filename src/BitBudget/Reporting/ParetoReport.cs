@@ -5,17 +5,17 @@ namespace BitBudget.Reporting;
 /// <summary>Writes a Pareto front as JSON (every point with its configuration) and as a two-panel PNG plot.</summary>
 public static class ParetoReport
 {
-    /// <summary>Writes <paramref name="front"/> as indented camelCase JSON to <paramref name="path"/>, atomically.</summary>
+    /// <summary>Writes <paramref name="front"/> as indented snake_case JSON to <paramref name="path"/>, atomically.</summary>
     public static void WriteJson(ParetoFront front, string path)
     {
         Validate(front);
-        ReportJson.Write(front, path);
+        BitBudgetJson.Write(front, path);
     }
 
     /// <summary>Reads a front written by <see cref="WriteJson"/>.</summary>
     public static ParetoFront ReadJson(string path)
     {
-        var front = ReportJson.Read<ParetoFront>(path, "Pareto front");
+        var front = BitBudgetJson.Read<ParetoFront>(path, "Pareto front");
         Validate(front);
         return front;
     }

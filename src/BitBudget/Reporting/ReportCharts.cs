@@ -1,5 +1,4 @@
 using ScottPlot;
-using SkiaSharp;
 
 namespace BitBudget.Reporting;
 
@@ -11,10 +10,9 @@ static class ReportCharts
     /// <summary>Two panels side by side: measured top-1 vs size, and predicted loss vs size.</summary>
     internal static byte[] Pareto(ParetoFront front, int width, int height)
     {
-        int left = width / 2;
         using Plot accuracy = AccuracyPanel(front);
         using Plot predicted = PredictedPanel(front);
-        return SideBySide(accuracy, left, predicted, width - left, height);
+        return SideBySide(accuracy, predicted, width, height);
     }
 
     static Plot AccuracyPanel(ParetoFront front)
@@ -262,16 +260,14 @@ static class ReportCharts
         return result;
     }
 
-    static byte[] SideBySide(Plot left, int leftWidth, Plot right, int rightWidth, int height)
+    /// <summary>Two plots in one image, each half the width, through ScottPlot's multiplot (one render, one PNG encode).</summary>
+    static byte[] SideBySide(Plot left, Plot right, int width, int height)
     {
-        using var leftBitmap = SKBitmap.Decode(left.GetImageBytes(leftWidth, height, ImageFormat.Png));
-        using var rightBitmap = SKBitmap.Decode(right.GetImageBytes(rightWidth, height, ImageFormat.Png));
-        using var surface = SKSurface.Create(new SKImageInfo(leftWidth + rightWidth, height, SKColorType.Rgba8888, SKAlphaType.Premul));
-        surface.Canvas.Clear(SKColors.White);
-        surface.Canvas.DrawBitmap(leftBitmap, 0, 0);
-        surface.Canvas.DrawBitmap(rightBitmap, leftWidth, 0);
-        using var image = surface.Snapshot();
-        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        return data.ToArray();
+        var multiplot = new Multiplot();
+        multiplot.Reset(left);
+        multiplot.AddPlot(right);
+        multiplot.Layout = new ScottPlot.MultiplotLayouts.Columns();
+        using Image image = multiplot.Render(width, height);
+        return image.GetImageBytes(ImageFormat.Png);
     }
 }

@@ -224,8 +224,7 @@ public static class RunWorkflow
         WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings);
         if (bestCandidates.Count > 0)
         {
-            AtomicFile.WriteAllText(Path.Combine(outDir, "best-candidates.json"),
-                System.Text.Json.JsonSerializer.Serialize(bestCandidates, ReportJson.Options));
+            BitBudgetJson.Write(bestCandidates, Path.Combine(outDir, "best-candidates.json"));
         }
         Stage("report");
         return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates };

@@ -138,7 +138,7 @@ public class ShardTests
         Assert.True(merged.Complete);
         Assert.Equal(whole.Omega, merged.Omega);   // bit-identical
         // The CLI's report of a run that measured nothing (what the Slurm merge job writes) is valid JSON, not a NaN crash.
-        string json = System.Text.Json.JsonSerializer.Serialize(BitBudget.Cli.Commands.SensitivityCommand.Report(merged), BitBudget.Cli.Ui.Json);
+        string json = BitBudget.Cli.Ui.ToJson(BitBudget.Cli.Commands.SensitivityCommand.Report(merged));
         Assert.Contains("\"evaluations\": 0", json, StringComparison.Ordinal);
         Assert.Contains("\"flop_ratio\": null", json, StringComparison.Ordinal);
     }

@@ -290,10 +290,12 @@ public class BitSearchTests
         using var doc = JsonDocument.Parse(r.ToJson());
         JsonElement root = doc.RootElement;
         Assert.Equal("clado", root.GetProperty("method").GetString());
-        Assert.Equal("Optimal", root.GetProperty("status").GetString());
+        Assert.Equal("optimal", root.GetProperty("status").GetString());
         Assert.Equal(r.Objective, root.GetProperty("objective").GetDouble(), 12);
-        Assert.Equal(r.SizeBytes, root.GetProperty("sizeBytes").GetDouble(), 9);
-        string[] names = [.. root.GetProperty("layers").EnumerateArray().Select(e => e.GetProperty("name").GetString()!)];
+        Assert.Equal(r.SizeBytes, root.GetProperty("size_bytes").GetDouble(), 9);
+        Assert.Equal(r.BestBound, root.GetProperty("best_bound").GetDouble(), 12);
+        Assert.Equal(r.AverageBitsSearched, root.GetProperty("average_bits_searched").GetDouble(), 12);
+        string[] names = [.. root.GetProperty("layers").EnumerateArray().Select(e => e.GetProperty("layer").GetString()!)];
         Assert.Equal(problem.Layers.Select(l => l.Name), names);
         Assert.Equal(r.Bits["l3"], root.GetProperty("layers")[4].GetProperty("bits").GetInt32());
     }

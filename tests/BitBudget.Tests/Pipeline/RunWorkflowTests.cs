@@ -163,18 +163,6 @@ public class RunWorkflowTests
         Assert.Equal(10, Cli.Program.Run(["eval", dir.File("missing.onnx"), "--data", idx]));
     }
 
-    [Fact]
-    public void SearchRankListsTheNextBestConfigurations()
-    {
-        using var dir = new Assets.TempDir();
-        string idx = Assets.Require("mnist/t10k-images-idx3-ubyte");
-        string[] search = ["search", Assets.Mnist8, "--method", "independent", "--budget", "6.5bits", "--calib", idx, "--calib-images", "64",
-            "--sens-images", "64", "--first-bits", "search", "--quiet", "-o", dir.File("bits.json")];
-        Assert.Equal(0, Cli.Program.Run([.. search, "--rank", "3"]));
-        Assert.True(File.Exists(dir.File("bits.json")));
-        Assert.Equal(1, Cli.Program.Run([.. search, "--rank", "0", "--force"]));   // command-line usage
-    }
-
     sealed class SyncProgress(Action<RunProgress> report) : IProgress<RunProgress>
     {
         public void Report(RunProgress value) => report(value);

@@ -50,8 +50,10 @@ public class HtmlReportTests
         Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("<b>friends", html);
         Assert.DoesNotContain("<not measured>", html);
-        Assert.Contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;", html);
+        // The template engine's encoder (System.Text.Encodings.Web) writes ' as &#x27;; a browser shows the name as written.
+        Assert.Contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;", html);
         Assert.Contains("resnet20 &amp; &lt;b&gt;friends&lt;/b&gt;", html);
+        Assert.Contains("<th>predicted ΔL</th>", html);   // non-ASCII text stays as written, not as entities
     }
 
     [Fact]
@@ -123,15 +125,14 @@ public class HtmlReportTests
 
 public class ReportSampleTests
 {
-    /// <summary>Writes the sample of docs/reporting.md when BITBUDGET_REPORT_SAMPLES names a folder; otherwise does nothing.</summary>
+    /// <summary>Writes every report file (kept in BITBUDGET_REPORT_SAMPLES when set: the sample of docs/reporting.md) and checks each reads back.</summary>
     [Fact]
-    public void WriteSamples_WhenAsked()
+    public void WriteSamples_EveryFileIsWrittenAndReadsBack()
     {
-        string? dir = Environment.GetEnvironmentVariable("BITBUDGET_REPORT_SAMPLES");
-        if (string.IsNullOrEmpty(dir))
-        {
-            return;
-        }
+        // BITBUDGET_REPORT_SAMPLES=DIR keeps the samples (docs/img is made from them); otherwise a temporary folder.
+        string? keep = Environment.GetEnvironmentVariable("BITBUDGET_REPORT_SAMPLES");
+        using var temp = new Assets.TempDir();
+        string dir = string.IsNullOrEmpty(keep) ? temp.Path : keep;
         Directory.CreateDirectory(dir);
         var layers = SyntheticReport.Layers();
         var front = SyntheticReport.Front(layers);
@@ -149,5 +150,41 @@ public class ReportSampleTests
             Manifest = SyntheticReport.Manifest(),
             Notes = ["Synthetic data from tests/BitBudget.Tests/Reporting/SyntheticReport.cs, not a measurement."],
         });
+
+        using (var pareto = SkiaSharp.SKBitmap.Decode(Path.Combine(dir, "pareto.png")))
+        {
+            Assert.Equal((1200, 480), (pareto.Width, pareto.Height));
+            Assert.True(ReportImages.LuminanceVariance(pareto) > 100);
+        }
+        using (var omega = SkiaSharp.SKBitmap.Decode(Path.Combine(dir, "omega.png")))
+        {
+            Assert.Equal((900, 820), (omega.Width, omega.Height));
+        }
+        Assert.Equal(front.Points.Count, ParetoReport.ReadJson(Path.Combine(dir, "pareto.json")).Points.Count);
+        Assert.Equal(layers, LayerReport.ReadJson(Path.Combine(dir, "layers.json")), LayerRowComparer.Instance);
+        Assert.Equal(SyntheticReport.Manifest().ModelSha256, ManifestReport.ReadJson(Path.Combine(dir, "manifest.json")).ModelSha256);
+        string[] csv = File.ReadAllLines(Path.Combine(dir, "layers.csv"));
+        Assert.Equal(layers.Count + 1, csv.Length);
+        Assert.StartsWith("index,name,op,weights,macs_per_image,fixed,delta_loss_", csv[0], StringComparison.Ordinal);
+        string[] table = File.ReadAllLines(Path.Combine(dir, "results.md"));
+        Assert.StartsWith("|", table[0], StringComparison.Ordinal);
+        string html = File.ReadAllText(Path.Combine(dir, "report.html"));
+        Assert.StartsWith("<!DOCTYPE html>", html, StringComparison.OrdinalIgnoreCase);
+        Assert.EndsWith("</html>", html.TrimEnd(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Count(html, "data:image/png;base64,"));   // Pareto, bits per layer, Ω
+        Assert.Contains(front.ModelName, html, StringComparison.Ordinal);
+    }
+
+    /// <summary>Rows compare by value, their two dictionaries by content.</summary>
+    sealed class LayerRowComparer : IEqualityComparer<LayerReportRow>
+    {
+        public static readonly LayerRowComparer Instance = new();
+
+        public bool Equals(LayerReportRow? a, LayerReportRow? b) =>
+            a is not null && b is not null && a with { DeltaLoss = b.DeltaLoss, ChosenBits = b.ChosenBits } == b
+            && a.DeltaLoss.OrderBy(p => p.Key).SequenceEqual(b.DeltaLoss.OrderBy(p => p.Key))
+            && a.ChosenBits.OrderBy(p => p.Key, StringComparer.Ordinal).SequenceEqual(b.ChosenBits.OrderBy(p => p.Key, StringComparer.Ordinal));
+
+        public int GetHashCode(LayerReportRow row) => row.Index;
     }
 }

@@ -51,6 +51,21 @@ public class LayerReportTests
             LayerReport.ToCsv(rows));
     }
 
+    /// <summary>The CLI's `sensitivity -o x.csv` goes through the same writer: names with a comma or quote are quoted, numbers round-trip.</summary>
+    [Fact]
+    public void SensitivityCsv_QuotesOddNamesAndRoundTripsNumbers()
+    {
+        List<BitBudget.Graph.LayerInfo> layers = BitBudget.Tests.Quantization.BitConfigTests.Layers("conv,1", "conv\"2\"", "fc");
+        double[] delta = [0.1, 1.0 / 3, 2e-7, 4, 5.5, double.Epsilon, 7, 8, 9];
+        string csv = LayerReport.SensitivityCsv(layers, [2, 4, 8], delta);
+        var table = ParseCsv(csv);
+        Assert.Equal(["layer", "op", "weights", "delta_loss_w2", "delta_loss_w4", "delta_loss_w8"], table[0]);
+        Assert.Equal(["conv,1", "conv\"2\"", "fc"], table.Skip(1).Select(r => r[0]));
+        Assert.StartsWith("\"conv,1\",Conv,288,", csv.Split('\n')[1], StringComparison.Ordinal);
+        double[] back = [.. table.Skip(1).SelectMany(r => r.Skip(3).Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)))];
+        Assert.Equal(delta, back);
+    }
+
     [Fact]
     public void Json_RoundTrips()
     {

@@ -51,7 +51,7 @@ public class ParetoReportTests
             Assert.Equal(a with { Bits = [] }, b with { Bits = [] });
             Assert.Equal(a.Bits, b.Bits);
         }
-        Assert.Contains("\"budgetLabel\": \"2.5bits\"", File.ReadAllText(path));
+        Assert.Contains("\"budget_label\": \"2.5bits\"", File.ReadAllText(path));
     }
 
     [Fact]

@@ -60,7 +60,7 @@ public class ManifestReportTests
         Assert.Equal(manifest.SolverRuns, back.SolverRuns);
         Assert.Equal(manifest.CommandLine, back.CommandLine);
         Assert.Equal(manifest.CreatedUtc, back.CreatedUtc);
-        Assert.Contains("\"ortVersion\": \"1.31.1\"", File.ReadAllText(path));
+        Assert.Contains("\"ort_version\": \"1.31.1\"", File.ReadAllText(path));
     }
 
     [Fact]
