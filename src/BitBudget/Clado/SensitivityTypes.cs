@@ -103,7 +103,7 @@ public sealed record SensitivityOptions
 /// <param name="Weights">Quantized tensors of every (layer, bits), computed once (RTN or GPTQ).</param>
 /// <param name="Activations">Input-activation parameters by layer name, for every layer with activation bits.</param>
 /// <param name="Data">The sensitivity images.</param>
-public sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
+internal sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
     QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data);
 
 /// <summary>Progress of a measurement: forward evaluations (singles and pairs) done and in total, for this run.</summary>

@@ -1,7 +1,7 @@
 namespace BitBudget.Optimization;
 
 /// <summary>The seeded synthetic IQP instances of issue 6, used to benchmark and test the exact search.</summary>
-public static class SyntheticProblem
+internal static class SyntheticProblem
 {
     /// <summary>
     /// <paramref name="layers"/> searched layers with bits {2,4,8}; layer size s = exp(U(0,5)); F ∈ R^{3L×8} with entries

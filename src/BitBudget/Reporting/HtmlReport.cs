@@ -7,7 +7,7 @@ namespace BitBudget.Reporting;
 
 /// <summary>What the HTML report shows; everything but the front is optional and its section is left out when null.</summary>
 /// <param name="Front">The evaluated configurations (accuracy table, Pareto plot, bit chart).</param>
-public sealed record HtmlReportInput(ParetoFront Front)
+internal sealed record HtmlReportInput(ParetoFront Front)
 {
     /// <summary>Page title; defaults to "BitBudget report: {model}".</summary>
     public string? Title { get; init; }
@@ -29,7 +29,7 @@ public sealed record HtmlReportInput(ParetoFront Front)
 }
 
 /// <summary>Writes one self-contained HTML page (inline CSS, PNG charts as data URIs, no external resource).</summary>
-public static class HtmlReport
+internal static class HtmlReport
 {
     /// <summary>Writes the report for <paramref name="input"/> to <paramref name="path"/>, atomically.</summary>
     public static void Write(string path, HtmlReportInput input) => AtomicFile.WriteAllText(path, Render(input));

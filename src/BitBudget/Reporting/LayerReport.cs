@@ -10,7 +10,7 @@ namespace BitBudget.Reporting;
 /// bit-width (ascending), then <c>bits_{key}</c> for every chosen-bits key (first-seen order). Numbers use the invariant
 /// culture and round-trip ("R"); a missing value is an empty cell; text is quoted per RFC 4180 when needed.
 /// </remarks>
-public static class LayerReport
+internal static class LayerReport
 {
     /// <summary>Writes <paramref name="rows"/> as a JSON array, atomically.</summary>
     public static void WriteJson(IReadOnlyList<LayerReportRow> rows, string path)
