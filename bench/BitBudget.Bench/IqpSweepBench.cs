@@ -66,16 +66,7 @@ static class IqpSweepBench
             double scale = Math.Pow(2, -(bits[u % 3] - 2));
             for (int k = 0; k < rank; k++) { f[u, k] = scale * (random.NextDouble() - 0.5); }
         }
-        var omega = new double[n, n];
-        for (int u = 0; u < n; u++)
-        {
-            for (int v = 0; v <= u; v++)
-            {
-                double dot = 0;
-                for (int k = 0; k < rank; k++) { dot += f[u, k] * f[v, k]; }
-                omega[u, v] = omega[v, u] = dot;
-            }
-        }
+        double[,] omega = SyntheticProblem.Gram(f);
         return new SearchProblem(list, omega, [new Budget(BudgetKind.Bytes, fraction * allEight)]);
     }
 

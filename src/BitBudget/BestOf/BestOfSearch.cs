@@ -29,10 +29,10 @@ public sealed record BestCandidate(string Budget, IReadOnlyList<string> Sources,
     double HeldOutKlDivergence, double HeldOutCrossEntropy, double HeldOutTop1, bool Chosen);
 
 /// <summary>What <see cref="BestOfSearch.Run"/> chose: the winning search result, its verdict, the solvers' time and every candidate.</summary>
-public sealed record BestOfResult(SearchResult Winner, string Verdict, double Seconds, IReadOnlyList<BestCandidate> Considered);
+internal sealed record BestOfResult(SearchResult Winner, string Verdict, double Seconds, IReadOnlyList<BestCandidate> Considered);
 
 /// <summary>Method best: the lowest held-out loss among the ranked CLADO and independent solutions and uniform bits.</summary>
-public static class BestOfSearch
+internal static class BestOfSearch
 {
     /// <summary>
     /// Method best at one budget: the ranked solutions of CLADO and of the independent ILP (each optimum and its next-best

@@ -19,7 +19,7 @@ namespace BitBudget.Clado;
 /// for every evaluation, as the paper's code does.
 /// </para>
 /// </summary>
-public static class CladoSensitivity
+internal static class CladoSensitivity
 {
     /// <summary>Measures (or completes from the store) the sensitivities of <paramref name="input"/>.</summary>
     public static SensitivityResult Measure(SensitivityInput input, SensitivityOptions? options = null,

@@ -132,7 +132,7 @@ public enum PairSelection
 /// <param name="Activations">Input-activation parameters by layer name, for every layer with activation bits.</param>
 /// <param name="Data">The sensitivity images.</param>
 /// <param name="Attention">Quantizers of the attention activation × activation MatMuls, part of every measured model (null: they stay float).</param>
-public sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
+internal sealed record SensitivityInput(OnnxModel Prepared, IReadOnlyList<LayerInfo> Layers, IReadOnlyList<LayerBits> Config,
     QuantizedWeights Weights, IReadOnlyDictionary<string, ActivationParams>? Activations, Dataset Data, IReadOnlyList<AttentionQuantizer>? Attention = null);
 
 /// <summary>Progress of a measurement: forward evaluations (singles and pairs) done and in total, for this run.</summary>

@@ -13,7 +13,7 @@ namespace BitBudget.Evaluation;
 /// Holds one native session; dispose it. Different weights for some layers come from
 /// <see cref="WithWeights"/>, which reuses the serialized model instead of reading it from disk again.
 /// </summary>
-public sealed class EvaluationEngine : IDisposable
+internal sealed class EvaluationEngine : IDisposable
 {
     readonly byte[] _modelBytes;
     readonly InferenceSession _session;
@@ -211,7 +211,7 @@ public sealed class EvaluationEngine : IDisposable
 }
 
 /// <summary>An intermediate tensor of one batch, valid only inside the capture callback.</summary>
-public readonly struct CapturedTensor
+internal readonly struct CapturedTensor
 {
     readonly OrtValue _value;
 

@@ -15,7 +15,7 @@ namespace BitBudget.Evaluation;
 /// <param name="Tensors">Bytes per image of every tensor the probe saw (the data input included).</param>
 /// <param name="InputBytes">Bytes per image of the data input.</param>
 /// <param name="PeakLiveBytes">Most bytes live at once in one forward pass, per image, with only the graph outputs kept.</param>
-public sealed record TensorFootprint(IReadOnlyDictionary<string, long> Tensors, long InputBytes, long PeakLiveBytes)
+internal sealed record TensorFootprint(IReadOnlyDictionary<string, long> Tensors, long InputBytes, long PeakLiveBytes)
 {
     /// <summary>Allocator slack over the planned bytes (fragmentation, ORT's own buffers); the measured peaks stay below it.</summary>
     public const double Slack = 1.25;
@@ -34,7 +34,7 @@ public sealed record TensorFootprint(IReadOnlyDictionary<string, long> Tensors, 
 /// session and runs the images in micro-batches sized so that the tensors of one micro-batch fit the memory budget
 /// (<see cref="RuntimeOptions.MaxMemory"/>); each micro-batch's tensors live only during the caller's callback.
 /// </summary>
-public sealed class TensorTap
+internal sealed class TensorTap
 {
     static readonly ConditionalWeakTable<OnnxModel, TensorFootprint> Footprints = new();
 

@@ -37,7 +37,7 @@ public sealed record ExportResult(OnnxModel Model, long Opset, IReadOnlyList<Exp
 }
 
 /// <summary>Options of <see cref="QdqExporter.Export"/>.</summary>
-public sealed record ExportOptions
+internal sealed record ExportOptions
 {
     /// <summary>Input for the verification run (NCHW, batch inferred); null runs one zero image.</summary>
     public float[]? CheckInput { get; init; }
@@ -66,7 +66,7 @@ public sealed record ExportOptions
 /// INT2 packed four per byte for 2) followed by DequantizeLinear with per-channel scales; float biases (bias-corrected ones
 /// from the <see cref="QuantizedWeights"/>, added where a layer had none); activation Q/DQ on layer inputs.
 /// </summary>
-public static class QdqExporter
+internal static class QdqExporter
 {
     /// <summary>Builds the QDQ model and checks that ONNX Runtime loads it at ORT_ENABLE_ALL and runs one batch.</summary>
     /// <exception cref="BitBudgetException">The opset cannot be raised, calibration is missing, or ONNX Runtime rejects the result.</exception>

@@ -5,7 +5,7 @@ using Microsoft.ML.OnnxRuntime;
 namespace BitBudget.Graph;
 
 /// <summary>Finds the quantizable layers of a model and measures their shapes and cost.</summary>
-public static class ModelInspector
+internal static class ModelInspector
 {
     /// <summary>Prepares <paramref name="model"/> (see <see cref="ModelPreparer"/>) and lists its quantizable layers.</summary>
     /// <returns>The prepared model, which every later stage should use, and its summary.</returns>

@@ -23,7 +23,7 @@ public sealed record PreparationReport(int FoldedBatchNorms, int FoldedBiasAdds,
 /// Exact rewrites that put a model into the form every later stage expects: constant weights as plain
 /// initializers, BatchNormalization folded into Conv, a dynamic batch dimension, initializers not listed as inputs.
 /// </summary>
-public static class ModelPreparer
+internal static class ModelPreparer
 {
     /// <summary>Returns a prepared copy of <paramref name="model"/>; the original is not changed.</summary>
     /// <param name="model">The model as loaded.</param>

@@ -1,7 +1,7 @@
 namespace BitBudget.Internals;
 
 /// <summary>Writes a file through a temporary sibling and a rename, so a failed or cancelled write never leaves a half-written target.</summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> atomically.</summary>
     public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)

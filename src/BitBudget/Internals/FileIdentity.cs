@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace BitBudget.Internals;
 
 /// <summary>Whether two paths name the same file: same full path, through symbolic links, or (on Linux) the same inode (a hard link).</summary>
-public static partial class FileIdentity
+internal static partial class FileIdentity
 {
     /// <summary>True when both paths exist and are the same file.</summary>
     public static bool SameFile(string a, string b)

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 namespace BitBudget.Internals;
 
 /// <summary>Content hashes used to key caches and measurement stores.</summary>
-public static class Hashing
+internal static class Hashing
 {
     /// <summary>Lower-case hex SHA-256 of <paramref name="bytes"/>.</summary>
     public static string Sha256Hex(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));

@@ -11,7 +11,7 @@ namespace BitBudget.Ompq;
 /// <param name="FixedWeights">Weight elements of each layer outside the search.</param>
 /// <param name="FixedBits">Bit-width of the fixed layers.</param>
 /// <param name="Budget">The size budget: average bits (all or searched layers) or bytes over all layers.</param>
-public sealed record OmpqAllocationInput(
+internal sealed record OmpqAllocationInput(
     IReadOnlyList<long> UnitWeights,
     IReadOnlyList<double> Theta,
     IReadOnlyList<long> FixedWeights,
@@ -62,7 +62,7 @@ public sealed record OmpqAllocationResult(
 /// stage 2 keeps stage 1's optimum (within 1e-9 relative) and maximizes the weight bits used, so ties (frequent when θ is
 /// degenerate) are broken toward filling the budget instead of arbitrarily. Neither stage looks at the LP solution.
 /// </remarks>
-public static class OmpqAllocation
+internal static class OmpqAllocation
 {
     /// <summary>Solves the LP and the ILP.</summary>
     /// <exception cref="BitBudgetException">Invalid input, a budget below the all-minimum configuration (Infeasible), or a solver failure.</exception>

@@ -70,7 +70,7 @@ public sealed record OrthogonalityResult(
     double GramSeconds);
 
 /// <summary>OMPQ's orthogonality proxy: one forward pass, per-unit Gram matrices, linear CKA between units, importance factors.</summary>
-public static class Orthogonality
+internal static class Orthogonality
 {
     /// <summary>
     /// Runs <paramref name="prepared"/> once on <paramref name="images"/> (NCHW, shape <paramref name="shape"/>) with the units'

@@ -99,7 +99,7 @@ public sealed record OmpqUnitMap(IReadOnlyList<OmpqUnit> Units, IReadOnlyList<in
 /// by the unit whose layer is deepest among those reaching it (it closes the block), and the walk goes on through the activation
 /// after it. The walk stops at any other node, at a tensor with several consumers, or at a graph output (then the feature is the logits).
 /// </summary>
-public static class OmpqUnits
+internal static class OmpqUnits
 {
     static readonly HashSet<string> s_unary = new(StringComparer.Ordinal)
     {

@@ -5,7 +5,7 @@ namespace BitBudget.Optimization;
 /// <summary>
 /// Makes a measured Ω positive semidefinite, which the exact search (and CLADO's formulation) requires.
 /// </summary>
-public static class PsdProjection
+internal static class PsdProjection
 {
     /// <summary>
     /// CLADO's projection: Ω = U·diag(λ)·Uᵀ, negative eigenvalues set to 0, symmetrised. This changes the objective

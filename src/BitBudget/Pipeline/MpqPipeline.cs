@@ -93,10 +93,10 @@ public sealed class MpqPipeline
     public IReadOnlyList<LayerBits> Policy { get; }
 
     /// <summary>Quantized tensors of every (layer, bits), computed once and shared by search, simulation and export.</summary>
-    public QuantizedWeights Weights { get; private set; }
+    internal QuantizedWeights Weights { get; private set; }
 
     /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
-    public IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
+    internal IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
 
     /// <summary>
     /// Quantizers of the attention activation × activation MatMuls (<see cref="PipelineOptions.AttentionMatMuls"/> = A8, after

@@ -5,7 +5,7 @@ using BitBudget.Graph;
 namespace BitBudget.Quantization;
 
 /// <summary>Calibrates the input-activation quantizers of layers on a calibration set, streaming batch by batch.</summary>
-public static class ActivationCalibrator
+internal static class ActivationCalibrator
 {
     /// <summary>
     /// One full-precision pass over <paramref name="data"/> with the inputs of <paramref name="layers"/> exposed; each input is

@@ -17,7 +17,7 @@ public enum ActivationCalibration
 /// <param name="Scale">Step size (positive).</param>
 /// <param name="ZeroPoint">Integer that represents 0.0, in [0, 2^Bits − 1].</param>
 /// <param name="Bits">Activation bits 4–16.</param>
-public sealed record ActivationParams(float Scale, int ZeroPoint, int Bits)
+internal sealed record ActivationParams(float Scale, int ZeroPoint, int Bits)
 {
     /// <summary>Largest integer of the grid.</summary>
     public int QMax => (1 << Bits) - 1;
@@ -34,7 +34,7 @@ public sealed record ActivationParams(float Scale, int ZeroPoint, int Bits)
 /// Memory is constant: the exact running min/max plus a histogram over [-R, R] whose range doubles (merging bin pairs
 /// exactly) when a batch exceeds it.
 /// </summary>
-public sealed class ActivationObserver
+internal sealed class ActivationObserver
 {
     /// <summary>Histogram bins; a multiple of 4 so that doubling the range merges pairs exactly.</summary>
     public const int Bins = 8192;

@@ -8,7 +8,7 @@ namespace BitBudget.Quantization;
 /// values (from a <see cref="QuantizedWeights"/> cache, so a weight is quantized once however many configurations use it),
 /// and QuantizeLinear/DequantizeLinear on the inputs of layers with activation bits.
 /// </summary>
-public static class QuantSimulator
+internal static class QuantSimulator
 {
     /// <summary>A new simulated model; <paramref name="prepared"/> is not changed.</summary>
     /// <param name="prepared">The prepared model the layers were listed from.</param>

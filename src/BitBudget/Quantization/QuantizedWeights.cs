@@ -21,7 +21,7 @@ namespace BitBudget.Quantization;
 /// The bias to use with this weight (one per output channel) when bias correction changed it, or null for the layer's original
 /// bias. A layer without a bias gets one; simulation and export both add it (Conv: third input, Gemm: C, MatMul: an Add).
 /// </param>
-public sealed record QuantizedTensor(int LayerIndex, int Bits, IReadOnlyList<long> Shape, int Axis,
+internal sealed record QuantizedTensor(int LayerIndex, int Bits, IReadOnlyList<long> Shape, int Axis,
     ReadOnlyMemory<float> Scales, ReadOnlyMemory<sbyte> Values, ReadOnlyMemory<float> Dequantized, double SquaredError, float[]? Bias = null)
 {
     /// <summary>Builds the tensor from integers and scales produced elsewhere (e.g. GPTQ rounding), checking their range.</summary>
@@ -52,7 +52,7 @@ public sealed record QuantizedTensor(int LayerIndex, int Bits, IReadOnlyList<lon
 /// configured <see cref="WeightRounding"/>, then shared by every simulated configuration, every sensitivity measurement and the
 /// exporter. Thread-safe.
 /// </summary>
-public sealed class QuantizedWeights
+internal sealed class QuantizedWeights
 {
     readonly IReadOnlyList<LayerInfo> _layers;
     readonly float[][] _originals;

@@ -8,7 +8,7 @@ namespace BitBudget.Reporting;
 
 /// <summary>What the HTML report shows; everything but the front is optional and its section is left out when null.</summary>
 /// <param name="Front">The evaluated configurations (accuracy table, Pareto plot, bit chart).</param>
-public sealed record HtmlReportInput(ParetoFront Front)
+internal sealed record HtmlReportInput(ParetoFront Front)
 {
     /// <summary>Page title; defaults to "BitBudget report: {model}".</summary>
     public string? Title { get; init; }
@@ -34,7 +34,7 @@ public sealed record HtmlReportInput(ParetoFront Front)
 /// template <c>Reporting/report.liquid</c> (Fluid). Every value is HTML-encoded by the template engine; only the CSS and
 /// the base64 charts are written raw.
 /// </summary>
-public static class HtmlReport
+internal static class HtmlReport
 {
     /// <summary>Writes the report for <paramref name="input"/> to <paramref name="path"/>, atomically.</summary>
     public static void Write(string path, HtmlReportInput input) => AtomicFile.WriteAllText(path, Render(input));

@@ -10,7 +10,7 @@ namespace BitBudget.Reporting;
 /// the invariant culture and round-trip (shortest exact form); a missing value is an empty cell; text is quoted per RFC 4180
 /// when it holds a comma, quote or line break.
 /// </remarks>
-public static class LayerReport
+internal static class LayerReport
 {
     /// <summary>Writes <paramref name="rows"/> as a JSON array, atomically.</summary>
     public static void WriteJson(IReadOnlyList<LayerReportRow> rows, string path)

@@ -1,7 +1,7 @@
 namespace BitBudget.Reporting;
 
 /// <summary>Writes and reads <c>manifest.json</c>: versions, seeds, hashes, timings and solver statuses of one run.</summary>
-public static class ManifestReport
+internal static class ManifestReport
 {
     /// <summary>Writes <paramref name="manifest"/> as indented snake_case JSON, atomically.</summary>
     public static void WriteJson(RunManifest manifest, string path)

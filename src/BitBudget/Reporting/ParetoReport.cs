@@ -3,7 +3,7 @@ using BitBudget.Internals;
 namespace BitBudget.Reporting;
 
 /// <summary>Writes a Pareto front as JSON (every point with its configuration) and as a two-panel PNG plot.</summary>
-public static class ParetoReport
+internal static class ParetoReport
 {
     /// <summary>Writes <paramref name="front"/> as indented snake_case JSON to <paramref name="path"/>, atomically.</summary>
     public static void WriteJson(ParetoFront front, string path)

@@ -4,7 +4,7 @@ using System.Text;
 namespace BitBudget.Reporting;
 
 /// <summary>Which measured accuracy a results table shows.</summary>
-public enum Top1Source
+internal enum Top1Source
 {
     /// <summary>The exported QDQ model run in ONNX Runtime, falling back to the simulated one where nothing was exported.</summary>
     Exported,
@@ -13,7 +13,7 @@ public enum Top1Source
 }
 
 /// <summary>Methods × budgets tables of top-1 for the README and results documents.</summary>
-public static class ResultsTable
+internal static class ResultsTable
 {
     /// <summary>
     /// A Markdown table with one row per (method, rounding) and one column per budget label (both in first-seen

@@ -293,6 +293,9 @@ internal static class BiasCorrection
     /// </summary>
     /// <param name="weights">Output channels × K, row-major (Conv weights flattened per output channel).</param>
     /// <param name="quantized">The same shape, dequantized.</param>
+    /// <param name="bias">The layer's bias, or null for none.</param>
+    /// <param name="outputs">Output channels.</param>
+    /// <param name="k">Inputs per output channel (K).</param>
     /// <param name="means">Mean input column of each group (K values each).</param>
     public static float[] Apply(ReadOnlySpan<float> weights, ReadOnlySpan<float> quantized, float[]? bias, int outputs, int k, IReadOnlyList<double[]> means)
     {

@@ -24,7 +24,7 @@ public enum ScaleSearch
 }
 
 /// <summary>
-/// How <see cref="QuantizedWeights"/> turns float weights into integers: the rounding method, bias correction and the
+/// How <see cref="Quantization.QuantizedWeights"/> turns float weights into integers: the rounding method, bias correction and the
 /// calibration that both need. Immutable; <see cref="Fingerprint"/> names every setting that changes a quantized tensor.
 /// </summary>
 public sealed record WeightRounding

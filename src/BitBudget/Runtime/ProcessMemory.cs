@@ -6,7 +6,7 @@ namespace BitBudget.Runtime;
 /// The process's resident memory as the kernel counts it (what gets a process killed), and the default memory budget.
 /// Read from /proc/self/status on Linux; elsewhere the .NET working set stands in (no peak there but the current value).
 /// </summary>
-public static class ProcessMemory
+internal static class ProcessMemory
 {
     const long GiB = 1L << 30;
 
