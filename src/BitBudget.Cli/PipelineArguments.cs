@@ -33,6 +33,11 @@ sealed class PipelineArguments
     public Option<PsdMethod> Psd { get; } = new("--psd") { Description = "Make Ω PSD by clip-eigenvalues (paper) or shift-diagonal (exact).", DefaultValueFactory = _ => PsdMethod.ClipEigenvalues };
     public Option<double> TimeLimit { get; } = new("--time-limit") { Description = "Solver time limit per budget, seconds.", DefaultValueFactory = _ => 30 };
     public Option<bool> Quiet { get; } = new("--quiet") { Description = "No progress bars or informational output." };
+    public Option<string> OmpqBeta { get; } = new("--ompq-beta")
+    {
+        Description = "OMPQ's β in θ = exp(−βγ): held-out (default: the β of a grid, set from the ORM's scale, whose configuration has the lowest KL from the float model on held-out images), paper (β = 10: θ one-hot on the shipped CNNs) or a number ≥ 0.",
+        DefaultValueFactory = _ => "held-out",
+    };
 
     public void AddTo(Command command, bool measurement = true)
     {
@@ -40,7 +45,7 @@ sealed class PipelineArguments
         Runtime.AddTo(command);
         Rounding.AddTo(command);
         Model.AddTo(command);
-        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet })
+        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, ActCalibration, FirstBits, LastBits, Quiet, OmpqBeta })
         {
             command.Options.Add(o);
         }
@@ -76,6 +81,7 @@ sealed class PipelineArguments
             CalibrationImages = Positive(parse.GetValue(Rounding.CalibImages), "--calib-images"),
             // The paper preset rounds to nearest unless --rounding says otherwise.
             Rounding = baseOptions.Preset == "clado-paper" && parse.GetResult(Rounding.Method) is null ? baseOptions.Rounding : Rounding.Rounding(parse),
+            Ompq = OmpqOptions(baseOptions.Ompq, parse.GetRequiredValue(OmpqBeta)),
         };
         if (parse.GetResult(SensBatch) is null && parse.GetResult(Store) is null && !parse.CommandResult.Command.Options.Contains(SensBatch)) { return options; }
         var sensitivity = new SensitivityOptions
@@ -92,6 +98,16 @@ sealed class PipelineArguments
             Search = options.Search with { TimeLimit = TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(TimeLimit))) },
         };
     }
+
+    /// <summary>--ompq-beta: held-out, paper (the fixed β = 10) or a number ≥ 0 (fixed).</summary>
+    internal static OmpqOptions OmpqOptions(OmpqOptions baseOptions, string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "held-out" => baseOptions with { BetaRule = OmpqBetaRule.HeldOut },
+        "paper" => baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = new OrthogonalityOptions().Beta } },
+        string t when double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double beta) && beta >= 0 && double.IsFinite(beta) =>
+            baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = beta } },
+        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"--ompq-beta '{text}' is not held-out, paper or a number ≥ 0."),
+    };
 
     static int Positive(int value, string name) =>
         value > 0 ? value : throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} must be positive, got {value}.");

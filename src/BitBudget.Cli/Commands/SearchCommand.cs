@@ -46,15 +46,34 @@ static class SearchCommand
             }
             // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
             if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
-            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
+            var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
             IReadOnlyList<LayerBits> config;
             object report;
             if (name == "ompq")
             {
-                OmpqSearchResult o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation);
+                OmpqSearchResult o;
+                if (pipeline.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
+                {
+                    // The held-out β judges simulated configurations (on images in neither draw): calibrate first.
+                    pipeline.Calibrate(calibration, Ui.Cancellation);
+                    o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation, heldOut);
+                }
+                else
+                {
+                    o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation);
+                }
                 config = pipeline.Configuration(o.LayerBits);
-                if (!Ui.Quiet) { Ui.Err.WriteLine(o.Units.Format()); }
-                report = new { Method = "ompq", o.Allocation.IlpStatus, o.Allocation.AverageBits, Theta = o.Proxy.Theta, Notes = o.Proxy.Notes, Bits = config.Select(c => new { c.Layer, c.WeightBits }) };
+                if (!Ui.Quiet)
+                {
+                    Ui.Err.WriteLine(o.Units.Format());
+                    Ui.Err.WriteLine(o.Describe());
+                }
+                report = new
+                {
+                    Method = "ompq", o.Allocation.IlpStatus, o.Allocation.AverageBits, BetaRule = o.BetaRule.ToString(), o.Proxy.Beta, o.Proxy.ThetaEntropy,
+                    o.Proxy.ThetaEntropyNormalized, Effect = o.Proxy.Effect.ToString(), o.BetaCandidates, Theta = o.Proxy.Theta, Notes = o.Proxy.Notes,
+                    Bits = config.Select(c => new { c.Layer, c.WeightBits }),
+                };
             }
             else
             {

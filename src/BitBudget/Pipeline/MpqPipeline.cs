@@ -97,6 +97,9 @@ public sealed class MpqPipeline
     /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
     public IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
 
+    // Held-out KL of configurations OMPQ's β grid judged (keyed by held-out set and configuration; cleared by Calibrate).
+    readonly Dictionary<string, double> _heldOutKl = new(StringComparer.Ordinal);
+
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
 
@@ -122,6 +125,7 @@ public sealed class MpqPipeline
         }
         Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
         CalibrationHash = used.Hash;
+        _heldOutKl.Clear();
         _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
     }
 
@@ -206,12 +210,37 @@ public sealed class MpqPipeline
               $"{(Options.FirstLayerBits is null ? "--first-bits search" : "--last-bits search")}"
             : null;
 
-    /// <summary>OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget.</summary>
-    public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default)
+    /// <summary>
+    /// OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget. With
+    /// <see cref="OmpqBetaRule.HeldOut"/> (the default) every β of the grid is judged by the KL divergence of its simulated model from
+    /// the float model on <paramref name="heldOut"/> (calibrate first; <paramref name="heldOutFloatLogits"/> = <see cref="Logits"/> of
+    /// the original on it, computed when null).
+    /// </summary>
+    public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default, Dataset? heldOut = null, float[]? heldOutFloatLogits = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
         if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+        Func<IReadOnlyList<int>, double>? judge = null;
+        if (Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
+        {
+            if (heldOut is null || heldOut.Count == 0)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
+            }
+            float[] reference = heldOutFloatLogits ?? Logits(Original, heldOut, cancel);
+            judge = bits =>
+            {
+                var config = Configuration(bits);
+                string key = $"{heldOut.Hash}|{BitConfig.Describe(config)}";
+                if (!_heldOutKl.TryGetValue(key, out double kl))
+                {
+                    kl = EvaluateAgainst(Simulate(config), heldOut, reference, cancel).KlDivergence!.Value;
+                    _heldOutKl[key] = kl;
+                }
+                return kl;
+            };
+        }
         OmpqBudget ompqBudget = budget switch
         {
             { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.AverageBits, budget.Value),
@@ -228,7 +257,7 @@ public sealed class MpqPipeline
             Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
         };
         // The prepared model: it has only the chosen output (preparing it again changes nothing).
-        return OmpqSearch.Run(Prepared, batch, shape, ompqBudget, options, cancel);
+        return OmpqSearch.Run(Prepared, batch, shape, ompqBudget, options, cancel, judge);
     }
 
     /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>

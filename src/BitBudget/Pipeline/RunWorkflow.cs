@@ -92,6 +92,9 @@ public sealed record RunSummary(string OutputDirectory, double FpTop1, double Fp
 {
     /// <summary>Every configuration <c>best</c> compared, per budget (empty without method best); also in best-candidates.json.</summary>
     public IReadOnlyList<BestCandidate> BestCandidates { get; init; } = [];
+
+    /// <summary>OMPQ's β and θ entropy per budget (empty without method ompq); also in manifest.json.</summary>
+    public IReadOnlyList<OmpqChoice> Ompq { get; init; } = [];
 }
 
 /// <summary>Progress of a run: the stage and, within it, done/total.</summary>
@@ -191,6 +194,7 @@ public static class RunWorkflow
 
         var points = new List<RunPoint>();
         var bestCandidates = new List<BestCandidate>();
+        var ompqChoices = new List<OmpqChoice>();
         float[]? heldOutLogits = null;
         var searched = new List<(string Method, string Budget, IReadOnlyList<LayerBits> Config, double? Loss, string Status, double? Gap)>();
         foreach (var budgets in request.Budgets)
@@ -202,9 +206,13 @@ public static class RunWorkflow
                 progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method} @ {label}"));
                 if (method == "ompq")
                 {
-                    var o = p.SearchOmpq(request.Sensitivity, budgets[0], cancel);
+                    bool heldOutBeta = p.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut;
+                    if (heldOutBeta && request.HeldOut is not null) { heldOutLogits ??= p.Logits(p.Original, request.HeldOut, cancel); }
+                    var o = p.SearchOmpq(request.Sensitivity, budgets[0], cancel, request.HeldOut, heldOutLogits);
                     var config = p.Configuration(o.LayerBits);
-                    searched.Add((method, label, config, null, o.Allocation.IlpStatus, null));
+                    ompqChoices.Add(new OmpqChoice(label, heldOutBeta ? "held-out" : "fixed", o.Proxy.Beta, o.Proxy.ThetaEntropy, o.Proxy.ThetaEntropyNormalized,
+                        o.Proxy.Effect.ToString(), [.. o.BetaCandidates.Select(c => c.Beta)], [.. o.BetaCandidates.Select(c => c.Score)]));
+                    searched.Add((method, label, config, null, $"{o.Allocation.IlpStatus}; {o.Describe()}", null));
                     solverRuns.Add(new SolverRun(method, label, o.Allocation.IlpStatus, null, o.TotalSeconds));
                     continue;
                 }
@@ -250,14 +258,14 @@ public static class RunWorkflow
         }
         Stage("export + evaluate");
 
-        WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings);
+        WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings, ompqChoices);
         if (bestCandidates.Count > 0)
         {
             AtomicFile.WriteAllText(Path.Combine(outDir, "best-candidates.json"),
                 System.Text.Json.JsonSerializer.Serialize(bestCandidates, ReportJson.Options));
         }
         Stage("report");
-        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates };
+        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates, Ompq = ompqChoices };
     }
 
     /// <summary>
@@ -354,7 +362,7 @@ public static class RunWorkflow
     static string Safe(string label) => string.Concat(label.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' ? c : '_'));
 
     static void WriteReports(RunRequest request, string outDir, EvaluationResult fp, List<RunPoint> points, SensitivityResult? sensitivity,
-        List<StageTiming> timings, List<SolverRun> solverRuns, List<string> warnings)
+        List<StageTiming> timings, List<SolverRun> solverRuns, List<string> warnings, List<OmpqChoice> ompqChoices)
     {
         MpqPipeline p = request.Pipeline;
         var layers = p.Summary.Layers;
@@ -421,7 +429,7 @@ public static class RunWorkflow
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.ImagesPerRun : null,
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.PlannedPeakBytes : null,
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.UnreferencedPeakBytes : null,
-                sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null));
+                sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null)) { Ompq = ompqChoices };
         ManifestReport.WriteJson(manifest, Path.Combine(outDir, "manifest.json"));
 
         var notes = new List<string>(warnings)
@@ -434,6 +442,12 @@ public static class RunWorkflow
             notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
                 $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs, wall time {sensitivity.Cost.TimeRatio:F2}× what those FLOPs cost at the float model's ORT throughput), " +
                 $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s ({sensitivity.Cost.EvaluationsPerSecond:F1} evaluations/s), {sensitivity.Cost.ReusedUnits} units from the store.");
+        }
+        foreach (OmpqChoice o in ompqChoices)
+        {
+            notes.Add(FormattableString.Invariant($"OMPQ @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}") +
+                (o.TriedBetas.Count > 0 ? FormattableString.Invariant($", lowest held-out KL {o.TriedScores.Min():G4} of {o.TriedBetas.Count} β") : "") +
+                FormattableString.Invariant($"); θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})."));
         }
         notes.Add($"Memory: peak resident set {BitBudget.Runtime.ProcessMemory.Format(BitBudget.Runtime.ProcessMemory.PeakRss)} of a {BitBudget.Runtime.ProcessMemory.Format(p.Options.Runtime.MaxMemory)} budget" +
             (sensitivity is { Cost.ImagesPerRun: > 0 } c

@@ -129,7 +129,23 @@ public sealed record RunManifest(
     IReadOnlyList<SolverRun> SolverRuns,
     IReadOnlyList<string> CommandLine,
     DateTimeOffset CreatedUtc,
-    MemoryUsage? Memory = null);
+    MemoryUsage? Memory = null)
+{
+    /// <summary>OMPQ's β and θ at every budget it searched (empty without method ompq).</summary>
+    public IReadOnlyList<OmpqChoice> Ompq { get; init; } = [];
+}
+
+/// <summary>How OMPQ weighed its units at one budget.</summary>
+/// <param name="Budget">The budget label.</param>
+/// <param name="BetaRule">"fixed" (the paper's β = 10 or a given one) or "held-out" (β of a grid with the lowest held-out KL).</param>
+/// <param name="Beta">β used.</param>
+/// <param name="ThetaEntropy">Entropy (nats) of θ normalized to sum 1.</param>
+/// <param name="ThetaEntropyNormalized">The entropy over ln L: 0 one-hot, 1 uniform.</param>
+/// <param name="Effect">Informative, Uniform or OneHot.</param>
+/// <param name="TriedBetas">Every β of the held-out grid (empty for a fixed β).</param>
+/// <param name="TriedScores">The held-out KL of each tried β's configuration, same order.</param>
+public sealed record OmpqChoice(string Budget, string BetaRule, double Beta, double ThetaEntropy, double ThetaEntropyNormalized, string Effect,
+    IReadOnlyList<double> TriedBetas, IReadOnlyList<double> TriedScores);
 
 /// <summary>What a run held in memory against its budget, and the CLADO measurement's rate.</summary>
 /// <param name="BudgetBytes">The memory budget (--max-memory).</param>
