@@ -23,7 +23,7 @@ sealed class PipelineArguments
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the calibration and sensitivity draws.", DefaultValueFactory = _ => 0 };
     public Option<string> Bits { get; } = new("--bits-candidates") { Description = "Candidate weight bits of searched layers.", DefaultValueFactory = _ => "2,4,8" };
     public Option<string> Activations { get; } = new("--activations") { Description = "none (weights only) or aN (N-bit inputs of quantized layers, e.g. a8).", DefaultValueFactory = _ => "a8" };
-    public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range: min-max, percentile or mse." };
+    public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range of a8 inputs: minmax (default), percentile (99.99 %) or mse." };
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
     public Option<string> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: ce (cross-entropy vs labels), kl (vs the float model's softmax, no labels) or mse (vs the float model's raw output: any model, feature extractors included).", DefaultValueFactory = _ => "ce" };
