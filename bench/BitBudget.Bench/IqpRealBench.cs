@@ -2,7 +2,7 @@ using System.Diagnostics;
 using BitBudget.Data;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Bench;
 

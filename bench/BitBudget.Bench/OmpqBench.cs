@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using BitBudget.Cli.Commands;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Bench;
 
@@ -16,7 +17,7 @@ static class OmpqBench
     public static int Run(string[] args)
     {
         int n = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 32;
-        OmpqBudget budget = OmpqBudget.Parse(args.Length > 1 ? args[1] : "5.5bits");
+        Budget budget = Budget.Parse(args.Length > 1 ? args[1] : "5.5bits");
         int repetitions = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 5;
         string model = Measure.Assets("imagenet/squeezenet1.1.onnx");
         string samples = Measure.Assets("imagenet/samples");

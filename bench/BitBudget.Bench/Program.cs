@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BitBudget.Ompq;
 
 namespace BitBudget.Bench;
 

@@ -4,6 +4,7 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 using BitBudget.Runtime;
 using Microsoft.ML.OnnxRuntime;
 

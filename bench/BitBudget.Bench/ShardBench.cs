@@ -1,6 +1,6 @@
 using BitBudget.Data;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Bench;
 

@@ -4,7 +4,7 @@ using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Microsoft.ML.OnnxRuntime;
 
 namespace BitBudget.Bench;

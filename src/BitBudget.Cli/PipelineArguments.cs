@@ -1,10 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using BitBudget.Data;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 
 namespace BitBudget.Cli;
 
@@ -51,7 +52,7 @@ sealed class RoundingArguments
         return (basis with
         {
             BiasCorrection = parse.GetValue(BiasCorrection) is string bc ? bc == "on" : basis.BiasCorrection,
-            ScaleSearch = parse.GetValue(ScaleSearch) is string s ? (s == "mse" ? Quantization.ScaleSearch.Mse : Quantization.ScaleSearch.OutputError) : basis.ScaleSearch,
+            ScaleSearch = parse.GetValue(ScaleSearch) is string s ? (s == "mse" ? BitBudget.Rounding.ScaleSearch.Mse : BitBudget.Rounding.ScaleSearch.OutputError) : basis.ScaleSearch,
             CalibrationImages = parse.GetValue(CalibImages),
         }).Validated();
     }
@@ -59,6 +60,6 @@ sealed class RoundingArguments
     /// <summary>One line for humans, e.g. "gptq + bias correction, output-error scales, 512 calibration images".</summary>
     public static string Describe(WeightRounding r) =>
         $"{(r.Method == RoundingMethod.Gptq ? "gptq" : "rtn")}{(r.BiasCorrection ? " + bias correction" : "")}, " +
-        $"{(r.ScaleSearch == Quantization.ScaleSearch.Mse ? "mse" : "output-error")} scales" +
+        $"{(r.ScaleSearch == BitBudget.Rounding.ScaleSearch.Mse ? "mse" : "output-error")} scales" +
         (r.NeedsCalibration ? $", {r.CalibrationImages} calibration images" : "");
 }

@@ -1,9 +1,11 @@
 using System.CommandLine;
 using System.Diagnostics;
 using BitBudget.Data;
+using BitBudget.Methods;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
+using BitBudget.Workflow;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -41,7 +43,7 @@ static class DemoCommand
                 Sensitivity = sensitivity,
                 Evaluation = test,
                 HeldOut = heldOut,
-                Methods = RunWorkflow.MethodNames,
+                Methods = SearchMethods.Names,
                 Budgets = [[Budget.Parse("2.25bits")], [Budget.Parse("2.5bits")], [Budget.Parse("3bits")]],
                 OutputDirectory = parse.GetRequiredValue(output).FullName,
                 Force = true,

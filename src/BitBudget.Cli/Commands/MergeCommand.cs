@@ -1,5 +1,5 @@
 using System.CommandLine;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

@@ -4,6 +4,7 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 using BitBudget.Runtime;
 using Spectre.Console;
 

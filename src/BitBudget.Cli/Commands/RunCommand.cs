@@ -1,8 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
+using BitBudget.BestOf;
 using BitBudget.Data;
+using BitBudget.Methods;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
+using BitBudget.Workflow;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -82,11 +85,8 @@ static class RunCommand
     internal static IReadOnlyList<string> Methods(string text)
     {
         var list = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (list.Contains("all")) { return RunWorkflow.MethodNames; }
-        foreach (string m in list)
-        {
-            if (!RunWorkflow.MethodNames.Contains(m)) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown method '{m}'; expected {string.Join(", ", RunWorkflow.MethodNames)} or all."); }
-        }
+        if (list.Contains("all")) { return SearchMethods.Names; }
+        foreach (string m in list) { _ = SearchMethods.Get(m); }
         return list;
     }
 

@@ -1,8 +1,10 @@
 using System.CommandLine;
+using BitBudget.Methods;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;
@@ -13,7 +15,8 @@ static class SearchCommand
     {
         var model = new Argument<FileInfo>("model") { Description = "ONNX model file." };
         var method = new Option<string>("--method") { Description = "clado, independent, uniform or ompq.", DefaultValueFactory = _ => "clado" };
-        method.AcceptOnlyFromAmong("clado", "independent", "uniform", "ompq");
+        // Every registered method that needs no held-out images (best is a run method: it judges on held-out images).
+        method.AcceptOnlyFromAmong([.. SearchMethods.All.Where(m => !m.NeedsHeldOut).Select(m => m.Name)]);
         var budget = new Option<string>("--budget") { Description = "Budget(s): 3.5bits, 3bits-searched, 120KB, 1.5MiB, 2GBitOPs; combine with commas.", Required = true };
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Bit configuration JSON to write (quantize --config reads it)." };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
@@ -40,29 +43,28 @@ static class SearchCommand
             }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             string name = parse.GetRequiredValue(method);
-            if (name == "ompq" && pipeline.OmpqLimitation is string limitation)
+            ISearchMethod searchMethod = SearchMethods.Get(name);
+            if (searchMethod.Limitation(pipeline) is string limitation)
             {
                 throw new BitBudgetException(ErrorKind.InvalidInput, $"{limitation}; use another method or fix the first and last layers' bits.");
             }
             // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
             if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
             var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
-            IReadOnlyList<LayerBits> config;
-            object report;
-            if (name == "ompq")
+            SensitivityResult? s = null;
+            // OMPQ's held-out β judges simulated configurations (on images in neither draw), so it needs calibration too.
+            bool heldOutOmpq = name == "ompq" && pipeline.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut;
+            if (searchMethod.NeedsSensitivity || heldOutOmpq) { pipeline.Calibrate(calibration, Ui.Cancellation); }
+            if (searchMethod.NeedsSensitivity) { s = PipelineArguments.Measure(pipeline, sensitivity); }
+            var context = new SearchContext
             {
-                OmpqSearchResult o;
-                if (pipeline.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
-                {
-                    // The held-out β judges simulated configurations (on images in neither draw): calibrate first.
-                    pipeline.Calibrate(calibration, Ui.Cancellation);
-                    o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation, heldOut);
-                }
-                else
-                {
-                    o = pipeline.SearchOmpq(sensitivity, budgets[0], Ui.Cancellation);
-                }
-                config = pipeline.Configuration(o.LayerBits);
+                Pipeline = pipeline, Images = sensitivity, Sensitivity = s, HeldOut = heldOut, Psd = parse.GetValue(args.Psd), Rank = parse.GetValue(rank),
+            };
+            MethodOutcome outcome = searchMethod.Search(context, budgets, Ui.Cancellation);
+            IReadOnlyList<LayerBits> config = outcome.Config;
+            object report;
+            if (outcome.Ompq is OmpqSearchResult o)
+            {
                 if (!Ui.Quiet)
                 {
                     Ui.Err.WriteLine(o.Units.Format());
@@ -77,19 +79,8 @@ static class SearchCommand
             }
             else
             {
-                SensitivityResult? s = null;
-                if (name != "uniform")
-                {
-                    pipeline.Calibrate(calibration, Ui.Cancellation);
-                    s = PipelineArguments.Measure(pipeline, sensitivity);
-                }
-                var kind = name switch { "clado" => SearchMethod.Clado, "independent" => SearchMethod.Independent, _ => SearchMethod.Uniform };
-                int count = parse.GetValue(rank);
-                IReadOnlyList<SearchResult> ranked = count > 1 && s is not null
-                    ? pipeline.SearchRanked(kind, budgets, s, count, parse.GetValue(args.Psd), Ui.Cancellation)
-                    : [pipeline.Search(kind, budgets, s, parse.GetValue(args.Psd), Ui.Cancellation)];
+                IReadOnlyList<SearchResult> ranked = outcome.Ranked;
                 SearchResult r = ranked[0];
-                config = pipeline.Configuration(r.Bits);
                 var results = ranked.Select(x => System.Text.Json.JsonDocument.Parse(x.ToJson()).RootElement).ToArray();
                 report = results.Length == 1 ? results[0] : results;
                 if (!Ui.Quiet)

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using Spectre.Console;
 
 namespace BitBudget.Cli.Commands;

@@ -2,9 +2,10 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Pipeline;
 
@@ -99,6 +100,7 @@ public sealed class MpqPipeline
 
     // Held-out KL of configurations OMPQ's β grid judged (keyed by held-out set and configuration; cleared by Calibrate).
     readonly Dictionary<string, double> _heldOutKl = new(StringComparer.Ordinal);
+    readonly Dictionary<string, float[]> _heldOutLogits = new(StringComparer.Ordinal);
 
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
@@ -228,7 +230,12 @@ public sealed class MpqPipeline
             {
                 throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
             }
-            float[] reference = heldOutFloatLogits ?? Logits(Original, heldOut, cancel);
+            if (heldOutFloatLogits is null && !_heldOutLogits.TryGetValue(heldOut.Hash, out heldOutFloatLogits))
+            {
+                heldOutFloatLogits = Logits(Original, heldOut, cancel);
+                _heldOutLogits[heldOut.Hash] = heldOutFloatLogits;
+            }
+            float[] reference = heldOutFloatLogits;
             judge = bits =>
             {
                 var config = Configuration(bits);
@@ -241,13 +248,7 @@ public sealed class MpqPipeline
                 return kl;
             };
         }
-        OmpqBudget ompqBudget = budget switch
-        {
-            { Kind: BudgetKind.AvgBits, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.AverageBits, budget.Value),
-            { Kind: BudgetKind.AvgBits } => new OmpqBudget(OmpqBudgetKind.AverageBitsSearched, budget.Value),
-            { Kind: BudgetKind.Bytes, Scope: BudgetScope.AllLayers } => new OmpqBudget(OmpqBudgetKind.Bytes, budget.Value),
-            _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ takes a size budget (average bits or bytes), not {budget}."),
-        };
+        OmpqAllocation.RequireSizeBudget(budget);
         int n = Math.Min(Options.OmpqImages, images.Count);
         float[] batch = images.Batch(0, n).ToArray();
         long[] shape = [n, .. images.SampleShape.Select(d => (long)d)];
@@ -257,7 +258,7 @@ public sealed class MpqPipeline
             Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
         };
         // The prepared model: it has only the chosen output (preparing it again changes nothing).
-        return OmpqSearch.Run(Prepared, batch, shape, ompqBudget, options, cancel, judge);
+        return OmpqSearch.Run(Prepared, batch, shape, budget, options, cancel, judge);
     }
 
     /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>

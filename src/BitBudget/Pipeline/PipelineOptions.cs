@@ -1,8 +1,10 @@
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 using BitBudget.Runtime;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 
 namespace BitBudget.Pipeline;
 

@@ -1,4 +1,5 @@
 using BitBudget.Graph;
+using BitBudget.Rounding;
 
 namespace BitBudget.Quantization;
 

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using BitBudget.Data;
 using BitBudget.Graph;
 using BitBudget.Internals;
+using BitBudget.Rounding;
 using BitBudget.Runtime;
 
 namespace BitBudget.Quantization;

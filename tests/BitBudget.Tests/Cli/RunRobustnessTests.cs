@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using BitBudget.Data;
 using BitBudget.Graph;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 using static BitBudget.Tests.Support.TinyModels;
 
 namespace BitBudget.Tests.CommandLine;

@@ -4,11 +4,14 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
+using BitBudget.Ompq;
+using BitBudget.Methods;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 
 namespace BitBudget.Tests.Demo;
 
@@ -259,11 +262,11 @@ public class VitTests
             Sensitivity = Data("train", 64, seed: 1),
             HeldOut = Data("train", 128, seed: 2),
             Evaluation = Data("t10k", 300, seed: 5),
-            Methods = RunWorkflow.MethodNames,
+            Methods = SearchMethods.Names,
             Budgets = [[Budget.Parse("4bits")]],
             OutputDirectory = dir.File("out"),
         });
-        Assert.Equal(RunWorkflow.MethodNames.Count, summary.Points.Count);
+        Assert.Equal(SearchMethods.Names.Count, summary.Points.Count);
         foreach (RunPoint p in summary.Points)
         {
             Assert.True(p.AverageBits <= 4 + 1e-9, $"{p.Method}: {p.AverageBits}");

@@ -4,7 +4,7 @@ using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
 using Microsoft.ML.OnnxRuntime;
 

@@ -2,7 +2,8 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Quantization;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
+using BitBudget.Rounding;
 using BitBudget.Tests.Support;
 
 namespace BitBudget.Tests.Evaluation;

@@ -3,6 +3,7 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Graph;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 using BitBudget.Tests.Support;
 using Microsoft.ML.OnnxRuntime;
 

@@ -3,7 +3,8 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
+using BitBudget.Rounding;
 using BitBudget.Tests.Support;
 using static BitBudget.Tests.Support.ModelZoo;
 
@@ -174,7 +175,7 @@ public class ModelZooTests(ZooFolder zoo) : IClassFixture<ZooFolder>
         Dataset data = DatasetLoader.Load(new DataOptions { Path = zoo.Data("base"), Preprocessing = Preprocessing.Cifar10, CacheDirectory = "" });
         var options = PipelineOptions.Default with
         {
-            Rounding = BitBudget.Quantization.WeightRounding.RoundToNearest,
+            Rounding = BitBudget.Rounding.WeightRounding.RoundToNearest,
             Sensitivity = new SensitivityOptions { BatchSize = 60 },
         };
         MpqPipeline logits = MpqPipeline.Open(OnnxModel.Load(zoo.Model("base")), options);

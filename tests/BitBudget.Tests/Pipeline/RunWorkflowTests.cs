@@ -1,10 +1,13 @@
+using BitBudget.BestOf;
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
+using BitBudget.Methods;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
-using BitBudget.Sensitivity;
+using BitBudget.Clado;
 using BitBudget.Tests.Support;
+using BitBudget.Workflow;
 
 namespace BitBudget.Tests.Pipeline;
 
@@ -29,7 +32,7 @@ public class RunWorkflowTests
         Sensitivity = Sensitivity,
         Evaluation = Evaluation,
         HeldOut = SharedData.MnistTest.Subset(Enumerable.Range(1000, 256).ToArray(), "mnist held out"),
-        Methods = RunWorkflow.MethodNames,
+        Methods = SearchMethods.Names,
         Budgets = [.. budgets.Select(b => (IReadOnlyList<Budget>)[Budget.Parse(b)])],
         OutputDirectory = output,
     };

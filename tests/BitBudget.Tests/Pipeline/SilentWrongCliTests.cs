@@ -31,9 +31,9 @@ public class SilentWrongCliTests
         using var dir = new Assets.TempDir();
         string model = dir.File("m.onnx");
         File.WriteAllText(model, "x");
-        BitBudget.Pipeline.RunWorkflow.CheckSimulationGap("clado @ 3bits", 98.4, 98.9, model);   // 0.5 apart: fine
+        BitBudget.Workflow.RunWorkflow.CheckSimulationGap("clado @ 3bits", 98.4, 98.9, model);   // 0.5 apart: fine
         Assert.True(File.Exists(model));
-        var e = Assert.Throws<BitBudgetException>(() => BitBudget.Pipeline.RunWorkflow.CheckSimulationGap("clado @ 3bits", 5.1, 98.9, model));
+        var e = Assert.Throws<BitBudgetException>(() => BitBudget.Workflow.RunWorkflow.CheckSimulationGap("clado @ 3bits", 5.1, 98.9, model));
         Assert.Equal(ErrorKind.Runtime, e.Kind);
         Assert.Equal("clado @ 3bits: the exported model scores 5.10 % top-1 but its simulation 98.90 % (more than 0.5 points apart); the exported model was deleted.", e.Message);
         Assert.False(File.Exists(model));

@@ -4,6 +4,7 @@ using BitBudget.Evaluation;
 using BitBudget.Graph;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
+using BitBudget.Rounding;
 using BitBudget.Tests.Support;
 
 namespace BitBudget.Tests.Pipeline;

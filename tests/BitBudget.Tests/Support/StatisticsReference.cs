@@ -1,5 +1,6 @@
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
+using BitBudget.Rounding;
 using Microsoft.ML.OnnxRuntime;
 
 namespace BitBudget.Tests.Support;

@@ -1,0 +1,435 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using BitBudget.Evaluation;
+using BitBudget.Graph;
+using BitBudget.Quantization;
+using BitBudget.Runtime;
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Clado;
+
+/// <summary>
+/// CLADO's measurement: the loss change of quantizing every searched layer alone (ΔL_u) and every pair of layers
+/// (ΔL_uv), forward passes only, averaged over batches, assembled into Ω.
+/// <para>
+/// The fast path cuts the model before every searched layer into segments and suffixes baked with each layer's
+/// quantized weights. Per batch, the unperturbed states at every cut are computed once; a single (u, s) runs only the
+/// suffix from u; a pair (u, s; v, t) reuses the state after u's perturbed segment, advanced in full precision, and runs
+/// only the suffix from v. The reference loop (<see cref="SensitivityOptions.Naive"/>) rebuilds and runs the whole model
+/// for every evaluation, as the paper's code does.
+/// </para>
+/// </summary>
+public static class CladoSensitivity
+{
+    /// <summary>Measures (or completes from the store) the sensitivities of <paramref name="input"/>.</summary>
+    public static SensitivityResult Measure(SensitivityInput input, SensitivityOptions? options = null,
+        IProgress<SensitivityProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        options ??= new SensitivityOptions();
+        var plan = MeasurementPlan.Create(input, options);
+        using var store = options.StorePath is null ? null : new MeasurementStore(options.StorePath);
+        if (options.Shard is not null && store is null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "A shard needs a measurement store (--store) to write its share into.");
+        }
+        store?.Register(plan.Context, plan.Description);
+        var completed = store?.CompletedUnits(plan.Context) ?? [];
+        var losses = store?.Losses(plan.Context) ?? [];
+
+        // Which units of which batches still need measuring in this run.
+        int[]? owners = options.Shard is Shard shard ? ShardPlan.Owners(plan, shard.Count) : null;
+        var todo = new List<(int Batch, List<(int U, int S)> Units)>();
+        long totalEvaluations = 0, reused = 0, unitIndex = 0;
+        for (int b = 0; b < plan.BatchCount; b++)
+        {
+            var units = new List<(int, int)>();
+            for (int u = 0; u < plan.L; u++)
+            {
+                for (int s = 0; s < plan.S; s++, unitIndex++)
+                {
+                    if (owners is not null && owners[unitIndex] != options.Shard!.Value.Index) { continue; }
+                    if (completed.Contains((b, u, s))) { reused++; continue; }
+                    units.Add((u, s));
+                    totalEvaluations += 1 + (long)plan.S * (plan.L - 1 - u);
+                }
+            }
+            bool needReference = !completed.Contains((b, -1, 0));
+            if (units.Count > 0 || needReference) { todo.Add((b, units)); }
+        }
+
+        var watch = Stopwatch.StartNew();
+        double executedMacs = 0;
+        TimeSpan setup = TimeSpan.Zero, measuring = TimeSpan.Zero;
+        TimeSpan? rawTime = null, rawSame = null;
+        long done = 0, doneElsewhere = 0;
+        double progressDone = 0;
+        int imagesPerRun = 0;
+        long plannedPeak = 0, unreferencedPeak = 0, perImage = 0, resident = 0;
+        if (todo.Count > 0)
+        {
+            using IEvaluator evaluator = options.Naive ? new NaiveEvaluator(plan) : new SegmentEvaluator(plan);
+            // Workers sharing the store claim each unit before measuring it; units another worker holds wait for the end.
+            using var claims = store is null ? null : new UnitClaims(store, plan.Context, options.ClaimLease);
+            setup = watch.Elapsed;
+            imagesPerRun = evaluator.ImagesPerRun;
+            perImage = evaluator.PlannedBytesPerImage;
+            resident = evaluator.ResidentBeforeMeasuring;
+            plannedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.PlannedBytesPerImage;
+            unreferencedPeak = evaluator.ResidentBeforeMeasuring + (long)Math.Min(imagesPerRun, options.BatchSize) * evaluator.UnreferencedBytesPerImage;
+            var loop = Stopwatch.StartNew();
+            long Evaluations(int u) => u < 0 ? 0 : 1 + (long)plan.S * (plan.L - 1 - u);
+            void Measure(int batch, List<(int U, int S)> units, List<(int Batch, int U, int S)> heldElsewhere)
+            {
+                cancel.ThrowIfCancellationRequested();
+                bool needReference = false;
+                var mine = new List<(int U, int S)>(units.Count);
+                foreach ((int u, int s) in units)
+                {
+                    switch (claims?.TryClaim(batch, u, s) ?? ClaimResult.Claimed)
+                    {
+                        case ClaimResult.Done:
+                            doneElsewhere += Evaluations(u);
+                            continue;
+                        case ClaimResult.Taken:
+                            heldElsewhere.Add((batch, u, s));
+                            continue;
+                    }
+                    if (u < 0) { needReference = true; } else { mine.Add((u, s)); }
+                }
+                if (!needReference && mine.Count == 0) { return; }
+                int images = plan.BatchRange(batch).Count;
+                var sink = new UnitSink
+                {
+                    Reference = reference =>
+                    {
+                        plan.RequireFinite(reference, (-1, 0, -1, 0));
+                        store?.CommitUnit(plan.Context, batch, -1, 0, [(-1, 0, -1, 0, reference)]);
+                        losses[(batch, -1, 0, -1, 0)] = reference;
+                    },
+                    Unit = (u, s, rows) =>
+                    {
+                        foreach (var r in rows) { plan.RequireFinite(r.Loss, (r.U, r.Su, r.V, r.Sv)); }
+                        store?.CommitUnit(plan.Context, batch, u, s, rows);
+                        foreach (var r in rows) { losses[(batch, r.U, r.Su, r.V, r.Sv)] = r.Loss; }
+                        done += rows.Count;
+                    },
+                    Progress = (evaluations, microImages) =>
+                    {
+                        progressDone += (double)evaluations * microImages / images;
+                        progress?.Report(new SensitivityProgress((long)progressDone + doneElsewhere, totalEvaluations,
+                            progressDone / Math.Max(1e-9, loop.Elapsed.TotalSeconds), ProcessMemory.PeakRss));
+                    },
+                };
+                evaluator.MeasureBatch(batch, mine, needReference, sink, cancel);
+            }
+            var pending = new List<(int Batch, int U, int S)>();
+            foreach ((int batch, var units) in todo)
+            {
+                // u = −1 is the batch's reference loss.
+                Measure(batch, [.. completed.Contains((batch, -1, 0)) ? [] : new[] { (-1, 0) }, .. units], pending);
+            }
+            // Units another worker held: wait until they are stored, or take them over when that worker's lease runs out.
+            while (pending.Count > 0)
+            {
+                if (cancel.WaitHandle.WaitOne(UnitClaims.PollInterval)) { cancel.ThrowIfCancellationRequested(); }
+                var still = new List<(int Batch, int U, int S)>();
+                foreach (var group in pending.GroupBy(p => p.Batch))
+                {
+                    Measure(group.Key, [.. group.Select(p => (p.U, p.S))], still);
+                }
+                pending = still;
+            }
+            measuring = loop.Elapsed;
+            if (doneElsewhere > 0 || claims?.SawOtherWorkers == true) { losses = store!.Losses(plan.Context); }
+            executedMacs = evaluator.ExecutedMacs;
+            rawTime = RawThroughput.TimeFor(plan, plan.Options.Runtime, executedMacs, imagesPerRun);
+            rawSame = RawThroughput.TimeFor(plan, plan.Runtime, executedMacs, imagesPerRun);
+        }
+
+        return plan.Assemble(losses, new MeasurementCost
+        {
+            ExecutedMacs = executedMacs,
+            ReferenceMacs = todo.Count == 0 ? 0 : plan.ReferenceMacs(todo.Select(t => t.Batch)),
+            Evaluations = done,
+            ReusedUnits = reused,
+            Measuring = measuring,
+            Setup = setup,
+            RawThroughputTime = rawTime,
+            RawThroughputTimeSameSettings = rawSame,
+            ImagesPerRun = imagesPerRun,
+            PlannedPeakBytes = plannedPeak,
+            UnreferencedPeakBytes = unreferencedPeak,
+            PlannedBytesPerImage = perImage,
+            ResidentBytes = resident,
+            MeasuredPeakBytes = ProcessMemory.PeakRss,
+            MemoryBudgetBytes = plan.Runtime.MaxMemory,
+        });
+    }
+
+    /// <summary>
+    /// Combines measurement stores (e.g. from <see cref="Shard"/> workers) into <paramref name="target"/>; returns the losses added.
+    /// Atomic: the merge goes into a copy of the target that replaces it only when every source merged, so a bad source leaves the
+    /// target as it was.
+    /// </summary>
+    public static long MergeStores(string target, IEnumerable<string> sources)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(sources);
+        string full = Path.GetFullPath(target);
+        string[] from = [.. sources.Select(Path.GetFullPath).Where(s => s != full && !Internals.FileIdentity.SameFile(s, full))];
+        foreach (string source in from) { MeasurementStore.Validate(source); }   // every source checked before anything is written
+        long added = 0;
+        Internals.AtomicFile.Write(full, temp =>
+        {
+            if (File.Exists(full) && new FileInfo(full).Length > 0) { MeasurementStore.CopyTo(full, temp); }
+            using var store = new MeasurementStore(temp);
+            foreach (string source in from) { added += store.MergeFrom(source); }
+        });
+        return added;
+    }
+}
+
+/// <summary>This worker's claims on the units of one measurement context in a shared store.</summary>
+internal sealed class UnitClaims(MeasurementStore store, string context, TimeSpan lease) : IDisposable
+{
+    /// <summary>How often a worker looks again at units another worker holds.</summary>
+    public static TimeSpan PollInterval { get; } = TimeSpan.FromMilliseconds(250);
+
+    readonly string _owner = WorkerId.New();
+
+    /// <summary>Whether another worker held or finished a unit this one wanted.</summary>
+    public bool SawOtherWorkers { get; private set; }
+
+    public ClaimResult TryClaim(int batch, int u, int su)
+    {
+        ClaimResult result = store.TryClaim(context, batch, u, su, _owner, lease);
+        SawOtherWorkers |= result != ClaimResult.Claimed;
+        return result;
+    }
+
+    /// <summary>Hands unfinished units back at once (cancelled, failed or done), instead of after the lease.</summary>
+    public void Dispose()
+    {
+        try { store.Release(_owner); }
+        catch (Microsoft.Data.Sqlite.SqliteException) { }   // the lease expires anyway
+    }
+}
+
+/// <summary>Runs singles and pairs for one batch at a time, in micro-batches that fit the memory budget.</summary>
+internal interface IEvaluator : IDisposable
+{
+    /// <summary>Measures the reference loss (if asked) and <paramref name="units"/> of one batch; losses are means over the batch's images.</summary>
+    void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel);
+    double ExecutedMacs { get; }
+    /// <summary>Images per ONNX Runtime run.</summary>
+    int ImagesPerRun { get; }
+    /// <summary>Planned bytes per image at the worst moment (with reference counting).</summary>
+    long PlannedBytesPerImage { get; }
+    /// <summary>The same without reference counting (every state kept for the whole micro-batch), for the report.</summary>
+    long UnreferencedBytesPerImage { get; }
+    /// <summary>Resident bytes once the sessions are loaded.</summary>
+    long ResidentBeforeMeasuring { get; }
+}
+
+/// <summary>Where an evaluator delivers a batch's results: the reference loss, each unit's rows, and progress (evaluations × images of a micro-batch).</summary>
+internal sealed class UnitSink
+{
+    public required Action<double> Reference { get; init; }
+    public required Action<int, int, List<(int U, int Su, int V, int Sv, double Loss)>> Unit { get; init; }
+    public required Action<long, int> Progress { get; init; }
+}
+
+/// <summary>The searched layers, schemes, batches and the unperturbed base model, shared by both evaluators.</summary>
+internal sealed class MeasurementPlan
+{
+    public required SensitivityInput Input { get; init; }
+    public required SensitivityOptions Options { get; init; }
+    public required LayerInfo[] Searched { get; init; }
+    public required int[] Bits { get; init; }
+    public required OnnxModel Base { get; init; }
+    public required string Context { get; init; }
+    public required string Description { get; init; }
+    public int L => Searched.Length;
+
+    /// <summary>
+    /// Session settings of both evaluators. ORT_ENABLE_ALL adds the NCHWc layout rewrite, whose kernels accumulate
+    /// differently depending on where a slice starts, so slices and the whole model would disagree by more than float
+    /// noise (measured: 0.9 % of max |Ω| on ResNet-20); up to ORT_ENABLE_EXTENDED they agree.
+    /// </summary>
+    public RuntimeOptions Runtime => Options.Runtime with
+    {
+        Optimization = (Microsoft.ML.OnnxRuntime.GraphOptimizationLevel)Math.Min((int)Options.Runtime.Optimization, (int)Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+    };
+    public int S => Bits.Length;
+    public int BatchCount => (Input.Data.Count + Options.BatchSize - 1) / Options.BatchSize;
+    public long FullMacs => Input.Layers.Sum(l => l.MacsPerImage);
+
+    /// <summary>MACs per image of a node set of <see cref="Base"/>: the quantizable layers whose node is in it (other operators are negligible).</summary>
+    public long MacsOf(ModelSlicer slicer, int[] sortedNodes) =>
+        Input.Layers.Where(l => Array.BinarySearch(sortedNodes, slicer.IndexOf(l.NodeNames[0])) >= 0).Sum(l => l.MacsPerImage);
+
+    public static MeasurementPlan Create(SensitivityInput input, SensitivityOptions options)
+    {
+        if (options.BatchSize <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Sensitivity batch size must be positive, got {options.BatchSize}."); }
+        if (options.CandidateBits.Count == 0 || options.CandidateBits.Any(b => b is < 2 or > 8) || options.CandidateBits.Distinct().Count() != options.CandidateBits.Count)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"Candidate bits {string.Join(",", options.CandidateBits)} must be distinct values in 2–8.");
+        }
+        if (input.Data.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity set is empty."); }
+        var searched = input.Layers.Where(l => input.Config[l.Index].Searchable).ToArray();
+        if (searched.Length < 2) { throw new BitBudgetException(ErrorKind.InvalidInput, $"CLADO needs at least two searched layers; the configuration searches {searched.Length}."); }
+        int[] bits = [.. options.CandidateBits];
+
+        // The base: fixed layers quantized as configured, searched layers in float with float inputs.
+        var baseConfig = input.Config.Select(c => c.Searchable ? c with { WeightBits = 0, ActivationBits = 0 } : c).ToArray();
+        OnnxModel baseModel = QuantSimulator.Build(input.Prepared, input.Layers, baseConfig, input.Weights, input.Activations, emulateActivations: true);
+        // The cones add what the searched layers need (the float fake quantization's Round, Clip with inputs…) to slices of this
+        // base, so it carries their opset even when nothing in it is quantized yet (an opset-8 model with every layer searched).
+        long needed = QdqGraph.RequiredOpset(input.Config, storedWeights: false);
+        if (needed > baseModel.Opset) { OpsetUpgrade.Raise(baseModel, needed); }
+
+        // Everything that determines a measured value goes into the context hash, including every quantized tensor.
+        var text = new System.Text.StringBuilder();
+        text.AppendLine("bitbudget-clado-v1").AppendLine(input.Prepared.ComputeHash()).AppendLine(input.Data.Hash)
+            .AppendLine($"batch={options.BatchSize} images={input.Data.Count} loss={options.Loss} naive={options.Naive} bits={string.Join(",", bits)}" +
+                (options.OutputKind == OutputKind.Logits ? "" : $" output={options.OutputKind}"))
+            .AppendLine(options.SettingsNote).AppendLine(input.Weights.Fingerprint);
+        foreach (LayerBits c in input.Config) { text.AppendLine(c.ToString()); }
+        if (input.Activations is not null)
+        {
+            foreach (var (name, p) in input.Activations.OrderBy(p => p.Key, StringComparer.Ordinal)) { text.AppendLine($"{name}:{p}"); }
+        }
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(text.ToString()));
+        foreach (LayerInfo layer in searched)
+        {
+            foreach (int b in bits)
+            {
+                QuantizedTensor tensor = input.Weights.Get(input.Config[layer.Index] with { WeightBits = b });
+                sha.AppendData(MemoryMarshal.AsBytes(tensor.Dequantized.Span));
+                if (tensor.Bias is { } bias) { sha.AppendData(MemoryMarshal.AsBytes(bias.AsSpan())); }
+            }
+        }
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(baseModel.ComputeHash()));
+        string context = Convert.ToHexStringLower(sha.GetHashAndReset())[..32];
+        string description = $"{Path.GetFileName(input.Prepared.Source)}; {input.Data.Description}; {searched.Length} searched layers × bits {string.Join(",", bits)}; " +
+            $"batch {options.BatchSize}; loss {options.Loss}{(options.Naive ? "; naive" : "")}{(options.SettingsNote.Length > 0 ? "; " + options.SettingsNote : "")}";
+        return new MeasurementPlan { Input = input, Options = options, Searched = searched, Bits = bits, Base = baseModel, Context = context, Description = description };
+    }
+
+    public (int Start, int Count) BatchRange(int batch)
+    {
+        int start = batch * Options.BatchSize;
+        return (start, Math.Min(Options.BatchSize, Input.Data.Count - start));
+    }
+
+    /// <summary>A segment or suffix model with searched layer <paramref name="layer"/> quantized at <paramref name="bits"/> (its input activation too, if configured).</summary>
+    public OnnxModel Perturb(OnnxModel model, LayerInfo layer, int bits)
+    {
+        OnnxModel copy = model.Clone();
+        LayerBits spec = Input.Config[layer.Index] with { WeightBits = bits };
+        QuantSimulator.SetLayerWeight(copy, layer, Input.Weights.Get(spec), Input.Weights);
+        if (QdqGraph.ActivationFor(spec, Input.Activations) is ActivationParams p)
+        {
+            QdqGraph.InsertActivationQdq(copy, layer, p, emulate: true);   // see QuantSimulator.Build: slices must compute what the whole model does
+        }
+        return copy;
+    }
+
+    /// <summary>
+    /// Refuses a non-finite loss: <paramref name="at"/> names what was quantized (U = -1: nothing, V = -1: only layer U at bits
+    /// index Su) for the error, since a NaN stored in Ω would make every search silently wrong.
+    /// </summary>
+    public void RequireFinite(double loss, (int U, int Su, int V, int Sv) at)
+    {
+        if (double.IsFinite(loss)) { return; }
+        string quantized = at.U < 0 ? "the model with no searched layer quantized"
+            : at.V < 0 ? $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits"
+            : $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits and layer '{Searched[at.V].Name}' at {Bits[at.Sv]} bits";
+        throw new BitBudgetException(ErrorKind.InvalidInput,
+            $"CLADO's {Options.Loss.Name()} loss is {loss} with {quantized} on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.");
+    }
+
+    /// <summary>Σ over <paramref name="images"/> images of the configured loss (see <see cref="OutputLosses"/>).</summary>
+    public double LossSum(ReadOnlySpan<float> outputs, int images, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference) =>
+        OutputLosses.Sum(Options.Loss, Options.OutputKind, outputs, images, labels, reference);
+
+    /// <summary>Labels of a range of the sensitivity images (empty when the loss needs none).</summary>
+    public ReadOnlySpan<int> Labels(int start, int count) => Options.Loss.NeedsLabels() ? Input.Data.BatchLabels(start, count) : default;
+
+    public double ReferenceMacs(IEnumerable<int> batches)
+    {
+        double forwards = 1 + (double)L * S + (double)S * S * L * (L - 1) / 2;
+        return batches.Sum(b => BatchRange(b).Count) * forwards * FullMacs;
+    }
+
+    public SensitivityResult Assemble(Dictionary<(int Batch, int U, int Su, int V, int Sv), double> losses, MeasurementCost cost)
+    {
+        int n = L * S;
+        var single = new double[n];
+        var pair = new double[n * n];
+        double reference = 0;
+        int batches = 0;
+        bool complete = true;
+        for (int b = 0; b < BatchCount; b++)
+        {
+            if (!losses.TryGetValue((b, -1, 0, -1, 0), out double l0)) { complete = false; continue; }
+            bool ok = true;
+            var bs = new double[n];
+            var bp = new double[n * n];
+            for (int u = 0; u < L && ok; u++)
+            {
+                for (int s = 0; s < S && ok; s++)
+                {
+                    if (!losses.TryGetValue((b, u, s, -1, 0), out double lu)) { ok = false; break; }
+                    bs[u * S + s] = lu - l0;
+                    for (int v = u + 1; v < L && ok; v++)
+                    {
+                        for (int t = 0; t < S; t++)
+                        {
+                            if (!losses.TryGetValue((b, u, s, v, t), out double luv)) { ok = false; break; }
+                            bp[(u * S + s) * n + v * S + t] = luv - l0;
+                        }
+                    }
+                }
+            }
+            if (!ok) { complete = false; continue; }
+            batches++;
+            reference += l0;
+            for (int i = 0; i < n; i++) { single[i] += bs[i]; }
+            for (int i = 0; i < n * n; i++) { pair[i] += bp[i]; }
+        }
+        var omega = new double[n * n];
+        if (batches > 0)
+        {
+            for (int i = 0; i < n; i++) { single[i] /= batches; }
+            for (int i = 0; i < n * n; i++) { pair[i] /= batches; }
+            for (int u = 0; u < n; u++)
+            {
+                omega[u * n + u] = 2 * single[u];
+                for (int v = u + 1; v < n; v++)
+                {
+                    if (u / S == v / S) { continue; }   // same layer, other scheme: never both chosen
+                    double value = pair[u * n + v] - single[u] - single[v];
+                    omega[u * n + v] = value;
+                    omega[v * n + u] = value;
+                }
+            }
+        }
+        int images = Enumerable.Range(0, BatchCount).Sum(b => BatchRange(b).Count);
+        return new SensitivityResult
+        {
+            SearchedLayers = Searched,
+            CandidateBits = Bits,
+            ReferenceLoss = batches > 0 ? reference / batches : double.NaN,
+            DeltaSingle = single,
+            Omega = omega,
+            Batches = batches,
+            Images = images,
+            Context = Context,
+            Cost = cost,
+            Complete = complete,
+        };
+    }
+}

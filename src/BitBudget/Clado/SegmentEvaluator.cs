@@ -1,0 +1,284 @@
+using System.Diagnostics;
+using BitBudget.Evaluation;
+using BitBudget.Graph;
+using BitBudget.Runtime;
+using Microsoft.ML.OnnxRuntime;
+
+namespace BitBudget.Clado;
+
+/// <summary>
+/// The fast path. For every searched layer k, its cone — the layer's node and every node that depends on it — is a sub-model
+/// baked with k's quantized weights (one per scheme). Per batch, one full-precision run exposes every tensor a cone reads.
+/// A single (u, s) runs only u's cone, and that run also exposes the perturbed tensors later cones read: it is the trunk from
+/// which each pair (u, s; v, t) runs only v's cone, reading u's perturbed tensors where u's cone made them and the
+/// full-precision ones elsewhere. Executed FLOPs are the exact-reuse limit: nothing that does not depend on a perturbed
+/// layer is recomputed, and nothing is run twice.
+/// </summary>
+internal sealed class SegmentEvaluator : IEvaluator
+{
+    readonly MeasurementPlan _plan;
+    readonly InferenceSession _full;                // whole model, FP, exposing every tensor a cone reads
+    readonly InferenceSession[][] _cone;            // [k][s]: cone of layer k at scheme s, exposing what later cones read from it
+    readonly int[][] _coneNodes;
+    readonly string[][] _coneInputs;                // [k]: tensors cone k reads from outside itself
+    readonly string[] _fullOutputs;
+    readonly string[][] _coneOutputs;               // [k]: logits, then tensors of cone k that later cones read
+    readonly Dictionary<string, int>[] _coneIndex;
+    readonly Dictionary<string, int> _fullIndex;
+    readonly double _fullMacs;
+    readonly double[] _coneMacs;
+    readonly int[] _fpLastReader;                   // [i of _fullOutputs]: the last cone that reads it (-1: the logits)
+    readonly int[][] _trunkLastReader;              // [k][i of _coneOutputs[k]]: the last later cone that reads it
+    readonly RunOptions _runOptions = new();
+    int _count;
+
+    public SegmentEvaluator(MeasurementPlan plan)
+    {
+        _plan = plan;
+        // Many sessions run one after another: idle pools must not spin against the next one.
+        RuntimeOptions runtime = plan.Runtime with { AllowSpinning = false, MemoryArena = false };
+        var slicer = new ModelSlicer(plan.Base);
+        int L = plan.L, end = slicer.NodeCount;
+        int[] at = plan.Searched.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
+        for (int k = 1; k < L; k++)
+        {
+            if (at[k] <= at[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
+        }
+        _coneNodes = at.Select(slicer.Cone).ToArray();
+        _coneInputs = _coneNodes.Select(slicer.ExternalInputs).ToArray();
+        string output = plan.Base.OutputName;
+        string input = plan.Base.InputName;
+
+        _fullMacs = plan.MacsOf(slicer, [.. Enumerable.Range(0, end)]);
+        _coneMacs = _coneNodes.Select(nodes => (double)plan.MacsOf(slicer, nodes)).ToArray();
+
+        _fullOutputs = [output, .. _coneInputs.SelectMany(t => t).Where(t => t != input).Distinct()];
+        _fullIndex = Index(_fullOutputs);
+        _coneOutputs = new string[L][];
+        _coneIndex = new Dictionary<string, int>[L];
+        for (int k = 0; k < L; k++)
+        {
+            _coneOutputs[k] = [output, .. _coneInputs.Skip(k + 1).SelectMany(t => t).Where(t => slicer.ProducedBy(t, _coneNodes[k])).Distinct()];
+            _coneIndex[k] = Index(_coneOutputs[k]);
+        }
+
+        var sessions = new List<IDisposable>();
+        try
+        {
+            int total = 1 + L * plan.S;
+            InferenceSession Open(OnnxModel model, string what)
+            {
+                var s = OrtSessions.Create(model.ToBytes(), runtime, what);
+                sessions.Add(s);
+                // Every cone session holds (and pre-packs) the weights of its cone: on large models that alone can exceed the
+                // budget, and loading the rest would only end in a kernel kill.
+                long resident = ProcessMemory.CurrentRss;
+                if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
+                {
+                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                        $"--max-memory {ProcessMemory.Format(plan.Runtime.MaxMemory)} is too small for the CLADO measurement: after {sessions.Count} of its {total} sessions " +
+                        $"(each holds its cone's weights) {ProcessMemory.Format(resident)} is in use; at least about {ProcessMemory.Format(resident / sessions.Count * total)} would fit.");
+                }
+                return s;
+            }
+            _full = Open(slicer.Slice(0, end, _fullOutputs.Skip(1)), "CLADO full-precision states");
+            _cone = new InferenceSession[L][];
+            for (int k = 0; k < L; k++)
+            {
+                LayerInfo layer = plan.Searched[k];
+                OnnxModel cone = slicer.SliceNodes(_coneNodes[k], _coneOutputs[k].Skip(1));
+                _cone[k] = plan.Bits.Select(b => Open(plan.Perturb(cone, layer, b), $"CLADO cone of {layer.Name} at {b} bits")).ToArray();
+            }
+        }
+        catch
+        {
+            foreach (var s in sessions) { s.Dispose(); }
+            _runOptions.Dispose();
+            throw;
+        }
+
+        // Reference counts: a full-precision state lives until the last cone reading it has run for every unit that needs it,
+        // a perturbed (trunk) tensor until the last cone of its unit's pairs that reads it.
+        _fpLastReader = _fullOutputs.Select(t => t == output ? -1 : Enumerable.Range(0, L).Last(k => _coneInputs[k].Contains(t))).ToArray();
+        _trunkLastReader = new int[L][];
+        for (int k = 0; k < L; k++)
+        {
+            _trunkLastReader[k] = _coneOutputs[k].Select(t => t == output ? k : Enumerable.Range(k + 1, L - k - 1).Last(v => _coneInputs[v].Contains(t))).ToArray();
+        }
+
+        // The per-image plan: what one image costs at the worst moment of each unit, from the measured tensor sizes.
+        TensorFootprint footprint = new TensorTap(plan.Base, runtime).Footprint(plan.Input.Data);
+        long Bytes(string t) => footprint.Of(t);
+        long fullPeak = slicer.PeakLive(Bytes, null, _fullOutputs.ToHashSet(StringComparer.Ordinal));
+        long[] conePeak = Enumerable.Range(0, L).Select(k => slicer.PeakLive(Bytes, _coneNodes[k], _coneOutputs[k].ToHashSet(StringComparer.Ordinal))).ToArray();
+        long worst = fullPeak, worstNoRefcount = fullPeak;
+        long allFp = _fullOutputs.Sum(Bytes);
+        for (int u = 0; u < L; u++)
+        {
+            long fp = _fullOutputs.Where((t, i) => _fpLastReader[i] >= u || i == 0).Sum(Bytes);
+            long trunk = _coneOutputs[u].Sum(Bytes);
+            long cones = conePeak.Skip(u).Max();
+            worst = Math.Max(worst, fp + trunk + cones);
+            worstNoRefcount = Math.Max(worstNoRefcount, allFp + trunk + cones);
+        }
+        PlannedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worst));
+        UnreferencedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worstNoRefcount));
+        ResidentBeforeMeasuring = ProcessMemory.CurrentRss;
+        ImagesPerRun = plan.Runtime.ImagesPerRun > 0 ? Math.Min(plan.Runtime.ImagesPerRun, plan.Options.BatchSize)
+            : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring);
+
+        static Dictionary<string, int> Index(string[] names) => names.Select((n, i) => (n, i)).ToDictionary(t => t.n, t => t.i, StringComparer.Ordinal);
+    }
+
+    public double ExecutedMacs { get; private set; }
+
+    public int ImagesPerRun { get; }
+
+    public long PlannedBytesPerImage { get; }
+
+    public long UnreferencedBytesPerImage { get; }
+
+    public long ResidentBeforeMeasuring { get; }
+
+    /// <summary>
+    /// One batch, micro-batch by micro-batch. When the whole batch fits one run, one full-precision pass serves every unit;
+    /// otherwise the units go in groups of one layer and each group recomputes the full-precision states of its micro-batch
+    /// (one forward per layer and micro-batch: a few percent of the work, and it keeps per-layer resume points).
+    /// </summary>
+    public void MeasureBatch(int batch, IReadOnlyList<(int U, int S)> units, bool needReference, UnitSink sink, CancellationToken cancel)
+    {
+        (int start, int count) = _plan.BatchRange(batch);
+        int micro = Math.Min(ImagesPerRun, count);
+        var groups = micro >= count || units.Count == 0 ? [units] : units.GroupBy(x => x.U).Select(g => (IReadOnlyList<(int U, int S)>)[.. g]).ToList();
+        foreach (var group in groups)
+        {
+            int first = group.Count > 0 ? group.Min(x => x.U) : _plan.L;
+            var sums = group.Select(x => new double[1 + _plan.S * (_plan.L - 1 - x.U)]).ToArray();
+            void Commit(int g)
+            {
+                (int u, int s) = group[g];
+                var rows = new List<(int, int, int, int, double)>(sums[g].Length) { (u, s, -1, 0, sums[g][0] / count) };
+                int r = 1;
+                for (int v = u + 1; v < _plan.L; v++) { for (int t = 0; t < _plan.S; t++) { rows.Add((u, s, v, t, sums[g][r++] / count)); } }
+                sink.Unit(u, s, rows);
+            }
+            void Reference(double sum)
+            {
+                if (!needReference) { return; }
+                sink.Reference(sum / count);
+                needReference = false;
+            }
+            if (micro >= count)
+            {
+                // One run holds the whole batch: every loss is final as soon as it is measured, so each unit is stored at once.
+                RunMicroBatch(start, count, group, first, sums, sink, Reference, Commit, cancel);
+                continue;
+            }
+            double referenceSum = 0;
+            for (int m = 0; m < count; m += micro)
+            {
+                cancel.ThrowIfCancellationRequested();
+                referenceSum += RunMicroBatch(start + m, Math.Min(micro, count - m), group, first, sums, sink, null, null, cancel);
+            }
+            Reference(referenceSum);
+            for (int g = 0; g < group.Count; g++) { Commit(g); }
+        }
+    }
+
+    double RunMicroBatch(int start, int count, IReadOnlyList<(int U, int S)> group, int first, double[][] sums, UnitSink sink,
+        Action<double>? referenceDone, Action<int>? unitDone, CancellationToken cancel)
+    {
+        _count = count;
+        var data = _plan.Input.Data;
+        long[] shape = [count, .. data.SampleShape.Select(d => (long)d)];
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
+            System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(start, count)), shape);
+        // Only the states cones ≥ first read (and the logits).
+        string[] wanted = [.. _fullOutputs.Where((t, i) => i == 0 || _fpLastReader[i] >= first)];
+        using var fpRun = Run(_full, [_plan.Base.InputName], [input], wanted, _fullMacs);
+        var fp = new Dictionary<string, OrtValue>(wanted.Length, StringComparer.Ordinal);
+        for (int i = 0; i < wanted.Length; i++) { fp[wanted[i]] = fpRun[i]; }
+        OrtValue Fp(string tensor) => fp.TryGetValue(tensor, out OrtValue? v) ? v : input;
+        ReadOnlySpan<int> labels = _plan.Labels(start, count);
+        float[] reference = fpRun[0].GetTensorDataAsSpan<float>().ToArray();
+        double referenceSum = _plan.LossSum(reference, count, labels, reference);
+        fpRun[0].Dispose();
+        referenceDone?.Invoke(referenceSum);
+
+        for (int g = 0; g < group.Count; g++)
+        {
+            (int u, int s) = group[g];
+            double[] sum = sums[g];
+            using var trunkRun = Run(_cone[u][s], _coneInputs[u], [.. _coneInputs[u].Select(Fp)], _coneOutputs[u], _coneMacs[u]);
+            sum[0] += _plan.LossSum(trunkRun[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+            trunkRun[0].Dispose();
+            int r = 1;
+            for (int v = u + 1; v < _plan.L; v++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                // What u's cone made carries u's perturbation; everything else is the full-precision value.
+                OrtValue[] inputs = [.. _coneInputs[v].Select(t => _coneIndex[u].TryGetValue(t, out int i) ? trunkRun[i] : Fp(t))];
+                for (int t = 0; t < _plan.S; t++)
+                {
+                    using var logits = Run(_cone[v][t], _coneInputs[v], inputs, [_plan.Base.OutputName], _coneMacs[v]);
+                    sum[r++] += _plan.LossSum(logits[0].GetTensorDataAsSpan<float>(), count, labels, reference);
+                }
+                // Perturbed tensors no later cone reads are freed now (disposing twice is a no-op for the collection).
+                for (int i = 1; i < _coneOutputs[u].Length; i++) { if (_trunkLastReader[u][i] == v) { trunkRun[i].Dispose(); } }
+            }
+            unitDone?.Invoke(g);
+            sink.Progress(1 + _plan.S * (_plan.L - 1 - u), count);
+            // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
+            if (g + 1 == group.Count || group[g + 1].U != u)
+            {
+                for (int i = 1; i < wanted.Length; i++) { if (_fpLastReader[Array.IndexOf(_fullOutputs, wanted[i])] <= u) { fpRun[i].Dispose(); } }
+            }
+        }
+        return referenceSum;
+    }
+
+    IDisposableReadOnlyCollection<OrtValue> Run(InferenceSession session, string[] inputs, OrtValue[] values, string[] outputs, double macs)
+    {
+        ExecutedMacs += macs * _count;
+        try
+        {
+            return session.Run(_runOptions, inputs, values, outputs);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO cone: {OrtSessions.OneLine(e.Message)}", e);
+        }
+    }
+
+    public void Dispose()
+    {
+        _full.Dispose();
+        foreach (var row in _cone) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
+        _runOptions.Dispose();
+    }
+}
+
+/// <summary>What MACs cost when the whole base model runs on one batch in ORT: the yardstick of the time ratio.</summary>
+internal static class RawThroughput
+{
+    public static TimeSpan TimeFor(MeasurementPlan plan, RuntimeOptions runtime, double macs, int imagesPerRun)
+    {
+        (int start, int count) = plan.BatchRange(0);
+        count = Math.Max(1, Math.Min(count, imagesPerRun));   // the probe's batch is one micro-batch, as the measurement ran
+        var data = plan.Input.Data;
+        using var session = OrtSessions.Create(plan.Base.ToBytes(), runtime, "CLADO throughput probe");
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
+            System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(start, count)), [count, .. data.SampleShape.Select(d => (long)d)]);
+        using var runOptions = new RunOptions();
+        var times = new List<double>();
+        for (int i = 0; i < 4; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            using var outputs = session.Run(runOptions, [plan.Base.InputName], [input], [plan.Base.OutputName]);
+            if (i > 0) { times.Add(watch.Elapsed.TotalSeconds); }   // the first run warms up
+        }
+        times.Sort();
+        double perMac = times[times.Count / 2] / (count * (double)plan.FullMacs);
+        return TimeSpan.FromSeconds(macs * perMac);
+    }
+}
