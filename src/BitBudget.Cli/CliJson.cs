@@ -70,7 +70,7 @@ sealed record SpectrumJson(double Min, double Max, int Negative);
 /// </summary>
 sealed record SearchJson(string Method, IReadOnlyList<string> Budgets, string Status, string Solver, double? Objective, double? BestBound, double? Gap,
     double? QuadraticObjective, double SolveSeconds, double SizeBytes, double AverageBits, double? AverageBitsSearched, double? BitOps,
-    IReadOnlyList<LayerChoice> Layers, IReadOnlyList<double>? Theta, IReadOnlyList<string>? Notes)
+    IReadOnlyList<LayerChoice> Layers, IReadOnlyList<double>? Theta, IReadOnlyList<string>? Notes, OmpqBetaJson? Ompq = null)
 {
     public static SearchJson From(SearchResult r, IReadOnlyList<string> budgets) => new(
         r.Method.ToString().ToLowerInvariant(), budgets, JsonNamingPolicy.SnakeCaseLower.ConvertName(r.Status.ToString()), r.Solver,
@@ -79,12 +79,17 @@ sealed record SearchJson(string Method, IReadOnlyList<string> Budgets, string St
 
     public static SearchJson From(OmpqSearchResult o, IReadOnlyList<LayerBits> config, IReadOnlyList<string> budgets, long bytes, double averageBits) => new(
         "ompq", budgets, o.Allocation.IlpStatus.ToLowerInvariant(), "OMPQ: GLOP LP + SCIP ILP", null, null, null, null, Math.Round(o.TotalSeconds, 4),
-        bytes, averageBits, null, null, [.. config.Select(c => new LayerChoice(c.Layer, c.WeightBits))], o.Proxy.Theta, o.Proxy.Notes);
+        bytes, averageBits, null, null, [.. config.Select(c => new LayerChoice(c.Layer, c.WeightBits))], o.Proxy.Theta, o.Proxy.Notes,
+        new OmpqBetaJson(o.BetaRule, o.Proxy.Beta, o.Proxy.ThetaEntropy, o.Proxy.ThetaEntropyNormalized, o.Proxy.Effect, o.BetaCandidates));
 }
+
+/// <summary>How OMPQ chose β at this budget (<c>--ompq-beta</c>) and how spread θ is.</summary>
+sealed record OmpqBetaJson(OmpqBetaRule BetaRule, double Beta, double ThetaEntropy, double ThetaEntropyNormalized, ThetaEffect Effect,
+    IReadOnlyList<OmpqBetaCandidate> BetaCandidates);
 
 /// <summary><c>run --json</c>.</summary>
 sealed record RunJson(string OutputDirectory, double FpTop1, double FpTop5, IReadOnlyList<RunPointJson> Points, IReadOnlyList<string> Warnings,
-    IReadOnlyList<StageTiming> Timings);
+    IReadOnlyList<StageTiming> Timings, IReadOnlyList<OmpqChoice> Ompq);
 
 /// <summary>One evaluated configuration of <c>run --json</c>.</summary>
 sealed record RunPointJson(string Method, string Budget, double AverageBits, long SizeBytes, double? PredictedLoss, double? Top1Simulated, double Top1Exported,

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using BitBudget.Data;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Pipeline;
 using BitBudget.Quantization;
@@ -24,7 +25,7 @@ sealed class PipelineArguments
     public Option<string> Bits { get; } = new("--bits-candidates") { Description = "Candidate weight bits of searched layers.", DefaultValueFactory = _ => "2,4,8" };
     public Option<string> Activations { get; } = new("--activations") { Description = "none (weights only) or aN (N-bit inputs of quantized layers, e.g. a8).", DefaultValueFactory = _ => "a8" };
     public Option<string> AttentionMatMuls { get; } = CreateAttentionOption();
-    public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range: min-max, percentile or mse." };
+    public Option<ActivationCalibration?> ActCalibration { get; } = new("--act-calibration") { Description = "Activation range of a8 inputs: minmax (default), percentile (99.99 %) or mse." };
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
     public Option<string> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: ce (cross-entropy vs labels), kl (vs the float model's softmax, no labels) or mse (vs the float model's raw output: any model, feature extractors included).", DefaultValueFactory = _ => "ce" };
@@ -36,6 +37,11 @@ sealed class PipelineArguments
     public Option<PsdMethod> Psd { get; } = new("--psd") { Description = "Make Ω PSD by clip-eigenvalues (paper) or shift-diagonal (exact).", DefaultValueFactory = _ => PsdMethod.ClipEigenvalues };
     public Option<double> TimeLimit { get; } = new("--time-limit") { Description = "Solver time limit per budget, seconds.", DefaultValueFactory = _ => 30 };
     public Option<bool> Quiet { get; } = new("--quiet") { Description = "No progress bars or informational output." };
+    public Option<string> OmpqBeta { get; } = new("--ompq-beta")
+    {
+        Description = "OMPQ's β in θ = exp(−βγ): held-out (default: the β of a grid, set from the ORM's scale, whose configuration has the lowest KL from the float model on held-out images), paper (β = 10: θ one-hot on the shipped CNNs) or a number ≥ 0.",
+        DefaultValueFactory = _ => "held-out",
+    };
 
     public void AddTo(Command command, bool measurement = true)
     {
@@ -43,7 +49,7 @@ sealed class PipelineArguments
         Runtime.AddTo(command);
         Rounding.AddTo(command);
         Model.AddTo(command);
-        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, AttentionMatMuls, ActCalibration, FirstBits, LastBits, Quiet })
+        foreach (Option o in new Option[] { Calib, CalibSplit, Seed, Bits, Activations, AttentionMatMuls, ActCalibration, FirstBits, LastBits, Quiet, OmpqBeta })
         {
             command.Options.Add(o);
         }
@@ -81,6 +87,7 @@ sealed class PipelineArguments
             // The paper preset rounds to nearest unless --rounding says otherwise.
             Rounding = baseOptions.Preset == "clado-paper" && parse.GetResult(Rounding.Method) is null ? baseOptions.Rounding : Rounding.Rounding(parse),
             FinalRounding = parse.CommandResult.Command.Options.Contains(Rounding.Final) ? Rounding.FinalRounding(parse) : baseOptions.FinalRounding,
+            Ompq = OmpqOptions(baseOptions.Ompq, parse.GetRequiredValue(OmpqBeta)),
         };
         if (parse.GetResult(SensBatch) is null && parse.GetResult(Store) is null && !parse.CommandResult.Command.Options.Contains(SensBatch)) { return options; }
         var sensitivity = new SensitivityOptions
@@ -119,6 +126,16 @@ sealed class PipelineArguments
     }
 
     public static AttentionMatMulMode AttentionMode(string text) => text == "a8" ? AttentionMatMulMode.A8 : AttentionMatMulMode.Float;
+
+    /// <summary>--ompq-beta: held-out, paper (the fixed β = 10) or a number ≥ 0 (fixed).</summary>
+    internal static OmpqOptions OmpqOptions(OmpqOptions baseOptions, string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "held-out" => baseOptions with { BetaRule = OmpqBetaRule.HeldOut },
+        "paper" => baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = new OrthogonalityOptions().Beta } },
+        string t when double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double beta) && beta >= 0 && double.IsFinite(beta) =>
+            baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = beta } },
+        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"--ompq-beta '{text}' is not held-out, paper or a number ≥ 0."),
+    };
 
     static int Positive(int value, string name) =>
         value > 0 ? value : throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} must be positive, got {value}.");

@@ -26,7 +26,12 @@ static class QuantizeCommand
         };
         var calibSplit = new Option<string>("--calib-split") { Description = "Split of --calib: all, even-classes, odd-classes.", DefaultValueFactory = _ => "all" };
         var calibSeed = new Option<int>("--calib-seed") { Description = "Seed of the random draw of the --calib-images calibration images (spread over all classes).", DefaultValueFactory = _ => 0 };
-        var actMethod = new Option<ActivationCalibration>("--act-calibration") { Description = "Activation range for a8: minmax, percentile (99.99 %) or mse.", DefaultValueFactory = _ => ActivationCalibration.Percentile };
+        // The same default as run/search/sensitivity (PipelineOptions.Default), so a quantized model and a run's export agree (issue 21).
+        var actMethod = new Option<ActivationCalibration>("--act-calibration")
+        {
+            Description = $"Activation range for a8: minmax, percentile (99.99 %) or mse (default {Pipeline.PipelineOptions.Default.ActivationCalibration.ToString().ToLowerInvariant()}, as run).",
+            DefaultValueFactory = _ => Pipeline.PipelineOptions.Default.ActivationCalibration,
+        };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file." };
         var json = new Option<bool>("--json") { Description = "Print the per-layer storage report as JSON on stdout." };
         var nbits = new Option<bool>("--matmul-nbits")

@@ -105,7 +105,7 @@ static class RunCommand
         {
             Ui.WriteJson(new RunJson(summary.OutputDirectory, summary.FpTop1, summary.FpTop5,
                 [.. summary.Points.Select(p => new RunPointJson(p.Method, p.Budget, p.AverageBits, p.SizeBytes, p.PredictedLoss, p.Top1Simulated, p.Top1Exported, p.Top5Exported, p.Status, p.Gap, p.ModelFile))],
-                summary.Warnings, summary.Timings));
+                summary.Warnings, summary.Timings, summary.Ompq));
             return ExitCodes.Ok;
         }
         foreach (string w in summary.Warnings) { Ui.Err.MarkupLine($"[yellow]{Markup.Escape(w)}[/]"); }
@@ -120,6 +120,11 @@ static class RunCommand
                 ? $"{p.Top1Exported:F2} [grey]({p.AverageBits.ToString("F2", CultureInfo.InvariantCulture)} b)[/]" : "–")]);
         }
         Ui.Out.Write(table);
+        foreach (var o in summary.Ompq)
+        {
+            Ui.Out.MarkupLine(Markup.Escape(FormattableString.Invariant(
+                $"ompq @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}), θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})")));
+        }
         Ui.Out.MarkupLine($"wrote {Markup.Escape(summary.OutputDirectory)}: bits.json, model.onnx, models/, layers.csv/json, pareto.json/png, manifest.json, report.html " +
             $"({summary.Timings.Sum(t => t.Seconds):F0} s: {string.Join(", ", summary.Timings.Select(t => $"{t.Stage} {t.Seconds:F1} s"))})");
         return ExitCodes.Ok;

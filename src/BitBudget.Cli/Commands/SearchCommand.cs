@@ -50,21 +50,27 @@ static class SearchCommand
             }
             // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
             if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
-            var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
+            var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
             SensitivityResult? s = null;
-            if (searchMethod.NeedsSensitivity)
+            // OMPQ's held-out β judges simulated configurations (on images in neither draw), so it needs calibration too.
+            bool heldOutOmpq = name == "ompq" && pipeline.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut;
+            if (searchMethod.NeedsSensitivity || heldOutOmpq) { pipeline.Calibrate(calibration, Ui.Cancellation); }
+            if (searchMethod.NeedsSensitivity) { s = PipelineArguments.Measure(pipeline, sensitivity); }
+            var context = new SearchContext
             {
-                pipeline.Calibrate(calibration, Ui.Cancellation);
-                s = PipelineArguments.Measure(pipeline, sensitivity);
-            }
-            var context = new SearchContext { Pipeline = pipeline, Images = sensitivity, Sensitivity = s, Psd = parse.GetValue(args.Psd), Rank = parse.GetValue(rank) };
+                Pipeline = pipeline, Images = sensitivity, Sensitivity = s, HeldOut = heldOut, Psd = parse.GetValue(args.Psd), Rank = parse.GetValue(rank),
+            };
             MethodOutcome outcome = searchMethod.Search(context, budgets, Ui.Cancellation);
             IReadOnlyList<LayerBits> config = outcome.Config;
             string[] budgetLabels = [.. budgets.Select(b => b.ToString())];
             IReadOnlyList<SearchJson> report;
             if (outcome.Ompq is OmpqSearchResult o)
             {
-                if (!Ui.Quiet) { Ui.Err.WriteLine(o.Units.Format()); }
+                if (!Ui.Quiet)
+                {
+                    Ui.Err.WriteLine(o.Units.Format());
+                    Ui.Err.WriteLine(o.Describe());
+                }
                 (long ompqBytes, double ompqAverage) = pipeline.Size(config);
                 report = [SearchJson.From(o, config, budgetLabels, ompqBytes, ompqAverage)];
             }

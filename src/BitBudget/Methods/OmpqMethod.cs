@@ -20,7 +20,8 @@ sealed class OmpqMethod : ISearchMethod
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(budgets);
-        OmpqSearchResult o = context.Pipeline.SearchOmpq(context.Images, budgets[0], cancel);
-        return new MethodOutcome(context.Pipeline.Configuration(o.LayerBits), null, o.Allocation.IlpStatus, null, o.TotalSeconds) { Ompq = o };
+        // The held-out β (the default) judges its candidates on the held-out images; the pipeline says so when there are none.
+        OmpqSearchResult o = context.Pipeline.SearchOmpq(context.Images, budgets[0], cancel, context.HeldOut);
+        return new MethodOutcome(context.Pipeline.Configuration(o.LayerBits), null, $"{o.Allocation.IlpStatus}; {o.Describe()}", null, o.TotalSeconds) { Ompq = o };
     }
 }

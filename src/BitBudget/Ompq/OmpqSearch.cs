@@ -15,7 +15,39 @@ public sealed record OmpqOptions
 
     /// <summary>Candidate bit-widths; default {2, 4, 8}, the same as CLADO's so results compare.</summary>
     public IReadOnlyList<int> CandidateBits { get; init; } = [2, 4, 8];
+
+    /// <summary>How β is chosen: <see cref="OmpqBetaRule.Fixed"/> (<see cref="OrthogonalityOptions.Beta"/>, the paper's 10) by default here;
+    /// <see cref="OmpqBetaRule.HeldOut"/> needs a judge (the pipeline passes the held-out KL of each configuration).</summary>
+    public OmpqBetaRule BetaRule { get; init; } = OmpqBetaRule.Fixed;
+
+    /// <summary>
+    /// The spreads s of the <see cref="OmpqBetaRule.HeldOut"/> grid: β = s / (max γ − min γ), so θ spans [e^−s, 1] whatever the
+    /// ORM's scale (s = 0 is uniform θ). The fixed <see cref="OrthogonalityOptions.Beta"/> is always tried as well.
+    /// </summary>
+    public IReadOnlyList<double> BetaSpreads { get; init; } = [0, 0.5, 1, 2, 4, 8];
 }
+
+/// <summary>How OMPQ's β in θ = exp(−β γ) is chosen.</summary>
+public enum OmpqBetaRule
+{
+    /// <summary>The fixed β of <see cref="OrthogonalityOptions.Beta"/> (default 10, the published example: θ is one-hot on the shipped CNNs).</summary>
+    Fixed,
+    /// <summary>
+    /// Data-driven: one allocation per β of a grid set from the ORM's scale (<see cref="OmpqOptions.BetaSpreads"/>) plus the fixed β;
+    /// the configuration the judge scores lowest (the pipeline: KL divergence from the float model on held-out images) wins.
+    /// </summary>
+    HeldOut,
+}
+
+/// <summary>One β that <see cref="OmpqBetaRule.HeldOut"/> tried.</summary>
+/// <param name="Beta">β.</param>
+/// <param name="Spread">β · (max γ − min γ): θ spans [e^−Spread, 1].</param>
+/// <param name="ThetaEntropy">Entropy (nats) of θ normalized to sum 1.</param>
+/// <param name="ThetaEntropyNormalized">The entropy over ln L (0 one-hot, 1 uniform).</param>
+/// <param name="AverageBits">Average bits (all quantized layers) of its allocation.</param>
+/// <param name="Score">The judge's score of its configuration (lower is better); equal configurations share one score.</param>
+/// <param name="Chosen">Whether its configuration won.</param>
+public sealed record OmpqBetaCandidate(double Beta, double Spread, double ThetaEntropy, double ThetaEntropyNormalized, double AverageBits, double Score, bool Chosen);
 
 /// <summary>Outcome of an OMPQ search.</summary>
 /// <param name="LayerBits">Bit-width of every quantizable layer, in <see cref="ModelSummary.Layers"/> order (fixed layers included).</param>
@@ -36,6 +68,21 @@ public sealed record OmpqSearchResult(
 {
     /// <summary>The decision units.</summary>
     public OmpqUnitMap Units => Proxy.Units;
+
+    /// <summary>How β was chosen.</summary>
+    public OmpqBetaRule BetaRule { get; init; } = OmpqBetaRule.Fixed;
+
+    /// <summary>Every β tried under <see cref="OmpqBetaRule.HeldOut"/>, in grid order (empty for a fixed β).</summary>
+    public IReadOnlyList<OmpqBetaCandidate> BetaCandidates { get; init; } = [];
+
+    /// <summary>One line: β, how it was chosen, θ's entropy and effect, e.g. for a console or a report.</summary>
+    public string Describe()
+    {
+        string how = BetaRule == OmpqBetaRule.Fixed ? "fixed"
+            : FormattableString.Invariant($"held-out: lowest score of {BetaCandidates.Count} β, {BetaCandidates.Select(c => c.Score).Distinct().Count()} distinct configurations");
+        return FormattableString.Invariant(
+            $"β = {Proxy.Beta:G4} ({how}); θ entropy {Proxy.ThetaEntropy:F3} nats = {Proxy.ThetaEntropyNormalized:F3} of uniform ({Proxy.Effect})");
+    }
 }
 
 /// <summary>OMPQ end to end: units from the graph, the orthogonality proxy on one batch, then the LP and the ILP.</summary>
@@ -43,8 +90,8 @@ public static class OmpqSearch
 {
     /// <summary>Runs OMPQ on a model file.</summary>
     public static OmpqSearchResult Run(string modelPath, float[] images, IReadOnlyList<long> shape, Budget budget,
-        OmpqOptions? options = null, CancellationToken cancellationToken = default) =>
-        Run(OnnxModel.Load(modelPath), images, shape, budget, options, cancellationToken);
+        OmpqOptions? options = null, CancellationToken cancellationToken = default, Func<IReadOnlyList<int>, double>? judge = null) =>
+        Run(OnnxModel.Load(modelPath), images, shape, budget, options, cancellationToken, judge);
 
     /// <summary>Runs OMPQ on a loaded model (prepared here; the original is not changed).</summary>
     /// <param name="model">The model as loaded.</param>
@@ -53,10 +100,16 @@ public static class OmpqSearch
     /// <param name="budget">Size budget (average bits or bytes, <see cref="OmpqAllocation.RequireSizeBudget"/>).</param>
     /// <param name="options">Settings; defaults when null.</param>
     /// <param name="cancellationToken">Checked between forward passes.</param>
+    /// <param name="judge">Scores a configuration (bits per layer, <see cref="ModelSummary.Layers"/> order; lower is better); needed by
+    /// <see cref="OmpqBetaRule.HeldOut"/>, ignored otherwise.</param>
     public static OmpqSearchResult Run(OnnxModel model, float[] images, IReadOnlyList<long> shape, Budget budget,
-        OmpqOptions? options = null, CancellationToken cancellationToken = default)
+        OmpqOptions? options = null, CancellationToken cancellationToken = default, Func<IReadOnlyList<int>, double>? judge = null)
     {
         options ??= new OmpqOptions();
+        if (options.BetaRule == OmpqBetaRule.HeldOut && judge is null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs a judge of configurations (held-out images); use the paper's fixed β otherwise.");
+        }
         long start = Stopwatch.GetTimestamp();
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model);
         OmpqUnitMap units = OmpqUnits.Build(prepared, summary, options.Units);
@@ -72,14 +125,47 @@ public static class OmpqSearch
         OmpqAllocation.CheckFeasible(input);
 
         OrthogonalityResult proxy = Orthogonality.Measure(prepared, units, images, shape, options.Proxy, cancellationToken);
-        OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = proxy.Theta });
+        if (options.BetaRule == OmpqBetaRule.Fixed)
+        {
+            OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = proxy.Theta });
+            return new OmpqSearchResult(LayerBits(units, summary, allocation), summary, proxy, allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
 
+        // Held-out β: ORM and γ do not depend on β, so every β of the grid costs one allocation (milliseconds); each distinct
+        // configuration is judged once.
+        double range = proxy.Gamma.Max() - proxy.Gamma.Min();
+        var betas = options.BetaSpreads.Select(s => range > 0 ? s / range : 0).Append(options.Proxy.Beta).Distinct().ToList();
+        var tried = new List<(OrthogonalityResult Proxy, OmpqAllocationResult Allocation, int[] Bits, string Key)>();
+        var scores = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (double beta in betas)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            OrthogonalityResult weighed = Orthogonality.WithBeta(proxy, beta);
+            OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = weighed.Theta });
+            int[] bits = LayerBits(units, summary, allocation);
+            string key = string.Join(",", bits);
+            if (!scores.ContainsKey(key)) { scores[key] = judge!(bits); }
+            tried.Add((weighed, allocation, bits, key));
+        }
+        // The lowest score wins; among β giving that configuration, the first of the grid (the least peaked θ).
+        var winner = tried.MinBy(t => scores[t.Key]);
+        var candidates = tried.Select(t => new OmpqBetaCandidate(t.Proxy.Beta, t.Proxy.Beta * range, t.Proxy.ThetaEntropy, t.Proxy.ThetaEntropyNormalized,
+            t.Allocation.AverageBits, scores[t.Key], t == winner)).ToList();
+        return new OmpqSearchResult(winner.Bits, summary, winner.Proxy, winner.Allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds)
+        {
+            BetaRule = OmpqBetaRule.HeldOut,
+            BetaCandidates = candidates,
+        };
+    }
+
+    static int[] LayerBits(OmpqUnitMap units, ModelSummary summary, OmpqAllocationResult allocation)
+    {
         var layerBits = new int[summary.Layers.Count];
         foreach (int l in units.FixedLayers) { layerBits[l] = units.FixedBits; }
         foreach (OmpqUnit u in units.Units)
         {
             foreach (int l in u.Layers) { layerBits[l] = allocation.Bits[u.Index]; }
         }
-        return new OmpqSearchResult(layerBits, summary, proxy, allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        return layerBits;
     }
 }

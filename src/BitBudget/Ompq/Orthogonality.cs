@@ -67,7 +67,20 @@ public sealed record OrthogonalityResult(
     IReadOnlyList<string> Notes,
     int Passes,
     double ForwardSeconds,
-    double GramSeconds);
+    double GramSeconds)
+{
+    /// <summary>Units whose feature is constant over the images (zero ORM row off the diagonal).</summary>
+    public IReadOnlyList<int> ConstantUnits { get; init; } = [];
+
+    /// <summary>
+    /// Shannon entropy (nats) of θ normalized to sum 1: 0 when θ is one-hot, ln L when it is uniform. How many units θ really
+    /// weighs is exp of it.
+    /// </summary>
+    public double ThetaEntropy => OrthogonalityMath.Entropy(Theta);
+
+    /// <summary><see cref="ThetaEntropy"/> over its maximum ln L: 0 = one-hot, 1 = uniform (1 for a single unit).</summary>
+    public double ThetaEntropyNormalized => Theta.Length < 2 ? 1 : Math.Clamp(ThetaEntropy / Math.Log(Theta.Length), 0, 1);
+}
 
 /// <summary>OMPQ's orthogonality proxy: one forward pass, per-unit Gram matrices, linear CKA between units, importance factors.</summary>
 internal static class Orthogonality
@@ -82,10 +95,7 @@ internal static class Orthogonality
     {
         options ??= new OrthogonalityOptions();
         ArgumentNullException.ThrowIfNull(images);
-        if (!(options.Beta >= 0) || double.IsInfinity(options.Beta))
-        {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"β must be a finite number ≥ 0, got {options.Beta.ToString(CultureInfo.InvariantCulture)}.");
-        }
+        CheckBeta(options.Beta);
         int n = CheckBatch(prepared, images, shape);
 
         var tensors = units.Units.Select(u => u.FeatureTensor).Distinct(StringComparer.Ordinal).ToList();
@@ -153,6 +163,38 @@ internal static class Orthogonality
     internal static OrthogonalityResult FromGrams(OmpqUnitMap units, int n, IReadOnlyList<double[]> grams, bool centered, double beta)
     {
         double[,] orm = OrthogonalityMath.Orm(grams, out List<int> constant);
+        return Weigh(units, n, orm, constant, centered, beta);
+    }
+
+    /// <summary>
+    /// The same proxy with θ = exp(−β γ) for another <paramref name="beta"/>: ORM and γ do not depend on β, so no forward pass
+    /// is needed (the data-driven β of <see cref="OmpqBetaRule.HeldOut"/> tries several).
+    /// </summary>
+    public static OrthogonalityResult WithBeta(OrthogonalityResult proxy, double beta)
+    {
+        ArgumentNullException.ThrowIfNull(proxy);
+        CheckBeta(beta);
+        int l = proxy.Gamma.Length;
+        var orm = new double[l, l];
+        for (int i = 0; i < l; i++) { for (int j = 0; j < l; j++) { orm[i, j] = proxy.Orm[i][j]; } }
+        return Weigh(proxy.Units, proxy.Images, orm, [.. proxy.ConstantUnits], proxy.Centered, beta) with
+        {
+            Passes = proxy.Passes,
+            ForwardSeconds = proxy.ForwardSeconds,
+            GramSeconds = proxy.GramSeconds,
+        };
+    }
+
+    static void CheckBeta(double beta)
+    {
+        if (!(beta >= 0) || double.IsInfinity(beta))
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput, $"β must be a finite number ≥ 0, got {beta.ToString(CultureInfo.InvariantCulture)}.");
+        }
+    }
+
+    static OrthogonalityResult Weigh(OmpqUnitMap units, int n, double[,] orm, List<int> constant, bool centered, double beta)
+    {
         double[] gamma = OrthogonalityMath.Gamma(orm);
         double[] theta = OrthogonalityMath.Theta(gamma, beta, out double[] logTheta);
         int l = gamma.Length;
@@ -196,7 +238,7 @@ internal static class Orthogonality
             ormRows[i] = new double[l];
             for (int j = 0; j < l; j++) { ormRows[i][j] = orm[i, j]; }
         }
-        return new OrthogonalityResult(units, n, centered, beta, ormRows, gamma, theta, log10Raw, effect, effective, notes, 0, 0, 0);
+        return new OrthogonalityResult(units, n, centered, beta, ormRows, gamma, theta, log10Raw, effect, effective, notes, 0, 0, 0) { ConstantUnits = constant };
     }
 
     static int CheckBatch(OnnxModel prepared, float[] images, IReadOnlyList<long> shape)

@@ -128,4 +128,18 @@ internal static class OrthogonalityMath
         for (int i = 0; i < gamma.Length; i++) { theta[i] = Math.Exp(-beta * (gamma[i] - min)); }
         return theta;
     }
+
+    /// <summary>Shannon entropy (nats) of <paramref name="weights"/> normalized to sum 1 (non-negative weights, not all zero).</summary>
+    public static double Entropy(ReadOnlySpan<double> weights)
+    {
+        double sum = 0;
+        foreach (double w in weights) { sum += w; }
+        if (!(sum > 0)) { return 0; }
+        double h = 0;
+        foreach (double w in weights)
+        {
+            if (w > 0) { h -= w / sum * Math.Log(w / sum); }
+        }
+        return h;
+    }
 }

@@ -104,6 +104,10 @@ public sealed class MpqPipeline
     /// </summary>
     public IReadOnlyList<AttentionQuantizer>? Attention { get; private set; }
 
+    // Held-out KL of configurations OMPQ's β grid judged (keyed by held-out set and configuration; cleared by Calibrate).
+    readonly Dictionary<string, double> _heldOutKl = new(StringComparer.Ordinal);
+    readonly Dictionary<string, float[]> _heldOutLogits = new(StringComparer.Ordinal);
+
     // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
     float[]? _checkImages;
 
@@ -141,6 +145,7 @@ public sealed class MpqPipeline
         CalibrationHash = used.Hash;
         _calibration = used;
         _final.Clear();
+        _heldOutKl.Clear();
         _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
     }
 
@@ -225,12 +230,42 @@ public sealed class MpqPipeline
               $"{(Options.FirstLayerBits is null ? "--first-bits search" : "--last-bits search")}"
             : null;
 
-    /// <summary>OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget.</summary>
-    public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default)
+    /// <summary>
+    /// OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget. With
+    /// <see cref="OmpqBetaRule.HeldOut"/> (the default) every β of the grid is judged by the KL divergence of its simulated model from
+    /// the float model on <paramref name="heldOut"/> (calibrate first; <paramref name="heldOutFloatLogits"/> = <see cref="Logits"/> of
+    /// the original on it, computed when null).
+    /// </summary>
+    public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default, Dataset? heldOut = null, float[]? heldOutFloatLogits = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
         if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+        Func<IReadOnlyList<int>, double>? judge = null;
+        if (Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
+        {
+            if (heldOut is null || heldOut.Count == 0)
+            {
+                throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
+            }
+            if (heldOutFloatLogits is null && !_heldOutLogits.TryGetValue(heldOut.Hash, out heldOutFloatLogits))
+            {
+                heldOutFloatLogits = Logits(Original, heldOut, cancel);
+                _heldOutLogits[heldOut.Hash] = heldOutFloatLogits;
+            }
+            float[] reference = heldOutFloatLogits;
+            judge = bits =>
+            {
+                var config = Configuration(bits);
+                string key = $"{heldOut.Hash}|{BitConfig.Describe(config)}";
+                if (!_heldOutKl.TryGetValue(key, out double kl))
+                {
+                    kl = EvaluateAgainst(Simulate(config), heldOut, reference, cancel).KlDivergence!.Value;
+                    _heldOutKl[key] = kl;
+                }
+                return kl;
+            };
+        }
         OmpqAllocation.RequireSizeBudget(budget);
         int n = Math.Min(Options.OmpqImages, images.Count);
         float[] batch = images.Batch(0, n).ToArray();
@@ -241,7 +276,7 @@ public sealed class MpqPipeline
             Proxy = Options.Ompq.Proxy with { Runtime = Options.Runtime },
         };
         // The prepared model: it has only the chosen output (preparing it again changes nothing).
-        return OmpqSearch.Run(Prepared, batch, shape, budget, options, cancel);
+        return OmpqSearch.Run(Prepared, batch, shape, budget, options, cancel, judge);
     }
 
     /// <summary>The full per-layer configuration for chosen bits (fixed layers and activation bits from the policy).</summary>

@@ -69,8 +69,8 @@ public sealed record PipelineOptions
     /// <summary>Solver settings.</summary>
     public SearchOptions Search { get; init; } = new() { TimeLimit = TimeSpan.FromSeconds(30) };
 
-    /// <summary>OMPQ settings.</summary>
-    public OmpqOptions Ompq { get; init; } = new();
+    /// <summary>OMPQ settings; β is chosen on held-out images by default (<see cref="OmpqBetaRule.HeldOut"/>, docs/ompq.md has the measurement).</summary>
+    public OmpqOptions Ompq { get; init; } = new() { BetaRule = OmpqBetaRule.HeldOut };
 
     /// <summary>Images of the OMPQ feature batch.</summary>
     public int OmpqImages { get; init; } = 32;

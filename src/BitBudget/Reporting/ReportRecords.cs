@@ -130,7 +130,11 @@ public sealed record RunManifest(
     IReadOnlyList<string> CommandLine,
     DateTimeOffset CreatedUtc,
     MemoryUsage? Memory = null,
-    PairsMeasured? Pairs = null);
+    PairsMeasured? Pairs = null)
+{
+    /// <summary>OMPQ's β and θ at every budget it searched (empty without method ompq).</summary>
+    public IReadOnlyList<OmpqChoice> Ompq { get; init; } = [];
+}
 
 /// <summary>Which CLADO pairs were measured.</summary>
 /// <param name="Selection">all or significant.</param>
@@ -138,6 +142,18 @@ public sealed record RunManifest(
 /// <param name="Skipped">Pairs of different layers not measured (0 in Ω).</param>
 /// <param name="Total">Pairs of different layers in Ω.</param>
 public sealed record PairsMeasured(string Selection, double? Threshold, int Skipped, int Total);
+
+/// <summary>How OMPQ weighed its units at one budget.</summary>
+/// <param name="Budget">The budget label.</param>
+/// <param name="BetaRule">"fixed" (the paper's β = 10 or a given one) or "held-out" (β of a grid with the lowest held-out KL).</param>
+/// <param name="Beta">β used.</param>
+/// <param name="ThetaEntropy">Entropy (nats) of θ normalized to sum 1.</param>
+/// <param name="ThetaEntropyNormalized">The entropy over ln L: 0 one-hot, 1 uniform.</param>
+/// <param name="Effect">Informative, Uniform or OneHot.</param>
+/// <param name="TriedBetas">Every β of the held-out grid (empty for a fixed β).</param>
+/// <param name="TriedScores">The held-out KL of each tried β's configuration, same order.</param>
+public sealed record OmpqChoice(string Budget, string BetaRule, double Beta, double ThetaEntropy, double ThetaEntropyNormalized, string Effect,
+    IReadOnlyList<double> TriedBetas, IReadOnlyList<double> TriedScores);
 
 /// <summary>What a run held in memory against its budget, and the CLADO measurement's rate.</summary>
 /// <param name="BudgetBytes">The memory budget (--max-memory).</param>

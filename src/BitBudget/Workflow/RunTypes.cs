@@ -68,6 +68,9 @@ public sealed record RunSummary(string OutputDirectory, double FpTop1, double Fp
 {
     /// <summary>Every configuration <c>best</c> compared, per budget (empty without method best); also in best-candidates.json.</summary>
     public IReadOnlyList<BestCandidate> BestCandidates { get; init; } = [];
+
+    /// <summary>OMPQ's β and θ entropy per budget (empty without method ompq); also in manifest.json.</summary>
+    public IReadOnlyList<OmpqChoice> Ompq { get; init; } = [];
 }
 
 /// <summary>Progress of a run: the stage and, within it, done/total.</summary>

@@ -106,6 +106,7 @@ public static class RunWorkflow
 
         var points = new List<RunPoint>();
         var bestCandidates = new List<BestCandidate>();
+        var ompqChoices = new List<OmpqChoice>();
         var context = new SearchContext
         {
             Pipeline = p,
@@ -126,6 +127,11 @@ public static class RunWorkflow
                 progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method.Name} @ {label}"));
                 MethodOutcome o = method.Search(context, budgets, cancel);
                 bestCandidates.AddRange(o.BestCandidates);
+                if (o.Ompq is OmpqSearchResult ompq)
+                {
+                    ompqChoices.Add(new OmpqChoice(label, ompq.BetaRule == OmpqBetaRule.HeldOut ? "held-out" : "fixed", ompq.Proxy.Beta, ompq.Proxy.ThetaEntropy,
+                        ompq.Proxy.ThetaEntropyNormalized, ompq.Proxy.Effect.ToString(), [.. ompq.BetaCandidates.Select(c => c.Beta)], [.. ompq.BetaCandidates.Select(c => c.Score)]));
+                }
                 searched.Add((method.Name, label, o.Config, o.PredictedLoss, o.Status, o.Gap));
                 solverRuns.Add(new SolverRun(method.Name, label, o.Status, o.Gap, o.Seconds));
             }
@@ -156,13 +162,13 @@ public static class RunWorkflow
         }
         Stage("export + evaluate");
 
-        WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings);
+        WriteReports(request, outDir, fp, points, sensitivity, timings, solverRuns, warnings, ompqChoices);
         if (bestCandidates.Count > 0)
         {
             BitBudgetJson.Write(bestCandidates, Path.Combine(outDir, "best-candidates.json"));
         }
         Stage("report");
-        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates };
+        return new RunSummary(outDir, fp.Top1, fp.Top5, points, sensitivity, timings, warnings) { BestCandidates = bestCandidates, Ompq = ompqChoices };
     }
 
     /// <summary>Throws (naming the minimum) when no configuration fits; warns when every configuration fits.</summary>
@@ -215,7 +221,7 @@ public static class RunWorkflow
     static string Safe(string label) => string.Concat(label.Select(c => char.IsLetterOrDigit(c) || c is '.' or '-' ? c : '_'));
 
     static void WriteReports(RunRequest request, string outDir, EvaluationResult fp, List<RunPoint> points, SensitivityResult? sensitivity,
-        List<StageTiming> timings, List<SolverRun> solverRuns, List<string> warnings)
+        List<StageTiming> timings, List<SolverRun> solverRuns, List<string> warnings, List<OmpqChoice> ompqChoices)
     {
         MpqPipeline p = request.Pipeline;
         var layers = p.Summary.Layers;
@@ -284,7 +290,7 @@ public static class RunWorkflow
                 sensitivity is { Cost.ImagesPerRun: > 0 } ? sensitivity.Cost.UnreferencedPeakBytes : null,
                 sensitivity is { Cost.Evaluations: > 0 } ? sensitivity.Cost.EvaluationsPerSecond : null),
             Pairs: sensitivity is null ? null
-                : new PairsMeasured(sensitivity.PairThreshold is null ? "all" : "significant", sensitivity.PairThreshold, sensitivity.SkippedPairs, sensitivity.TotalPairs));
+                : new PairsMeasured(sensitivity.PairThreshold is null ? "all" : "significant", sensitivity.PairThreshold, sensitivity.SkippedPairs, sensitivity.TotalPairs)) { Ompq = ompqChoices };
         ManifestReport.WriteJson(manifest, Path.Combine(outDir, "manifest.json"));
 
         var notes = new List<string>(warnings)
@@ -297,6 +303,12 @@ public static class RunWorkflow
             notes.Add($"CLADO sensitivities: {sensitivity.Images} images in {sensitivity.Batches} batch(es), {sensitivity.Cost.Evaluations:N0} evaluations this run " +
                 $"({sensitivity.Cost.FlopRatio:F3}× the reference loop's FLOPs, wall time {sensitivity.Cost.TimeRatio:F2}× what those FLOPs cost at the float model's ORT throughput), " +
                 $"{sensitivity.Cost.Measuring.TotalSeconds:F0} s ({sensitivity.Cost.EvaluationsPerSecond:F1} evaluations/s), {sensitivity.Cost.ReusedUnits} units from the store; {sensitivity.PairsSummary}.");
+        }
+        foreach (OmpqChoice o in ompqChoices)
+        {
+            notes.Add(FormattableString.Invariant($"OMPQ @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}") +
+                (o.TriedBetas.Count > 0 ? FormattableString.Invariant($", lowest held-out KL {o.TriedScores.Min():G4} of {o.TriedBetas.Count} β") : "") +
+                FormattableString.Invariant($"); θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})."));
         }
         notes.Add($"Memory: peak resident set {BitBudget.Runtime.ProcessMemory.Format(BitBudget.Runtime.ProcessMemory.PeakRss)} of a {BitBudget.Runtime.ProcessMemory.Format(p.Options.Runtime.MaxMemory)} budget" +
             (sensitivity is { Cost.ImagesPerRun: > 0 } c
