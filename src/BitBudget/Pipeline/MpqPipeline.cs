@@ -102,7 +102,7 @@ public sealed class MpqPipeline
     /// Quantizers of the attention activation × activation MatMuls (<see cref="PipelineOptions.AttentionMatMuls"/> = A8, after
     /// <see cref="Calibrate"/>; empty when the model has none), else null.
     /// </summary>
-    public IReadOnlyList<AttentionQuantizer>? Attention { get; private set; }
+    internal IReadOnlyList<AttentionQuantizer>? Attention { get; private set; }
 
     // Held-out KL of configurations OMPQ's β grid judged (keyed by held-out set and configuration; cleared by Calibrate).
     readonly Dictionary<string, double> _heldOutKl = new(StringComparer.Ordinal);
@@ -313,7 +313,7 @@ public sealed class MpqPipeline
     /// The weights a configuration is simulated and exported with: <see cref="Weights"/> with <see cref="FinalRounding.Independent"/>,
     /// else the configuration re-rounded by <see cref="SequentialRounding"/> (computed once per configuration).
     /// </summary>
-    public QuantizedWeights FinalWeights(IReadOnlyList<LayerBits> config, IProgress<int>? progress = null, CancellationToken cancel = default)
+    internal QuantizedWeights FinalWeights(IReadOnlyList<LayerBits> config, IProgress<int>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(config);
         RequireCalibration();

@@ -18,14 +18,14 @@ public enum AttentionMatMulMode
 /// <param name="Node">The MatMul's node name (<c>OpsetUpgrade.NodeName</c>: its name, else its first output).</param>
 /// <param name="Left">Quantizer of input A (queries, or the attention probabilities).</param>
 /// <param name="Right">Quantizer of input B (Kᵀ, or the values).</param>
-public sealed record AttentionQuantizer(string Node, ActivationParams Left, ActivationParams Right);
+internal sealed record AttentionQuantizer(string Node, ActivationParams Left, ActivationParams Right);
 
 /// <summary>
 /// Finds, calibrates and fake-quantizes the MatMuls whose two inputs are both computed float activations: a transformer's
 /// Q·Kᵀ and softmax·V. They are not layers (no weight to search), so their quantization is a fixed part of every model the
 /// pipeline builds: the simulation, CLADO's base model (so Ω is measured with them quantized) and the export.
 /// </summary>
-public static class AttentionMatMuls
+internal static class AttentionMatMuls
 {
     /// <summary>The default-domain MatMul nodes of <paramref name="model"/> whose inputs are both float tensors computed by the graph.</summary>
     internal static IReadOnlyList<NodeProto> Find(OnnxModel model)

@@ -34,7 +34,7 @@ public enum FinalRounding
 /// independent rounding; only the final configuration is worth a rounding that depends on all of it. The passes stream
 /// through <see cref="Evaluation.TensorTap"/> under the memory budget, like the float statistics pass.
 /// </remarks>
-public static class SequentialRounding
+internal static class SequentialRounding
 {
     /// <summary>
     /// The weights of <paramref name="config"/> rounded sequentially, as a copy of <paramref name="weights"/> whose entries for the

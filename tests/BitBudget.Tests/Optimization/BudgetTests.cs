@@ -70,7 +70,7 @@ public class BudgetTests
         Assert.Equal((100 * 4 + 300 * 8) / 400.0, problem.AverageBits(bits), 12);
         Assert.Equal((100 * 4 + 300 * 8) / 8.0, problem.SizeBytes(bits), 12);
         Assert.Equal(1_000.0 * 3 * 8 + 2_000.0 * 5 * 8, problem.BitOps(bits), 6);
-        Assert.Equal([2, 4, 4, 8, 8, 8, 8, 32], new[] { 2, 3, 4, 5, 6, 7, 8, 32 }.Select(Graph.WeightStorage.StoredBits));
+        Assert.Equal([2, 4, 4, 8, 8, 8, 8, 32], new[] { 2, 3, 4, 5, 6, 7, 8, 32 }.Select(global::BitBudget.Graph.WeightStorage.StoredBits));
     }
 
     [Fact]
