@@ -117,6 +117,7 @@ public sealed record SolverRun(string Method, string Budget, string Status, doub
 /// <param name="CommandLine">The command-line arguments as given.</param>
 /// <param name="CreatedUtc">When the run finished.</param>
 /// <param name="Memory">Memory budget and the measured peak resident set.</param>
+/// <param name="Pairs">Which CLADO pairs were measured (all, or significant with the threshold and the count skipped).</param>
 public sealed record RunManifest(
     string ToolVersion,
     string OrtVersion,

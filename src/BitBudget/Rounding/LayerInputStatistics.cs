@@ -130,7 +130,7 @@ internal static class LayerInputStatistics
     /// <summary>
     /// Statistics of the inputs a layer sees in <paramref name="model"/> (H = Σ x̂ x̂ᵀ, Σ x̂) plus, per group, the cross moments
     /// C = Σ x x̂ᵀ (K × K, row-major) with its float inputs x, which <paramref name="model"/> computes beside the quantized path
-    /// under the tensor names <paramref name="floatInput"/> gives (one pass, so x and x̂ come from the same images).
+    /// under the tensor names <paramref name="floatName"/> gives (one pass, so x and x̂ come from the same images).
     /// </summary>
     internal static IReadOnlyList<(LayerStatistics Seen, double[] Cross)> CollectPaired(OnnxModel model, OnnxModel floatModel, Func<string, string> floatName,
         IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize, RuntimeOptions? runtime = null, CancellationToken cancellationToken = default)
