@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace BitBudget.Data;
@@ -99,6 +100,19 @@ public sealed record Preprocessing
         Preprocessing? result;
         try
         {
+            // The source-generated reader sets every init-only property, so a field the file omits would become 0/null
+            // instead of its default: lay the file's fields over the defaults' JSON and read the complete object.
+            JsonNode? given = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            if (given is JsonObject fields)
+            {
+                var merged = (JsonObject)JsonNode.Parse(new Preprocessing().ToJson())!;
+                foreach ((string name, JsonNode? value) in fields.ToList())
+                {
+                    fields.Remove(name);
+                    merged[name] = value;
+                }
+                json = merged.ToJsonString();
+            }
             result = JsonSerializer.Deserialize(json, BitBudgetJson.Info<Preprocessing>(BitBudgetJson.Files));
         }
         catch (JsonException e)

@@ -153,6 +153,24 @@ public class DatasetLoaderTests
         Assert.Throws<BitBudgetException>(() => Preprocessing.FromPreset("coco"));
     }
 
+    [Fact]
+    public void PreprocessingJson_FieldsTheFileOmitsKeepTheirDefaults()
+    {
+        // The source-generated reader would set omitted init-only properties to 0/null (scale 0 was refused, a missing mean crashed).
+        Preprocessing grey = Preprocessing.FromJson("{\"grey\": true, \"mean\": [0.5], \"std\": [0.5]}");
+        var defaults = new Preprocessing();
+        Assert.Equal(defaults.Scale, grey.Scale);
+        Assert.Equal(defaults.ChannelOrder, grey.ChannelOrder);
+        Assert.Equal(defaults.Layout, grey.Layout);
+        Assert.Equal([0.5f], grey.Mean);
+        Assert.Equal(defaults with { Grey = true, Mean = [0.5f], Std = [0.5f] }, grey with { Mean = grey.Mean, Std = grey.Std }, PreprocessingComparer);
+        Assert.Equal(defaults.ToJson(), Preprocessing.FromJson("{}").ToJson());
+        Assert.Equal((defaults with { CenterCrop = 28 }).ToJson(), Preprocessing.FromJson("{\"center_crop\": 28}").ToJson());
+    }
+
+    static readonly IEqualityComparer<Preprocessing> PreprocessingComparer =
+        EqualityComparer<Preprocessing>.Create((a, b) => a!.ToJson() == b!.ToJson(), p => p.ToJson().GetHashCode(StringComparison.Ordinal));
+
     sealed class SyncProgress(Action<int> report) : IProgress<int>
     {
         public void Report(int value) => report(value);

@@ -78,7 +78,11 @@ public class QdqExporterTests
         float[] expected = OrtHelpers.Run(simulated.ToBytes(), "x", input, [2, 3, 8, 8], level: Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_DISABLE_ALL);
         float[] exported = OrtHelpers.Run(result.Model.ToBytes(), "x", input, [2, 3, 8, 8]);
         float[] floatOut = OrtHelpers.Run(prepared.ToBytes(), "x", input, [2, 3, 8, 8]);
-        AssertAgree(expected, exported);
+        // The exported graph itself, run without ORT's fusions, is the simulation's arithmetic: the stored integers are right.
+        AssertAgree(expected, OrtHelpers.Run(result.Model.ToBytes(), "x", input, [2, 3, 8, 8], level: Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_DISABLE_ALL));
+        // 3-bit values in int4 containers: ORT's fused kernels at ORT_ENABLE_ALL agree to 1e-4 on only 369 of 512 outputs here
+        // (measured; every output within 2 %, and exact without fusions just above), so only the 2 % bound applies to them.
+        AssertAgree(expected, exported, minCloseFraction: bits == 3 ? 0 : 0.98);
         Assert.Equal(exported, result.CheckOutput);
         Assert.NotEqual(floatOut, expected);   // quantization really happened
         if (bits == 2)
@@ -134,7 +138,7 @@ public class QdqExporterTests
     /// runtime-dequantized ones in the export, QLinearConv for W8A8) can move a value across a rounding boundary of the next
     /// quantizer: one activation step. So: at least 98 % of values agree to 1e-4 of the largest output, all to 2 %.
     /// </summary>
-    internal static void AssertAgree(float[] expected, float[] actual)
+    internal static void AssertAgree(float[] expected, float[] actual, double minCloseFraction = 0.98)
     {
         Assert.Equal(expected.Length, actual.Length);
         float max = expected.Max(MathF.Abs);
@@ -145,7 +149,7 @@ public class QdqExporterTests
             Assert.True(d <= 0.02f * max, $"element {i}: {expected[i]} vs {actual[i]}");
             if (d <= 1e-4f * max) { close++; }
         }
-        Assert.True(close >= 0.98 * expected.Length, $"only {close} of {expected.Length} values agree to 1e-4");
+        Assert.True(close >= minCloseFraction * expected.Length, $"only {close} of {expected.Length} values agree to 1e-4");
     }
 
     [Fact]

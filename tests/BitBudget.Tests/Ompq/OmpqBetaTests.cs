@@ -156,7 +156,7 @@ public class OmpqBetaTests
 
         using JsonDocument manifest = JsonDocument.Parse(File.ReadAllText(dir.File("out/manifest.json")));
         JsonElement ompq = manifest.RootElement.GetProperty("ompq")[0];
-        Assert.Equal(choice.ThetaEntropy, ompq.GetProperty("thetaEntropy").GetDouble(), 9);
+        Assert.Equal(choice.ThetaEntropy, ompq.GetProperty("theta_entropy").GetDouble(), 9);
         Assert.Equal(choice.Beta, ompq.GetProperty("beta").GetDouble(), 12);
         Assert.Contains("θ entropy", File.ReadAllText(dir.File("out/report.html")), StringComparison.Ordinal);
 

@@ -42,13 +42,17 @@ public class SilentWrongCliTests
     [Fact]
     public void StrictJson_WritesNonFiniteAsNull()
     {
-        string text = Cli.Ui.ToJson(new { A = double.NaN, B = float.PositiveInfinity, C = (double?)double.NegativeInfinity, D = 1.5, E = (double?)null });
+        // Every --json record goes through Ui.ToJson: NaN and infinities become null (JSON has none), finite numbers stay.
+        string text = Cli.Ui.ToJson(new Cli.EvalJson("m.onnx", "d", "h", 1, double.NaN, double.PositiveInfinity, double.NegativeInfinity, 1.5, "out", "logits", 0));
         using JsonDocument doc = JsonDocument.Parse(text);
-        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("a").ValueKind);
-        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("b").ValueKind);
-        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("c").ValueKind);
-        Assert.Equal(1.5, doc.RootElement.GetProperty("d").GetDouble());
-        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("e").ValueKind);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("top1").ValueKind);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("top5").ValueKind);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("cross_entropy").ValueKind);
+        Assert.Equal(1.5, doc.RootElement.GetProperty("images_per_second").GetDouble());
+        string spectrum = Cli.Ui.ToJson(new Cli.SpectrumJson(double.NaN, 2.5, 0));
+        using JsonDocument s = JsonDocument.Parse(spectrum);
+        Assert.Equal(JsonValueKind.Null, s.RootElement.GetProperty("min").ValueKind);
+        Assert.Equal(2.5, s.RootElement.GetProperty("max").GetDouble());
     }
 
     [Fact]

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using BitBudget.Pipeline;
 using PublicApiGenerator;
 
@@ -14,7 +13,7 @@ public class PublicApiTests
     public void PublicApi_EqualsTheApprovedListing()
     {
         string api = typeof(MpqPipeline).Assembly.GeneratePublicApi(new ApiGeneratorOptions { IncludeAssemblyAttributes = false }).ReplaceLineEndings("\n");
-        string folder = Path.GetDirectoryName(SourceFile())!;
+        string folder = SourceFolder();
         string approvedPath = Path.Combine(folder, "BitBudget.Core.approved.txt");
         string receivedPath = Path.Combine(folder, "BitBudget.Core.received.txt");
         string approved = File.Exists(approvedPath) ? File.ReadAllText(approvedPath).ReplaceLineEndings("\n") : "";
@@ -51,5 +50,16 @@ public class PublicApiTests
         }
     }
 
-    static string SourceFile([CallerFilePath] string path = "") => path;
+    // Not [CallerFilePath]: under CI=true the build is deterministic and maps source paths to /_/.
+    static string SourceFolder()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "BitBudget.slnx")))
+            {
+                return Path.Combine(dir.FullName, "tests", "BitBudget.Tests", "PublicApi");
+            }
+        }
+        throw new InvalidOperationException($"No BitBudget.slnx above {AppContext.BaseDirectory}.");
+    }
 }
