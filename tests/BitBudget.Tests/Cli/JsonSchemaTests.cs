@@ -36,6 +36,7 @@ public class JsonSchemaTests
         ["layers"] = [JsonValueKind.Array],
         ["theta"] = [JsonValueKind.Array, JsonValueKind.Null],
         ["notes"] = [JsonValueKind.Array, JsonValueKind.Null],
+        ["ompq"] = [JsonValueKind.Object, JsonValueKind.Null],
     };
 
     static void AssertSearchSchema(JsonElement result, string method)
@@ -47,6 +48,19 @@ public class JsonSchemaTests
             Assert.True(s_searchFields[p.Name].Contains(p.Value.ValueKind), $"{method}: '{p.Name}' is {p.Value.ValueKind}");
         }
         Assert.Equal(method, result.GetProperty("method").GetString());
+        // Only OMPQ says how it chose β and how spread θ is.
+        JsonElement ompq = result.GetProperty("ompq");
+        if (method == "ompq")
+        {
+            Assert.Equal(["beta", "beta_candidates", "beta_rule", "effect", "theta_entropy", "theta_entropy_normalized"],
+                ompq.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+            Assert.True(ompq.GetProperty("beta").GetDouble() >= 0);
+            Assert.InRange(ompq.GetProperty("theta_entropy_normalized").GetDouble(), 0, 1 + 1e-9);
+        }
+        else
+        {
+            Assert.Equal(JsonValueKind.Null, ompq.ValueKind);
+        }
         Assert.Equal(["6.5 bits"], result.GetProperty("budgets").EnumerateArray().Select(b => b.GetString()));
         Assert.Matches("^[a-z_]+$", result.GetProperty("status").GetString());
         // mnist-8's three layers in model order, each {"layer", "bits"} with an integer 2–8.
