@@ -1,13 +1,18 @@
 using BitBudget.Data;
 using BitBudget.Pipeline;
 using BitBudget.Clado;
+using BitBudget.Evaluation;
+using BitBudget.Rounding;
 
 namespace BitBudget.Bench;
 
 /// <summary>
 /// CLADO measurement cost on ResNet-20 and SqueezeNet: executed forward FLOPs against the reference loop
 /// (L·S + S²·L(L−1)/2 full forwards per batch) and against the exact-reuse limit, and wall time against what those FLOPs
-/// cost at the full-precision model's own ORT throughput. Args: [resnet|squeezenet] [images].
+/// cost at the full-precision model's own ORT throughput. Args: [resnet|squeezenet|resnet18] [images]. resnet18 is ML.NET's
+/// ImageNet featurizer (`dotnet restore bench/models/ResNet18Featurizer.csproj` first), measured as issue 16's target is:
+/// `--loss mse`, A8; its weights are rounded to nearest because the measurement's cost does not depend on the rounding and
+/// GPTQ's statistics pass would only add minutes before it.
 /// </summary>
 static class CladoBench
 {
@@ -24,14 +29,22 @@ static class CladoBench
             Bench("SqueezeNet 1.1", Measure.Assets("imagenet/squeezenet1.1.onnx"), Measure.Assets("imagenet/samples"), Preprocessing.ImageNet, "even-classes",
                 args.Length > 1 ? int.Parse(args[1]) : 16, 0.474);
         }
+        if (which is "resnet18")
+        {
+            Bench("ResNet-18 featurizer", MemoryBench.ResNet18(), Measure.Assets("imagenet/samples"), Preprocessing.ImageNet, "even-classes",
+                args.Length > 1 ? int.Parse(args[1]) : 64, double.NaN, OutputLoss.Mse, WeightRounding.RoundToNearest);
+        }
         return 0;
     }
 
-    static void Bench(string name, string model, string data, Preprocessing pre, string split, int images, double limit)
+    static void Bench(string name, string model, string data, Preprocessing pre, string split, int images, double limit,
+        OutputLoss loss = OutputLoss.CrossEntropy, WeightRounding? rounding = null)
     {
+        Console.WriteLine($"load before: {Measure.LoadAverage()}");
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
-            Sensitivity = new SensitivityOptions { BatchSize = images },
+            Sensitivity = new SensitivityOptions { BatchSize = images, Loss = loss },
+            Rounding = rounding ?? WeightRounding.Default,
         });
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         pipeline.Calibrate(source.Sample(Math.Min(256, source.Count), 0));
@@ -45,5 +58,7 @@ static class CladoBench
         Console.WriteLine($"  raw ORT time of those FLOPs          {c.RawThroughputTime?.TotalSeconds:F1} s at ORT_ENABLE_ALL, {c.RawThroughputTimeSameSettings?.TotalSeconds:F1} s at ORT_ENABLE_EXTENDED (the measurement's level)");
         Console.WriteLine($"  wall / raw                           {c.TimeRatio:F2} (ALL), {c.TimeRatioSameSettings:F2} (same settings)   (goal ≤ 1.15)");
         Console.WriteLine($"  evaluations per second               {c.Evaluations / c.Measuring.TotalSeconds:F1}");
+        Console.WriteLine($"  peak RSS (VmHWM)                     {BitBudget.Runtime.ProcessMemory.PeakRss / (double)(1L << 30):F2} GiB");
+        Console.WriteLine($"load after: {Measure.LoadAverage()}");
     }
 }

@@ -37,47 +37,56 @@ static class MemoryBench
             _ => throw new ArgumentException($"unknown target '{args[0]}'"),
         };
         Console.WriteLine($"{args[0]}: bitbudget {string.Join(' ', command)}{(timeout > 0 ? $" (stopped after {timeout} s)" : "")}");
-        Console.WriteLine("| --max-memory | extra arguments | peak RSS | wall | exit | last line |");
-        Console.WriteLine("|---|---|---|---|---|---|");
+        Console.WriteLine($"load before: {Measure.LoadAverage()}");
+        Console.WriteLine("| --max-memory | extra arguments | peak RSS | wall | CPU (user+sys) | exit | last line | log |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (string budget in budgets)
         {
             foreach (string[] extra in variants)
             {
                 string[] full = budget.Length > 0 ? [.. command, .. extra, "--max-memory", budget] : [.. command, .. extra];
-                (long kb, double wall, int exit, string last) = Child(full, timeout);
-                Console.WriteLine($"| {(budget.Length > 0 ? budget : "default")} | {string.Join(' ', extra)} | {kb / 1024.0 / 1024.0:F2} GiB | {wall:F0} s | {exit} | {last} |");
+                (long kb, double wall, double cpu, int exit, string last, string log) = Child(full, timeout);
+                Console.WriteLine($"| {(budget.Length > 0 ? budget : "default")} | {string.Join(' ', extra)} | {kb / 1024.0 / 1024.0:F2} GiB | {wall:F0} s | {cpu:F0} s | {exit} | {last} | {log} |");
             }
         }
+        Console.WriteLine($"load after: {Measure.LoadAverage()}");
         return 0;
     }
 
-    static string ResNet18()
+    internal static string ResNet18()
     {
         string home = Environment.GetEnvironmentVariable("NUGET_PACKAGES") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
         string path = Path.Combine(home, "microsoft.ml.dnnimagefeaturizer.resnet18", "0.24.0", "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx");
         return File.Exists(path) ? path : throw new FileNotFoundException($"{path} is missing; run `dotnet restore bench/models/ResNet18Featurizer.csproj` first.");
     }
 
-    /// <summary>Runs the CLI under /usr/bin/time; returns maxrss (kB), wall seconds, exit code and the last stderr line before time's own.</summary>
-    static (long Kb, double Wall, int Exit, string Last) Child(string[] cli, int timeout)
+    /// <summary>
+    /// Runs the CLI under /usr/bin/time; returns maxrss (kB), wall seconds, CPU seconds (user + sys, less sensitive to the
+    /// machine's load than wall), exit code, the last stderr line before time's own, and a file holding the whole stderr.
+    /// </summary>
+    static (long Kb, double Wall, double Cpu, int Exit, string Last, string Log) Child(string[] cli, int timeout)
     {
         // The checkout's own wrapper (it builds the CLI in Release when a source is newer).
         var root = new DirectoryInfo(AppContext.BaseDirectory);
         while (root is not null && !File.Exists(Path.Combine(root.FullName, "BitBudget.slnx"))) { root = root.Parent; }
         string bitbudget = Path.Combine(root?.FullName ?? throw new InvalidOperationException("BitBudget.slnx not found"), "bitbudget");
         var start = new ProcessStartInfo("/usr/bin/time") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string a in (string[])["-f", "BBMEM %M %e %x", .. timeout > 0 ? ["timeout", timeout.ToString(CultureInfo.InvariantCulture)] : Array.Empty<string>(), bitbudget, .. cli, "--quiet"])
+        foreach (string a in (string[])["-f", "BBMEM %M %e %x %U %S", .. timeout > 0 ? ["timeout", timeout.ToString(CultureInfo.InvariantCulture)] : Array.Empty<string>(), bitbudget, .. cli, "--quiet"])
         {
             start.ArgumentList.Add(a);
         }
         using var process = Process.Start(start)!;
-        _ = process.StandardOutput.ReadToEndAsync();
-        string[] lines = process.StandardError.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        string stderr = process.StandardError.ReadToEnd();
         process.WaitForExit();
-        string mem = lines.LastOrDefault(l => l.StartsWith("BBMEM ", StringComparison.Ordinal)) ?? "BBMEM 0 0 -1";
+        string log = Path.Combine(Path.GetTempPath(), $"bb-mem-{DateTime.UtcNow:yyyyMMdd-HHmmss}.log");
+        File.WriteAllText(log, stdout.Result + stderr);
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string mem = lines.LastOrDefault(l => l.StartsWith("BBMEM ", StringComparison.Ordinal)) ?? "BBMEM 0 0 -1 0 0";
         string[] f = mem.Split(' ');
         string last = lines.LastOrDefault(l => !l.StartsWith("BBMEM ", StringComparison.Ordinal) && !l.StartsWith("Command ", StringComparison.Ordinal)) ?? "";
-        return (long.Parse(f[1], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture), int.Parse(f[3], CultureInfo.InvariantCulture),
-            last.Length > 120 ? last[..120] : last);
+        return (long.Parse(f[1], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture),
+            double.Parse(f[4], CultureInfo.InvariantCulture) + double.Parse(f[5], CultureInfo.InvariantCulture), int.Parse(f[3], CultureInfo.InvariantCulture),
+            last.Length > 120 ? last[..120] : last, log);
     }
 }
