@@ -26,6 +26,8 @@ static class IqpFileBench
         Console.WriteLine($"{args[0]}: {repetitions} sweeps (median per budget; each sweep solves every budget in order from a cold start, as the Pareto sweep does), limit {limit} s, gap 1e-3, {Environment.ProcessorCount} cores, load {Load()}");
         SearchProblem[] problems = [.. budgets.Select(b => ProblemFile.Read(args[0], [Budget.Parse(b)]))];
         var seconds = new double[algorithms.Length, budgets.Length, repetitions];
+        // CPU time (user + sys of the whole process) beside wall: the solvers are multi-threaded and the machine is shared.
+        var cpu = new double[algorithms.Length, budgets.Length, repetitions];
         var results = new SearchResult[algorithms.Length, budgets.Length];
         for (int rep = 0; rep < repetitions; rep++)
         {
@@ -35,23 +37,26 @@ static class IqpFileBench
                 var options = new SearchOptions { Algorithm = algorithms[a], TimeLimit = TimeSpan.FromSeconds(limit) };
                 for (int k = 0; k < budgets.Length; k++)
                 {
+                    TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
                     var watch = Stopwatch.StartNew();
                     results[a, k] = BitSearch.Solve(problems[k], SearchMethod.Clado, options);
                     seconds[a, k, rep] = watch.Elapsed.TotalSeconds;
+                    cpu[a, k, rep] = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
                 }
             }
         }
-        Console.WriteLine($"{"budget",-10} {"algorithm",-20} {"status",-9} {"median s",8} {"max s",7} {"objective",12} {"bound",12} {"gap %",7}  solver");
+        Console.WriteLine($"{"budget",-10} {"algorithm",-20} {"status",-9} {"median s",8} {"max s",7} {"CPU s",7} {"objective",12} {"bound",12} {"gap %",7}  solver");
         var summary = new Dictionary<IqpAlgorithm, List<double>>();
         for (int k = 0; k < budgets.Length; k++)
         {
             for (int a = 0; a < algorithms.Length; a++)
             {
                 double[] s = [.. Enumerable.Range(0, repetitions).Select(i => seconds[a, k, i]).Order()];
+                double[] c = [.. Enumerable.Range(0, repetitions).Select(i => cpu[a, k, i]).Order()];
                 SearchResult r = results[a, k];
                 if (!summary.TryGetValue(algorithms[a], out var list)) { summary[algorithms[a]] = list = []; }
                 list.Add(s[repetitions / 2]);
-                Console.WriteLine($"{budgets[k],-10} {algorithms[a],-20} {r.Status,-9} {s[repetitions / 2],8:F3} {s[^1],7:F2} {r.Objective,12:G7} {r.BestBound,12:G7} {100 * r.Gap,7:F3}  {r.Solver}");
+                Console.WriteLine($"{budgets[k],-10} {algorithms[a],-20} {r.Status,-9} {s[repetitions / 2],8:F3} {s[^1],7:F2} {c[repetitions / 2],7:F2} {r.Objective,12:G7} {r.BestBound,12:G7} {100 * r.Gap,7:F3}  {r.Solver}");
             }
             double best = Enumerable.Range(0, algorithms.Length).Min(a => results[a, k].Objective);
             if (Enumerable.Range(0, algorithms.Length).Any(a => results[a, k].Objective > best * (1 + 1e-3) + 1e-12))
@@ -65,6 +70,7 @@ static class IqpFileBench
             double[] s = [.. list.Order()];
             Console.WriteLine($"  {algorithm,-20} per-budget medians: median {s[s.Length / 2]:F3} s, max {s[^1]:F3} s, sum {s.Sum():F2} s");
         }
+        Console.WriteLine($"load after: {Load()}");
         return 0;
     }
 
