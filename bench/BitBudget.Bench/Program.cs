@@ -25,6 +25,7 @@ static class Program
         ["iqp-sweep"] = ("Exact CLADO IQP: 20 layers, dense PSD Ω (rank 60), 8 budgets min..max; 'tune' for the QCR B&B knobs.", IqpSweepBench.Run),
         ["vit"] = ("The shipped ViT: float vs W4 QDQ vs W4 MatMulNBits accuracy and latency (deploy), or the CLADO cone schedule's FLOPs vs the exact-reuse limit (clado), or W8/W4 with the attention MatMuls float vs A8 (attention), or CLADO cones vs the naive loop under ORT settings (cones) (args: deploy|clado|attention|cones [fused|split] [repetitions]).", VitBench.Run),
         ["memory"] = ("Peak RSS, wall and CPU time of whole CLI commands in child processes under /usr/bin/time (args: squeezenet|resnet18|resnet20 [BUDGET …] [--timeout SECONDS] [--with \"CLI ARGS\" …]).", MemoryBench.Run),
+        ["numeric"] = ("The numeric core vs the hand-written code it replaced: GPTQ inverse factor and Ω clipping times side by side, GPTQ integers that change on a real model (args: kernels | gptq resnet|squeezenet).", NumericBench.Run),
         ["rounding"] = ("Rounding through QuantizedWeights: time, top-1 of rtn / gptq / bias correction, top-1 against calibration images (args: resnet|squeezenet|gram [variants|default|calib|time|a8]).", RoundingBench.Run),
     };
 

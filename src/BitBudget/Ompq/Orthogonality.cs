@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using BitBudget.Graph;
+using BitBudget.Numerics;
 using BitBudget.Runtime;
 
 namespace BitBudget.Ompq;
@@ -162,7 +163,7 @@ internal static class Orthogonality
     /// <summary>ORM, γ, θ and the degeneracy report from per-unit Gram matrices (already centered if wanted).</summary>
     internal static OrthogonalityResult FromGrams(OmpqUnitMap units, int n, IReadOnlyList<double[]> grams, bool centered, double beta)
     {
-        double[,] orm = OrthogonalityMath.Orm(grams, out List<int> constant);
+        SquareMatrix orm = OrthogonalityMath.Orm(grams, out List<int> constant);
         return Weigh(units, n, orm, constant, centered, beta);
     }
 
@@ -175,8 +176,7 @@ internal static class Orthogonality
         ArgumentNullException.ThrowIfNull(proxy);
         CheckBeta(beta);
         int l = proxy.Gamma.Length;
-        var orm = new double[l, l];
-        for (int i = 0; i < l; i++) { for (int j = 0; j < l; j++) { orm[i, j] = proxy.Orm[i][j]; } }
+        SquareMatrix orm = SquareMatrix.Own([.. proxy.Orm.SelectMany(row => row)], l);
         return Weigh(proxy.Units, proxy.Images, orm, [.. proxy.ConstantUnits], proxy.Centered, beta) with
         {
             Passes = proxy.Passes,
@@ -193,7 +193,7 @@ internal static class Orthogonality
         }
     }
 
-    static OrthogonalityResult Weigh(OmpqUnitMap units, int n, double[,] orm, List<int> constant, bool centered, double beta)
+    static OrthogonalityResult Weigh(OmpqUnitMap units, int n, SquareMatrix orm, List<int> constant, bool centered, double beta)
     {
         double[] gamma = OrthogonalityMath.Gamma(orm);
         double[] theta = OrthogonalityMath.Theta(gamma, beta, out double[] logTheta);
@@ -232,12 +232,7 @@ internal static class Orthogonality
         {
             effect = ThetaEffect.Informative;
         }
-        var ormRows = new double[l][];
-        for (int i = 0; i < l; i++)
-        {
-            ormRows[i] = new double[l];
-            for (int j = 0; j < l; j++) { ormRows[i][j] = orm[i, j]; }
-        }
+        double[][] ormRows = [.. Enumerable.Range(0, l).Select(i => orm.Row(i).ToArray())];
         return new OrthogonalityResult(units, n, centered, beta, ormRows, gamma, theta, log10Raw, effect, effective, notes, 0, 0, 0) { ConstantUnits = constant };
     }
 

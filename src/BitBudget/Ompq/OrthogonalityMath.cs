@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using BitBudget.Numerics;
 
 namespace BitBudget.Ompq;
 
@@ -47,8 +48,7 @@ internal static class OrthogonalityMath
         double grand = 0;
         for (int a = 0; a < n; a++)
         {
-            double sum = 0;
-            for (int b = 0; b < n; b++) { sum += gram[a * n + b]; }
+            double sum = TensorPrimitives.Sum(gram.Slice(a * n, n));
             means[a] = sum / n;
             grand += sum;
         }
@@ -56,24 +56,23 @@ internal static class OrthogonalityMath
         var centered = new double[n * n];
         for (int a = 0; a < n; a++)
         {
-            for (int b = 0; b < n; b++) { centered[a * n + b] = gram[a * n + b] - means[a] - means[b] + grand; }
+            // ((K_ab − m_a) − m_b) + grand, element by element as the formula reads.
+            Span<double> row = centered.AsSpan(a * n, n);
+            TensorPrimitives.Subtract(gram.Slice(a * n, n), means[a], row);
+            TensorPrimitives.Subtract(row, means, row);
+            TensorPrimitives.Add(row, grand, row);
         }
         return centered;
     }
 
     /// <summary>Frobenius inner product of two n×n matrices.</summary>
-    public static double Inner(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
-    {
-        double sum = 0;
-        for (int i = 0; i < x.Length; i++) { sum += x[i] * y[i]; }
-        return sum;
-    }
+    public static double Inner(ReadOnlySpan<double> x, ReadOnlySpan<double> y) => TensorPrimitives.Dot(x, y);
 
     /// <summary>
     /// ORM_ij = ⟨K_i,K_j⟩_F / (‖K_i‖_F ‖K_j‖_F), symmetric with unit diagonal. A Gram of zero norm (a constant feature)
     /// has no direction: its off-diagonal entries are 0 and its index is returned in <paramref name="constant"/>.
     /// </summary>
-    public static double[,] Orm(IReadOnlyList<double[]> grams, out List<int> constant)
+    public static SquareMatrix Orm(IReadOnlyList<double[]> grams, out List<int> constant)
     {
         int l = grams.Count;
         var norms = new double[l];
@@ -83,30 +82,28 @@ internal static class OrthogonalityMath
             norms[i] = Math.Sqrt(Inner(grams[i], grams[i]));
             if (!(norms[i] > 0)) { constant.Add(i); }
         }
-        var orm = new double[l, l];
+        var orm = new double[l * l];
         for (int i = 0; i < l; i++)
         {
-            orm[i, i] = 1;
+            orm[i * l + i] = 1;
             for (int j = i + 1; j < l; j++)
             {
                 double value = norms[i] > 0 && norms[j] > 0 ? Inner(grams[i], grams[j]) / (norms[i] * norms[j]) : 0;
-                orm[i, j] = orm[j, i] = value;
+                orm[i * l + j] = orm[j * l + i] = value;
             }
         }
-        return orm;
+        return SquareMatrix.Own(orm, l);
     }
 
     /// <summary>γ_i = Σ_{j≠i} ORM_ij.</summary>
-    public static double[] Gamma(double[,] orm)
+    public static double[] Gamma(SquareMatrix orm)
     {
-        int l = orm.GetLength(0);
+        int l = orm.Order;
         var gamma = new double[l];
         for (int i = 0; i < l; i++)
         {
-            for (int j = 0; j < l; j++)
-            {
-                if (j != i) { gamma[i] += orm[i, j]; }
-            }
+            ReadOnlySpan<double> row = orm.Row(i);
+            gamma[i] = TensorPrimitives.Sum(row[..i]) + TensorPrimitives.Sum(row[(i + 1)..]);
         }
         return gamma;
     }

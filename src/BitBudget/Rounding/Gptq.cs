@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using MathNet.Numerics.LinearAlgebra;
 
 namespace BitBudget.Rounding;
 
@@ -95,51 +96,24 @@ internal static class Gptq
     }
 
     /// <summary>
-    /// U upper triangular with A⁻¹ = UᵀU, via the lower Cholesky factor of A in reversed index order:
-    /// J A J = L Lᵀ gives A = R Rᵀ with R = J L J upper, so A⁻¹ = (R⁻¹)ᵀ R⁻¹ and U = R⁻¹ = J L⁻¹ J. Null if A is not positive definite.
+    /// U upper triangular with A⁻¹ = UᵀU, as GPTQ's reference computes it: A⁻¹ from the Cholesky factor of A, then the upper
+    /// Cholesky factor of A⁻¹ (both MathNet). Null if A (or, from rounding, A⁻¹) is not positive definite.
     /// </summary>
     internal static double[]? InverseUpperFactor(double[] a, int k)
     {
-        // L: lower Cholesky of the reversed matrix, row-major, computed with contiguous row dot products.
-        var l = new double[k * k];
-        for (int i = 0; i < k; i++)
+        // A is symmetric, so its row-major array read column-major is A itself.
+        Matrix<double> matrix = Matrix<double>.Build.Dense(k, k, a);
+        try
         {
-            int ri = k - 1 - i;
-            Span<double> li = l.AsSpan(i * k, k);
-            for (int j = 0; j <= i; j++)
-            {
-                int rj = k - 1 - j;
-                double s = a[ri * k + rj] - TensorPrimitives.Dot<double>(li[..j], l.AsSpan(j * k, j));
-                if (j == i)
-                {
-                    if (!(s > 0)) { return null; }
-                    li[i] = Math.Sqrt(s);
-                }
-                else
-                {
-                    li[j] = s / l[j * k + j];
-                }
-            }
+            Matrix<double> inverse = matrix.Cholesky().Solve(Matrix<double>.Build.DenseIdentity(k));
+            // A⁻¹ = L Lᵀ with L lower, so U = Lᵀ, whose row-major array is L's column-major one.
+            double[] u = inverse.Cholesky().Factor.ToColumnMajorArray();
+            return TensorPrimitives.IsFiniteAll<double>(u) ? u : null;
         }
-        // M = L⁻¹ row by row: M[i,:] = (e_i − Σ_{t<i} L[i,t]·M[t,:]) / L[i,i]; rows of M are zero beyond the diagonal.
-        var m = new double[k * k];
-        for (int i = 0; i < k; i++)
+        catch (ArgumentException)
         {
-            Span<double> mi = m.AsSpan(i * k, i + 1);
-            for (int t = 0; t < i; t++)
-            {
-                double c = -l[i * k + t];
-                if (c != 0) { TensorPrimitives.MultiplyAdd(m.AsSpan(t * k, i + 1), c, mi, mi); }
-            }
-            mi[i] += 1;
-            TensorPrimitives.Multiply(mi, 1 / l[i * k + i], mi);
+            return null;   // MathNet: "Matrix must be positive definite."
         }
-        var u = new double[k * k];
-        for (int i = 0; i < k; i++)
-        {
-            for (int j = i; j < k; j++) { u[i * k + j] = m[(k - 1 - i) * k + (k - 1 - j)]; }
-        }
-        return u;
     }
 
     /// <summary>

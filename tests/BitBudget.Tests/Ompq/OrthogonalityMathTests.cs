@@ -95,7 +95,7 @@ public class OrthogonalityMathTests
     {
         const int n = 10;
         var grams = Enumerable.Range(0, 4).Select(s => OrthogonalityMath.Center(OrthogonalityMath.Gram(Random(n, 400 + s * 50, s + 10), n), n)).ToList();
-        double[,] orm = OrthogonalityMath.Orm(grams, out List<int> constant);
+        var orm = OrthogonalityMath.Orm(grams, out List<int> constant);
         Assert.Empty(constant);
         for (int i = 0; i < 4; i++)
         {
@@ -143,7 +143,7 @@ public class OrthogonalityMathTests
         const int n = 4;
         double[] constant = OrthogonalityMath.Center(OrthogonalityMath.Gram(Enumerable.Repeat(2f, n * 10).ToArray(), n), n);
         double[] other = OrthogonalityMath.Center(OrthogonalityMath.Gram(Random(n, 10, 6), n), n);
-        double[,] orm = OrthogonalityMath.Orm([constant, other], out List<int> constants);
+        var orm = OrthogonalityMath.Orm([constant, other], out List<int> constants);
         Assert.Equal([0], constants);
         Assert.Equal(0, orm[0, 1]);
         Assert.Equal(1, orm[0, 0]);

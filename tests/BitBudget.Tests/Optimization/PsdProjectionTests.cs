@@ -1,4 +1,5 @@
 using BitBudget.Optimization;
+using MathNet.Numerics.LinearAlgebra;
 
 namespace BitBudget.Tests.Optimization;
 
@@ -51,5 +52,43 @@ public class PsdProjectionTests
         var exact = Solve(new SearchProblem(ls, shifted, [budget]), SearchMethod.Clado, new SearchOptions { RelativeGap = 1e-9 });
         Assert.Equal(raw.Objective - lambdaMin * layers, exact.Objective, 8);
         Assert.Equal(raw.Bits, exact.Bits);
+    }
+
+    /// <summary>
+    /// CLADO's clipping on the measured ResNet-20 Ω against an independent sum of outer products Σ max(λ,0)·v vᵀ: equal to 1e-12 of
+    /// max |Ω|, PSD to −1e-12, the nearest PSD matrix (Ω⁺ − Ω is negative semidefinite and Frobenius-orthogonal to Ω⁺), and the
+    /// exact search on either matrix picks the same bits.
+    /// </summary>
+    [Fact]
+    public void ClipEigenvalues_MeasuredResNet20Omega_MatchesTheOuterProductSum_AndTheSearchResult()
+    {
+        SearchProblem problem = MeasuredOmegaSearchTests.ResNet20("3.5bits");
+        double[,] omega = problem.Omega;
+        int n = omega.GetLength(0);
+        double[,] clipped = PsdProjection.ClipEigenvalues(omega);
+
+        var sym = Matrix<double>.Build.Dense(n, n, (i, j) => 0.5 * (omega[i, j] + omega[j, i]));
+        var evd = sym.Evd(Symmetricity.Symmetric);
+        Assert.True(evd.EigenValues.Real().Minimum() < 0, "the fixture is indefinite, so the clipping changes it");
+        var reference = Matrix<double>.Build.Dense(n, n);
+        for (int k = 0; k < n; k++)
+        {
+            double l = Math.Max(evd.EigenValues[k].Real, 0);
+            if (l > 0) { reference += l * evd.EigenVectors.Column(k).OuterProduct(evd.EigenVectors.Column(k)); }
+        }
+        double scale = sym.Enumerate().Max(Math.Abs);
+        var c = Matrix<double>.Build.DenseOfArray(clipped);
+        Assert.True((c - reference).Enumerate().Max(Math.Abs) <= 1e-12 * scale, $"max |Δ| {(c - reference).Enumerate().Max(Math.Abs)} vs scale {scale}");
+        Assert.True(c.Evd(Symmetricity.Symmetric).EigenValues.Real().Minimum() >= -1e-12 * scale);
+        Matrix<double> residual = c - sym;
+        Assert.True(residual.Evd(Symmetricity.Symmetric).EigenValues.Real().Maximum() <= 1e-12 * scale);
+        Assert.True(Math.Abs(c.PointwiseMultiply(residual).Enumerate().Sum()) <= 1e-12 * scale * scale * n);
+
+        var ct = TestContext.Current.CancellationToken;
+        SearchResult a = BitSearch.Solve(problem with { Omega = clipped }, SearchMethod.Clado, null, ct);
+        SearchResult b = BitSearch.Solve(problem with { Omega = reference.ToArray() }, SearchMethod.Clado, null, ct);
+        Assert.Equal(SearchStatus.Optimal, a.Status);
+        Assert.Equal(b.Bits, a.Bits);
+        Assert.Equal(b.Objective, a.Objective, 1e-9 * Math.Abs(b.Objective));
     }
 }

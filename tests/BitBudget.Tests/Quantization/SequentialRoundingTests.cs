@@ -56,6 +56,40 @@ public class SequentialRoundingTests(ITestOutputHelper output)
 
     static double SquaredError(float[] a, float[] b) => a.Zip(b).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second));
 
+    /// <summary>
+    /// The least-squares target against an independent check of its defining equation (W* − W)(Ĥ + λI) = W(C − Ĥ), with an
+    /// asymmetric C (so a transposed C fails) and λ = dampening × mean diag Ĥ.
+    /// </summary>
+    [Fact]
+    public void Target_SolvesTheDampedNormalEquations()
+    {
+        TinyModelsConv a = Conv("x", "wa", "y", 6, 3);
+        OnnxModel model = TinyModels.Model([a.Node], [a.Weight, a.Bias], TinyModels.Value("x", -1, 3, 8, 8), TinyModels.Value("y", -1, 6, 8, 8));
+        LayerInfo layer = ModelInspector.Inspect(model).Summary.Layers[0];
+        int outputs = 6, k = (int)(layer.WeightCount / outputs);
+        var random = new Random(5);
+        var build = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build;
+        var x = build.Dense(k, 3 * k, (_, _) => random.NextDouble() - 0.5);
+        var xq = x + build.Dense(k, 3 * k, (_, _) => 0.05 * (random.NextDouble() - 0.5));
+        var seen = new LayerStatistics(layer, 1, k);
+        (xq * xq.Transpose()).ToRowMajorArray().CopyTo(seen.H(0));
+        double[] cross = (x * xq.Transpose()).ToRowMajorArray();
+        float[] rows = [.. Enumerable.Range(0, outputs * k).Select(_ => (float)(random.NextDouble() - 0.5))];
+        const double Dampening = 0.01;
+
+        float[] target = SequentialRounding.Target(rows, outputs, seen, cross, Dampening);
+
+        var h = xq * xq.Transpose();
+        double lambda = Dampening * h.Diagonal().Average();
+        var w = build.Dense(outputs, k, (o, i) => rows[o * k + i]);
+        var delta = build.Dense(outputs, k, (o, i) => target[o * k + i]) - w;
+        var left = delta * (h + lambda * build.DenseIdentity(k));
+        var right = w * (build.DenseOfRowMajor(k, k, cross) - h);
+        double scale = right.Enumerate().Max(Math.Abs);
+        Assert.True(scale > 1e-3);
+        Assert.True((left - right).Enumerate().Max(Math.Abs) <= 1e-4 * scale, $"residual {(left - right).Enumerate().Max(Math.Abs)} of {scale}");
+    }
+
     [Fact]
     public void SingleLayerModel_SequentialEqualsIndependent()
     {

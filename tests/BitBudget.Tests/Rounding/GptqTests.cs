@@ -16,6 +16,37 @@ public class GptqTests
         return (prepared, summary, LayerInputStatistics.Collect(prepared, summary.Layers, batches));
     });
 
+    /// <summary>
+    /// The inverse factor is THE upper Cholesky factor of A⁻¹ (unique): upper triangular, positive diagonal, and UᵀU·A = I,
+    /// checked on a well- and an ill-conditioned SPD matrix; an indefinite A gives null (which makes Factor dampen more).
+    /// </summary>
+    [Theory]
+    [InlineData(40, 1.0)]
+    [InlineData(97, 1e-7)]
+    public void InverseUpperFactor_IsTheUpperCholeskyFactorOfTheInverse(int k, double ridge)
+    {
+        var random = new Random(k);
+        var x = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(k, k / 2, (_, _) => random.NextDouble() - 0.5);
+        var a = x * x.Transpose() + ridge * MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseIdentity(k);
+        double[] u = Gptq.InverseUpperFactor(a.ToRowMajorArray(), k)!;
+        Assert.NotNull(u);
+        for (int i = 0; i < k; i++)
+        {
+            Assert.True(u[i * k + i] > 0);
+            for (int j = 0; j < i; j++) { Assert.Equal(0, u[i * k + j]); }
+        }
+        var um = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfRowMajor(k, k, u);
+        var identity = um.TransposeThisAndMultiply(um) * a;
+        double condition = a.ConditionNumber();
+        for (int i = 0; i < k; i++)
+        {
+            for (int j = 0; j < k; j++) { Assert.Equal(i == j ? 1 : 0, identity[i, j], 1e-13 * condition); }
+        }
+        var indefinite = a.ToRowMajorArray();
+        indefinite[0] = -1;
+        Assert.Null(Gptq.InverseUpperFactor(indefinite, k));
+    }
+
     /// <summary>The GPTQ rule written out plainly: damp, permute, invert (Gauss-Jordan), Cholesky, then one column at a time over the whole row.</summary>
     static (sbyte[] Levels, double[] U) Reference(float[] w, int rows, int k, float[] scales, int bits, double[] h, bool actOrder)
     {
