@@ -29,12 +29,11 @@ static class CladoBench
 
     static void Bench(string name, string model, string data, Preprocessing pre, string split, int images, double limit)
     {
+        Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
             Sensitivity = new SensitivityOptions { BatchSize = images },
-        });
-        Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
-        pipeline.Calibrate(source.Sample(Math.Min(256, source.Count), 0));
+        }).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         Dataset sens = source.Sample(images, 1);
         SensitivityResult r = pipeline.MeasureSensitivity(sens);
         MeasurementCost c = r.Cost;

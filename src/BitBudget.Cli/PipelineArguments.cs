@@ -197,7 +197,7 @@ sealed class PipelineArguments
     }
 
     /// <summary>Measures CLADO sensitivities with a progress bar (evaluations/s and ETA).</summary>
-    public static SensitivityResult Measure(MpqPipeline pipeline, Dataset sensitivity)
+    public static SensitivityResult Measure(CalibratedPipeline pipeline, Dataset sensitivity)
     {
         SensitivityResult result = Ui.WithDynamicProgress("CLADO singles + pairs", report =>
             pipeline.MeasureSensitivity(sensitivity, new ProgressAdapter(report), Ui.Cancellation));

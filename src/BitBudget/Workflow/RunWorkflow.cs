@@ -76,7 +76,7 @@ public static class RunWorkflow
         }
     }
 
-    static RunSummary Run(RunRequest request, MpqPipeline p, string outDir, List<string> warnings, IProgress<RunProgress>? progress, CancellationToken cancel)
+    static RunSummary Run(RunRequest request, MpqPipeline opened, string outDir, List<string> warnings, IProgress<RunProgress>? progress, CancellationToken cancel)
     {
         Directory.CreateDirectory(Path.Combine(outDir, "models"));
         var timings = new List<StageTiming>();
@@ -85,7 +85,7 @@ public static class RunWorkflow
         void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
 
         progress?.Report(new RunProgress("calibrate", 0, 1, null));
-        p.Calibrate(request.Calibration, cancel);
+        CalibratedPipeline p = opened.Calibrate(request.Calibration, cancel);
         Stage("calibrate");
 
         progress?.Report(new RunProgress("evaluate float", 0, request.Evaluation.Count, null));
