@@ -46,7 +46,7 @@ static class SearchCommand
             ISearchMethod searchMethod = SearchMethods.Get(name);
             if (searchMethod.Limitation(opened) is string limitation)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"{limitation}; use another method or fix the first and last layers' bits.");
+                throw Errors.InvalidInput($"{limitation}; use another method or fix the first and last layers' bits.");
             }
             // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
             if (opened.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }

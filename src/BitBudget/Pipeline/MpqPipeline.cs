@@ -80,13 +80,13 @@ public class MpqPipeline
         options ??= PipelineOptions.Default;
         if (options.ActivationBits is not 0 and (< 4 or > 16))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
+            throw Errors.InvalidInput($"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
         }
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model, options.Output);
         var pipeline = new MpqPipeline(model, prepared, summary, options);
         if (pipeline.Policy.Count(p => p.Searchable) == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' has no layer left to search once the first and last layers are fixed.");
+            throw Errors.InvalidInput($"Model '{model.Source}' has no layer left to search once the first and last layers are fixed.");
         }
         return pipeline;
     }
@@ -151,11 +151,11 @@ public class MpqPipeline
         {
             if (sensitivity.Size != n || !sensitivity.CandidateBits.SequenceEqual(Options.CandidateBits))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"The sensitivity result has {sensitivity.Size} schemes; this pipeline searches {n}.");
+                throw Errors.InvalidInput($"The sensitivity result has {sensitivity.Size} schemes; this pipeline searches {n}.");
             }
             if (!sensitivity.Complete)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity store is incomplete (a shard?); merge every shard before searching.");
+                throw Errors.InvalidInput("The sensitivity store is incomplete (a shard?); merge every shard before searching.");
             }
             for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { omega[i, j] = sensitivity.Omega[i * n + j]; } }
             omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(omega) : PsdProjection.ShiftDiagonal(omega);
@@ -169,7 +169,7 @@ public class MpqPipeline
     {
         if (method != SearchMethod.Uniform && sensitivity is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Method {method} needs measured sensitivities.");
+            throw Errors.InvalidInput($"Method {method} needs measured sensitivities.");
         }
         return BitSearch.Solve(Problem(budgets, sensitivity, psd), method, Options.Search, cancel);
     }
@@ -214,13 +214,13 @@ public class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
-        if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+        if (OmpqLimitation is string limitation) { throw Errors.InvalidInput(limitation + "."); }
         Func<IReadOnlyList<int>, double>? judge = null;
         if (Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
         {
             if (heldOut is null || heldOut.Count == 0)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
+                throw Errors.InvalidInput("OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
             }
             judge = HeldOutJudge(heldOut, heldOutFloatLogits, cancel);
         }
@@ -242,7 +242,7 @@ public class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(bits);
         return [.. Policy.Select(p => p.Searchable
-            ? p with { WeightBits = bits.TryGetValue(p.Layer, out int b) ? b : throw new BitBudgetException(ErrorKind.InvalidInput, $"No bits chosen for searched layer '{p.Layer}'.") }
+            ? p with { WeightBits = bits.TryGetValue(p.Layer, out int b) ? b : throw Errors.InvalidInput($"No bits chosen for searched layer '{p.Layer}'.") }
             : p)];
     }
 
