@@ -41,13 +41,12 @@ static class CladoBench
         OutputLoss loss = OutputLoss.CrossEntropy, WeightRounding? rounding = null)
     {
         Console.WriteLine($"load before: {Measure.LoadAverage()}");
+        Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
             Sensitivity = new SensitivityOptions { BatchSize = images, Loss = loss },
             Rounding = rounding ?? WeightRounding.Default,
-        });
-        Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
-        pipeline.Calibrate(source.Sample(Math.Min(256, source.Count), 0));
+        }).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         Dataset sens = source.Sample(images, 1);
         SensitivityResult r = pipeline.MeasureSensitivity(sens);
         MeasurementCost c = r.Cost;

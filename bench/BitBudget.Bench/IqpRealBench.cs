@@ -23,14 +23,14 @@ static class IqpRealBench
             CalibrationImages = resnet ? 512 : 256,
             Sensitivity = new SensitivityOptions { BatchSize = resnet ? 256 : 32, StorePath = store },
         };
-        MpqPipeline pipeline = MpqPipeline.Open(Measure.Assets(resnet ? "cifar10/resnet20.onnx" : "imagenet/squeezenet1.1.onnx"), options);
+        MpqPipeline opened = MpqPipeline.Open(Measure.Assets(resnet ? "cifar10/resnet20.onnx" : "imagenet/squeezenet1.1.onnx"), options);
         Dataset source = DatasetLoader.Load(new DataOptions
         {
             Path = Measure.Assets(resnet ? "cifar10/train-5k" : "imagenet/samples"),
             Preprocessing = resnet ? Preprocessing.Cifar10 : Preprocessing.ImageNet,
             Split = resnet ? "all" : "even-classes",
         });
-        pipeline.Calibrate(source.Sample(options.CalibrationImages, 0));
+        CalibratedPipeline pipeline = opened.Calibrate(source.Sample(options.CalibrationImages, 0));
         SensitivityResult s = pipeline.MeasureSensitivity(source.Sample(resnet ? 256 : 32, 1));
         Console.WriteLine($"{which}: Ω {s.Size}×{s.Size} ({(s.Cost.Evaluations == 0 ? "from the store" : "measured now")}), PSD by eigenvalue clipping");
         if (args.Length > 2)

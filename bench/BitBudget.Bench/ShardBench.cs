@@ -31,9 +31,8 @@ static class ShardBench
 
     static void Bench(string name, string model, string data, Preprocessing pre, string split, int images, int shards, int reps)
     {
-        var pipeline = MpqPipeline.Open(model);
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
-        pipeline.Calibrate(source.Sample(Math.Min(256, source.Count), 0));
+        var pipeline = MpqPipeline.Open(model).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, pipeline.Policy, pipeline.Weights, pipeline.Activations, source.Sample(images, 1));
         var options = new SensitivityOptions { BatchSize = images, CandidateBits = pipeline.Options.CandidateBits, Runtime = pipeline.Options.Runtime };
 

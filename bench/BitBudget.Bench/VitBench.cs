@@ -58,8 +58,7 @@ static class VitBench
         using var dir = new TempFolder();
         foreach (bool a8 in new[] { false, true })
         {
-            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { ActivationBits = a8 ? 8 : 0 });
-            pipeline.Calibrate(Load("train", 512, seed: 0));
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { ActivationBits = a8 ? 8 : 0 }).Calibrate(Load("train", 512, seed: 0));
             if (!a8) { rows.Add(("float", pipeline.Prepared.ToBytes(), pipeline.Evaluate(pipeline.Prepared, test).Top1)); }
             IReadOnlyList<LayerBits> config = pipeline.Uniform(4);
             string tag = a8 ? "W4A8" : "W4";
@@ -99,8 +98,7 @@ static class VitBench
         Console.WriteLine($"{"weights",-8} {"attention",-10} {"simulated",10} {"exported",9} {"max|Δlogit|",12} {"b=64 1t ms",11}");
         foreach (AttentionMatMulMode mode in new[] { AttentionMatMulMode.Float, AttentionMatMulMode.A8 })
         {
-            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { AttentionMatMuls = mode });
-            pipeline.Calibrate(calibration);
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { AttentionMatMuls = mode }).Calibrate(calibration);
             if (mode == AttentionMatMulMode.Float) { Console.WriteLine($"{"float",-8} {"float",-10} {pipeline.Evaluate(pipeline.Prepared, test).Top1,10:F2}"); }
             foreach (int bits in new[] { 8, 4 })
             {
@@ -139,8 +137,7 @@ static class VitBench
         foreach (var (name, level, threads) in settings)
         {
             var runtime = RuntimeOptions.Default with { Optimization = level, IntraOpThreads = threads, ImagesPerRun = 12 };
-            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { CalibrationImages = 64, Runtime = runtime });
-            pipeline.Calibrate(calibration);
+            var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { CalibrationImages = 64, Runtime = runtime }).Calibrate(calibration);
             var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
             var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data);
             var options = new SensitivityOptions { BatchSize = 12, Runtime = runtime };
@@ -179,8 +176,7 @@ static class VitBench
 
     static int Clado(string model, string variant)
     {
-        var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { Sensitivity = new SensitivityOptions { BatchSize = 64 } });
-        pipeline.Calibrate(Load("train", 256, seed: 0));
+        var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { Sensitivity = new SensitivityOptions { BatchSize = 64 } }).Calibrate(Load("train", 256, seed: 0));
         SensitivityResult r = pipeline.MeasureSensitivity(Load("train", 64, seed: 1));
         MeasurementCost c = r.Cost;
         int L = r.SearchedLayers.Count, S = r.CandidateBits.Count;

@@ -104,12 +104,12 @@ sealed class DataArguments
         {
             if (!float.TryParse(part, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"{option} '{string.Join(" ", tokens)}': '{part}' is not a number; give one value per channel separated by commas or spaces, e.g. {option} 0.5,0.5,0.5.");
             }
             values.Add(v);
         }
-        if (values.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"{option} needs one value per channel, e.g. {option} 0.5,0.5,0.5."); }
+        if (values.Count == 0) { throw Errors.InvalidInput($"{option} needs one value per channel, e.g. {option} 0.5,0.5,0.5."); }
         return [.. values];
     }
 
@@ -128,7 +128,7 @@ sealed class DataArguments
         {
             if (!QuantizationPresets.Contains(v) && !Data.Preprocessing.PresetNames.Contains(v.ToLowerInvariant()))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Unknown preset '{v}'; expected a data preset ({string.Join(", ", Data.Preprocessing.PresetNames)}) or a quantization preset ({string.Join(", ", QuantizationPresets)}).");
             }
         }
@@ -145,7 +145,7 @@ sealed class DataArguments
         Seed = seed,
         SkipBadImages = parse.GetValue(SkipBadImages),
         LabelOffset = parse.GetValue(LabelOffset) is int offset and >= 0 ? offset
-            : throw new BitBudgetException(ErrorKind.InvalidInput, $"--label-offset must be 0 or more, got {parse.GetValue(LabelOffset)}."),
+            : throw Errors.InvalidInput($"--label-offset must be 0 or more, got {parse.GetValue(LabelOffset)}."),
         CacheDirectory = parse.GetValue(NoCache) ? "" : null,
     };
 
@@ -186,7 +186,7 @@ sealed class RuntimeArguments
         catch (BitBudgetException) { budget = new Optimization.Budget(Optimization.BudgetKind.AvgBits, 0); }
         if (budget.Kind != Optimization.BudgetKind.Bytes)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"--max-memory '{text}' is not an amount of memory such as 3GiB or 1500MB.");
+            throw Errors.InvalidInput($"--max-memory '{text}' is not an amount of memory such as 3GiB or 1500MB.");
         }
         return (options with { MaxMemory = (long)budget.Value }).Validated("--threads");
     }

@@ -15,12 +15,12 @@ static class OutputGuard
         string full = Path.GetFullPath(output);
         if (Directory.Exists(full))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Output '{full}' is a folder; give a file name.");
+            throw Errors.InvalidInput($"Output '{full}' is a folder; give a file name.");
         }
         CheckNotInput(full, inputs);
         if (File.Exists(full) && !force)
         {
-            throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{full}' already exists; use --force to overwrite it.");
+            throw Errors.OutputExists($"Output '{full}' already exists; use --force to overwrite it.");
         }
         CheckWritable(Path.GetDirectoryName(full)!);
         return full;
@@ -33,7 +33,7 @@ static class OutputGuard
         {
             if (input is not null && FileIdentity.SameFile(output, input))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Output '{output}' is the input '{input}'; BitBudget never writes over an input, even with --force. Choose another output.");
             }
         }
@@ -44,7 +44,7 @@ static class OutputGuard
     {
         if (!Directory.Exists(folder))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"Output folder '{folder}' does not exist.");
+            throw Errors.FileNotFound($"Output folder '{folder}' does not exist.");
         }
         string probe = Path.Combine(folder, $".bitbudget-write-test.{Environment.ProcessId}.{Guid.NewGuid():N}");
         try
@@ -53,7 +53,7 @@ static class OutputGuard
         }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Output folder '{folder}' cannot be written: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.InvalidInput($"Output folder '{folder}' cannot be written: {e.Message.ReplaceLineEndings(" ")}", e);
         }
     }
 

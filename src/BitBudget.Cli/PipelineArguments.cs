@@ -70,7 +70,7 @@ sealed class PipelineArguments
         string act = parse.GetRequiredValue(Activations).ToLowerInvariant();
         int actBits = act == "none" ? 0
             : act.StartsWith('a') && int.TryParse(act[1..], NumberStyles.None, CultureInfo.InvariantCulture, out int a) && a is >= 4 and <= 16 ? a
-            : throw new BitBudgetException(ErrorKind.InvalidInput, $"--activations '{act}' is not none or a4…a16.");
+            : throw Errors.InvalidInput($"--activations '{act}' is not none or a4…a16.");
         int[] candidates = ParseBits(parse.GetRequiredValue(Bits));
         var options = baseOptions with
         {
@@ -101,10 +101,10 @@ sealed class PipelineArguments
             {
                 "all" => PairSelection.All,
                 "significant" => PairSelection.Significant,
-                string other => throw new BitBudgetException(ErrorKind.InvalidInput, $"--pairs '{other}' is not all or significant."),
+                string other => throw Errors.InvalidInput($"--pairs '{other}' is not all or significant."),
             },
             PairThreshold = parse.GetValue(PairThreshold) is double t && t > 0 && t < 1 ? t
-                : throw new BitBudgetException(ErrorKind.InvalidInput, $"--pair-threshold must be between 0 and 1 (a fraction of the largest single |ΔL|), got {parse.GetValue(PairThreshold)}."),
+                : throw Errors.InvalidInput($"--pair-threshold must be between 0 and 1 (a fraction of the largest single |ΔL|), got {parse.GetValue(PairThreshold)}."),
         };
         return options with
         {
@@ -134,18 +134,18 @@ sealed class PipelineArguments
         "paper" => baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = new OrthogonalityOptions().Beta } },
         string t when double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double beta) && beta >= 0 && double.IsFinite(beta) =>
             baseOptions with { BetaRule = OmpqBetaRule.Fixed, Proxy = baseOptions.Proxy with { Beta = beta } },
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"--ompq-beta '{text}' is not held-out, paper or a number ≥ 0."),
+        _ => throw Errors.InvalidInput($"--ompq-beta '{text}' is not held-out, paper or a number ≥ 0."),
     };
 
     static int Positive(int value, string name) =>
-        value > 0 ? value : throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} must be positive, got {value}.");
+        value > 0 ? value : throw Errors.InvalidInput($"{name} must be positive, got {value}.");
 
     static int? Fixed(string text, string name) => text.ToLowerInvariant() switch
     {
         "search" => null,
         "float" => 0,
         _ when int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int b) && b is >= 2 and <= 8 => b,
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"{name} '{text}' is not 2–8, float or search."),
+        _ => throw Errors.InvalidInput($"{name} '{text}' is not 2–8, float or search."),
     };
 
     public static int[] ParseBits(string text)
@@ -155,11 +155,11 @@ sealed class PipelineArguments
         {
             if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int b) || b is < 2 or > 8 || bits.Contains(b))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Candidate bits '{text}' must be distinct values in 2–8, e.g. 2,4,8.");
+                throw Errors.InvalidInput($"Candidate bits '{text}' must be distinct values in 2–8, e.g. 2,4,8.");
             }
             bits.Add(b);
         }
-        if (bits.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No candidate bits given."); }
+        if (bits.Count == 0) { throw Errors.InvalidInput("No candidate bits given."); }
         bits.Sort();
         return [.. bits];
     }
@@ -197,7 +197,7 @@ sealed class PipelineArguments
     }
 
     /// <summary>Measures CLADO sensitivities with a progress bar (evaluations/s and ETA).</summary>
-    public static SensitivityResult Measure(MpqPipeline pipeline, Dataset sensitivity)
+    public static SensitivityResult Measure(CalibratedPipeline pipeline, Dataset sensitivity)
     {
         SensitivityResult result = Ui.WithDynamicProgress("CLADO singles + pairs", report =>
             pipeline.MeasureSensitivity(sensitivity, new ProgressAdapter(report), Ui.Cancellation));

@@ -69,7 +69,7 @@ internal sealed partial class BitBudgetJson : JsonSerializerContext
     {
         if (!File.Exists(path))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"The {what} file '{path}' does not exist.");
+            throw Errors.FileNotFound($"The {what} file '{path}' does not exist.");
         }
         byte[] bytes = File.ReadAllBytes(path);
         try
@@ -84,14 +84,14 @@ internal sealed partial class BitBudgetJson : JsonSerializerContext
             }
             catch (JsonException)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"The {what} file '{path}' is not valid {what} JSON: {snake.Message.ReplaceLineEndings(" ")}", snake);
+                throw Errors.InvalidInput($"The {what} file '{path}' is not valid {what} JSON: {snake.Message.ReplaceLineEndings(" ")}", snake);
             }
         }
     }
 
     static T Deserialize<T>(byte[] bytes, JsonTypeInfo<T> info, string path, string what) =>
         JsonSerializer.Deserialize(bytes, info)
-            ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"The {what} file '{path}' contains null instead of a {what}.");
+            ?? throw Errors.InvalidInput($"The {what} file '{path}' contains null instead of a {what}.");
 
     /// <summary>Reads report files written before the snake_case schema (camelCase names); never used for writing.</summary>
     static readonly BitBudgetJson LegacyCamelCase = new(CreateOptions(JsonNamingPolicy.CamelCase));

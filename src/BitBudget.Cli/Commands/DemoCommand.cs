@@ -65,7 +65,7 @@ static class DemoCommand
                 if (File.Exists(Path.Combine(candidate, "model", "demo-cnn.onnx"))) { return candidate; }
             }
         }
-        throw new BitBudgetException(ErrorKind.FileNotFound, "The demo model (demo/model/demo-cnn.onnx) was not found above the current folder or the tool; run from a BitBudget checkout.");
+        throw Errors.FileNotFound("The demo model (demo/model/demo-cnn.onnx) was not found above the current folder or the tool; run from a BitBudget checkout.");
     }
 
     static void Fetch(string root)
@@ -73,8 +73,8 @@ static class DemoCommand
         string script = Path.Combine(root, "fetch-data.sh");
         Ui.Err.WriteLine($"fetching the demo data with {script} …");
         using var process = Process.Start(new ProcessStartInfo("bash", [script]) { UseShellExecute = false })
-            ?? throw new BitBudgetException(ErrorKind.Runtime, $"Cannot start {script}.");
+            ?? throw Errors.Runtime($"Cannot start {script}.");
         process.WaitForExit();
-        if (process.ExitCode != 0) { throw new BitBudgetException(ErrorKind.Runtime, $"Fetching the demo data failed ({script} exited with {process.ExitCode})."); }
+        if (process.ExitCode != 0) { throw Errors.Runtime($"Fetching the demo data failed ({script} exited with {process.ExitCode})."); }
     }
 }

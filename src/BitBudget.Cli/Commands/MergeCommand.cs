@@ -16,7 +16,7 @@ static class MergeCommand
             FileInfo[] from = parse.GetRequiredValue(sources);
             foreach (FileInfo f in from)
             {
-                if (!f.Exists) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Measurement store '{f.FullName}' does not exist."); }
+                if (!f.Exists) { throw Errors.FileNotFound($"Measurement store '{f.FullName}' does not exist."); }
             }
             long added = CladoSensitivity.MergeStores(parse.GetRequiredValue(target).FullName, from.Select(f => f.FullName));
             Ui.Out.MarkupLine($"merged {from.Length} store(s): {added:N0} losses added to {Markup.Escape(parse.GetRequiredValue(target).FullName)}");

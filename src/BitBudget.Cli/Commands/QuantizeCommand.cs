@@ -58,11 +58,11 @@ static class QuantizeCommand
             int? uniform = parse.GetValue(bits);
             if ((configFile is null) == (uniform is null))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "Give exactly one of --config FILE or --bits N.");
+                throw Errors.InvalidInput("Give exactly one of --config FILE or --bits N.");
             }
             if (uniform is int u && u is < 2 or > 8)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"--bits {u} is not supported; expected 2–8.");
+                throw Errors.InvalidInput($"--bits {u} is not supported; expected 2–8.");
             }
             string? calibInput = parse.GetValue(calib);
             string outPath = OutputGuard.CheckFile(parse.GetRequiredValue(output).FullName, parse.GetValue(force),
@@ -74,7 +74,7 @@ static class QuantizeCommand
             string? calibPath = parse.GetValue(calib);
             if (calibPath is null && (a8 || attentionA8 || weightRounding.NeedsCalibration))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, a8 || attentionA8
+                throw Errors.InvalidInput(a8 || attentionA8
                     ? $"{(a8 ? "--activations a8" : "--attention-matmuls a8")} needs calibration images (--calib DATA)."
                     : weightRounding.Method == RoundingMethod.Gptq
                         ? "--rounding gptq (the default) needs calibration images: give --calib DATA, or use --rounding rtn."

@@ -55,7 +55,7 @@ static class RunCommand
             string outDir = parse.GetRequiredValue(output).FullName;
             if (File.Exists(outDir))   // also checked by RunWorkflow; here it fails before any data is decoded
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Output '{outDir}' is a file; `run -o` takes a folder.");
+                throw Errors.InvalidInput($"Output '{outDir}' is a file; `run -o` takes a folder.");
             }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);

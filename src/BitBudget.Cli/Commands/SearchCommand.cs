@@ -41,21 +41,27 @@ static class SearchCommand
             {
                 OutputGuard.CheckFile(outFile.FullName, parse.GetValue(force), [parse.GetRequiredValue(model).FullName, .. args.InputFiles(parse)]);
             }
-            MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
+            MpqPipeline opened = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             string name = parse.GetRequiredValue(method);
             ISearchMethod searchMethod = SearchMethods.Get(name);
-            if (searchMethod.Limitation(pipeline) is string limitation)
+            if (searchMethod.Limitation(opened) is string limitation)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"{limitation}; use another method or fix the first and last layers' bits.");
+                throw Errors.InvalidInput($"{limitation}; use another method or fix the first and last layers' bits.");
             }
             // An infeasible budget fails before any data is read; a budget every configuration meets is said so.
-            if (pipeline.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
-            var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, pipeline);
+            if (opened.CheckBudget(budgets) is string note) { Ui.Err.MarkupLine($"[yellow]warning:[/] {Markup.Escape(note)}"); }
+            var (calibration, sensitivity, heldOut) = args.LoadCalibrationWithHeldOut(parse, opened);
             SensitivityResult? s = null;
-            // OMPQ's held-out β judges simulated configurations (on images in neither draw), so it needs calibration too.
-            bool heldOutOmpq = name == "ompq" && pipeline.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut;
-            if (searchMethod.NeedsSensitivity || heldOutOmpq) { pipeline.Calibrate(calibration, Ui.Cancellation); }
-            if (searchMethod.NeedsSensitivity) { s = PipelineArguments.Measure(pipeline, sensitivity); }
+            // OMPQ's held-out β judges simulated configurations (on images in neither draw), so it needs calibration too;
+            // uniform bits and OMPQ with a fixed β search the opened pipeline.
+            bool heldOutOmpq = name == "ompq" && opened.Options.Ompq.BetaRule == OmpqBetaRule.HeldOut;
+            MpqPipeline pipeline = opened;
+            if (searchMethod.NeedsSensitivity || heldOutOmpq)
+            {
+                CalibratedPipeline calibrated = opened.Calibrate(calibration, Ui.Cancellation);
+                if (searchMethod.NeedsSensitivity) { s = PipelineArguments.Measure(calibrated, sensitivity); }
+                pipeline = calibrated;
+            }
             var context = new SearchContext
             {
                 Pipeline = pipeline, Images = sensitivity, Sensitivity = s, HeldOut = heldOut, Psd = parse.GetValue(args.Psd), Rank = parse.GetValue(rank),

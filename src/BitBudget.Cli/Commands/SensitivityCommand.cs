@@ -25,8 +25,7 @@ static class SensitivityCommand
             }
             MpqPipeline pipeline = MpqPipeline.Open(parse.GetRequiredValue(model).FullName, args.Options(parse));
             var (calibration, sensitivity) = args.LoadCalibration(parse, pipeline);
-            pipeline.Calibrate(calibration, Ui.Cancellation);
-            SensitivityResult result = PipelineArguments.Measure(pipeline, sensitivity);
+            SensitivityResult result = PipelineArguments.Measure(pipeline.Calibrate(calibration, Ui.Cancellation), sensitivity);
             var report = Report(result);
             if (parse.GetValue(output) is FileInfo file)
             {

@@ -55,7 +55,7 @@ internal static class BestOfSearch
     /// <param name="judge">What ranks the candidates.</param>
     /// <param name="report">Progress: candidates judged, distinct candidates, what is being judged.</param>
     /// <param name="cancel">Checked between candidates.</param>
-    public static BestOfResult Run(MpqPipeline p, IReadOnlyList<Budget> budgets, string label, SensitivityResult sensitivity, Dataset heldOut,
+    public static BestOfResult Run(CalibratedPipeline p, IReadOnlyList<Budget> budgets, string label, SensitivityResult sensitivity, Dataset heldOut,
         float[] floatLogits, int candidates, BestJudge judge, Action<long, long, string>? report, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(p);

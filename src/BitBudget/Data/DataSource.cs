@@ -27,12 +27,12 @@ internal sealed class DataSource
     public static DataSource Open(string path, string? classList)
     {
         if (Directory.Exists(path)) { return OpenFolder(System.IO.Path.GetFullPath(path), classList); }
-        if (!File.Exists(path)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Data source '{path}' does not exist."); }
+        if (!File.Exists(path)) { throw Errors.FileNotFound($"Data source '{path}' does not exist."); }
         string full = System.IO.Path.GetFullPath(path);
         string name = System.IO.Path.GetFileName(full).ToLowerInvariant();
         if (name.EndsWith(".csv", StringComparison.Ordinal)) { return OpenCsv(full); }
         if (name.Contains("idx3", StringComparison.Ordinal)) { return OpenIdx(full); }
-        throw new BitBudgetException(ErrorKind.InvalidInput,
+        throw Errors.InvalidInput(
             $"Data source '{path}' is neither a folder, an IDX images file (*-images-idx3-ubyte[.gz]) nor an ERAN-style .csv.");
     }
 
@@ -53,7 +53,7 @@ internal sealed class DataSource
             {
                 if (!index.TryGetValue(folder, out int label))
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                    throw Errors.InvalidInput(
                         $"Class folder '{folder}' in '{root}' is not in the class list '{classListPath}'.");
                 }
                 foreach (string file in ImageFiles(System.IO.Path.Combine(root, folder)))
@@ -73,7 +73,7 @@ internal sealed class DataSource
             {
                 if (!index.TryGetValue(keys[i], out int label))
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                    throw Errors.InvalidInput(
                         $"Image '{files[i]}' has class '{keys[i]}', which is not in the class list '{classListPath}'.");
                 }
                 items.Add(new DataItem(files[i], label, -1));
@@ -81,7 +81,7 @@ internal sealed class DataSource
         }
         if (items.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Data folder '{root}' contains no images ({string.Join("/", s_imageExtensions)}).");
+            throw Errors.InvalidInput($"Data folder '{root}' contains no images ({string.Join("/", s_imageExtensions)}).");
         }
         return new DataSource { Kind = kind, Path = root, ClassNames = classes, Items = [.. items] };
     }
@@ -98,12 +98,12 @@ internal sealed class DataSource
 
     static string[] ReadClassList(string path)
     {
-        if (!File.Exists(path)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Class list '{path}' does not exist."); }
+        if (!File.Exists(path)) { throw Errors.FileNotFound($"Class list '{path}' does not exist."); }
         string[] keys = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0)
             .Select(l => l.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries)[0]).ToArray();
-        if (keys.Length == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Class list '{path}' is empty."); }
+        if (keys.Length == 0) { throw Errors.InvalidInput($"Class list '{path}' is empty."); }
         string? duplicate = keys.GroupBy(k => k).FirstOrDefault(g => g.Count() > 1)?.Key;
-        if (duplicate is not null) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Class list '{path}' names '{duplicate}' twice."); }
+        if (duplicate is not null) { throw Errors.InvalidInput($"Class list '{path}' names '{duplicate}' twice."); }
         return keys;
     }
 
@@ -118,12 +118,12 @@ internal sealed class DataSource
     {
         // ERAN layout: "label," then H·W·3 bytes in HWC order; the side is inferred from the row length.
         string[] lines = File.ReadAllLines(path).Where(l => l.Length > 0).ToArray();
-        if (lines.Length == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"CSV data '{path}' has no rows."); }
+        if (lines.Length == 0) { throw Errors.InvalidInput($"CSV data '{path}' has no rows."); }
         int values = lines[0].Count(c => c == ',');
         int channels = values % 3 == 0 && IsSquare(values / 3) ? 3 : 1;
         if (!IsSquare(values / channels))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"CSV data '{path}': row 1 has {values} pixel values, not a square image of 1 or 3 channels.");
+            throw Errors.InvalidInput($"CSV data '{path}': row 1 has {values} pixel values, not a square image of 1 or 3 channels.");
         }
         int side = (int)Math.Round(Math.Sqrt(values / channels));
         var pixels = new byte[lines.Length * values];
@@ -138,12 +138,12 @@ internal sealed class DataSource
                 if (!int.TryParse(line[cell], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int v)
                     || v < 0 || (n > 0 && v > 255) || n > values)
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput, $"CSV data '{path}': row {row + 1}, value {n + 1} is not a label or a 0..255 pixel.");
+                    throw Errors.InvalidInput($"CSV data '{path}': row {row + 1}, value {n + 1} is not a label or a 0..255 pixel.");
                 }
                 if (n == 0) { label = v; } else { pixels[row * values + n - 1] = (byte)v; }
                 n++;
             }
-            if (n != values + 1) { throw new BitBudgetException(ErrorKind.InvalidInput, $"CSV data '{path}': row {row + 1} has {n - 1} pixel values, expected {values}."); }
+            if (n != values + 1) { throw Errors.InvalidInput($"CSV data '{path}': row {row + 1} has {n - 1} pixel values, expected {values}."); }
             items[row] = new DataItem($"{path}#{row}", label, row);
             maxLabel = Math.Max(maxLabel, label);
         }
@@ -162,20 +162,20 @@ internal sealed class DataSource
         string name = System.IO.Path.GetFileName(imagesPath);
         string labelsPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(imagesPath)!,
             name.Replace("images-idx3", "labels-idx1", StringComparison.OrdinalIgnoreCase));
-        if (!File.Exists(labelsPath)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"IDX labels '{labelsPath}' for '{imagesPath}' do not exist."); }
+        if (!File.Exists(labelsPath)) { throw Errors.FileNotFound($"IDX labels '{labelsPath}' for '{imagesPath}' do not exist."); }
         byte[] images = ReadMaybeGzip(imagesPath), labels = ReadMaybeGzip(labelsPath);
         if (images.Length < 16 || BigEndian(images, 0) != 0x803)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{imagesPath}' is not an IDX images file (magic 0x00000803).");
+            throw Errors.InvalidInput($"'{imagesPath}' is not an IDX images file (magic 0x00000803).");
         }
         if (labels.Length < 8 || BigEndian(labels, 0) != 0x801)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{labelsPath}' is not an IDX labels file (magic 0x00000801).");
+            throw Errors.InvalidInput($"'{labelsPath}' is not an IDX labels file (magic 0x00000801).");
         }
         int count = BigEndian(images, 4), rows = BigEndian(images, 8), cols = BigEndian(images, 12);
         if (BigEndian(labels, 4) != count || images.Length != 16 + (long)count * rows * cols || labels.Length != 8 + count)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"IDX files '{imagesPath}' and '{labelsPath}' disagree on the image count or are truncated.");
+            throw Errors.InvalidInput($"IDX files '{imagesPath}' and '{labelsPath}' disagree on the image count or are truncated.");
         }
         var items = new DataItem[count];
         for (int i = 0; i < count; i++) { items[i] = new DataItem($"{imagesPath}#{i}", labels[8 + i], i); }
@@ -199,7 +199,7 @@ internal sealed class DataSource
         }
         catch (InvalidDataException e)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is a corrupt gzip file: {e.Message}");
+            throw Errors.InvalidInput($"'{path}' is a corrupt gzip file: {e.Message}");
         }
         return output.ToArray();
     }

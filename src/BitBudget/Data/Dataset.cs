@@ -97,7 +97,7 @@ public sealed class Dataset
     /// before stay defined on the source's own labels.</summary>
     public Dataset WithLabelOffset(int offset)
     {
-        if (offset < 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"The label offset must be 0 or more, got {offset}."); }
+        if (offset < 0) { throw Errors.InvalidInput($"The label offset must be 0 or more, got {offset}."); }
         if (offset == 0) { return this; }
         int[] labels = [.. _labels.Select(l => l + offset)];
         string hash = Internals.Hashing.Sha256Hex(System.Text.Encoding.UTF8.GetBytes($"{Hash}:label-offset={offset}"))[..Hash.Length];

@@ -22,12 +22,12 @@ public static class DatasetLoader
             return Load(options with { LabelOffset = 0 }, progress, warnings).WithLabelOffset(options.LabelOffset);
         }
         Preprocessing pre = options.Preprocessing.Validated();
-        if (options.Limit is <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"--limit must be positive, got {options.Limit}."); }
+        if (options.Limit is <= 0) { throw Errors.InvalidInput($"--limit must be positive, got {options.Limit}."); }
         DataSource source = DataSource.Open(options.Path, options.ClassList);
         DataItem[] items = Select(source, options);
         if (items.Length == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Split '{options.Split}' of '{options.Path}' selects no images.");
+            throw Errors.InvalidInput($"Split '{options.Split}' of '{options.Path}' selects no images.");
         }
 
         string selection = $"{options.Split}" + (options.Limit is int n ? $", {Math.Min(n, items.Length)} of them" + (options.Seed is int s ? $" drawn with seed {s}" : " (first in order)") : "");
@@ -92,7 +92,7 @@ public static class DatasetLoader
             "all" => source.Items,
             "even-classes" => source.Items.Where(i => i.Label % 2 == 0),
             "odd-classes" => source.Items.Where(i => i.Label % 2 == 1),
-            _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown split '{options.Split}'; expected one of {string.Join(", ", SplitNames)}."),
+            _ => throw Errors.InvalidInput($"Unknown split '{options.Split}'; expected one of {string.Join(", ", SplitNames)}."),
         };
         DataItem[] selected = [.. items];
         if (options.Limit is int limit && limit < selected.Length)
@@ -130,7 +130,7 @@ public static class DatasetLoader
         }
         if (probe is not (var rgba0, int height, int width))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"No image of '{options.Path}' could be decoded.");
+            throw Errors.InvalidInput($"No image of '{options.Path}' could be decoded.");
         }
         first--;
         int channels = pre.Channels;
@@ -151,7 +151,7 @@ public static class DatasetLoader
                 {
                     if (h != height || w != width)
                     {
-                        throw new BitBudgetException(ErrorKind.InvalidInput,
+                        throw Errors.InvalidInput(
                             $"Image '{items[i].Id}' is {w}×{h} but '{items[first].Id}' is {width}×{height}; mixed sizes need a resize and crop (e.g. --resize {Math.Max(height, width)} --crop {Math.Min(height, width)}).");
                     }
                     decoder.Normalize(rgba, h, w, images.AsSpan(i * sampleSize, sampleSize));
@@ -177,7 +177,7 @@ public static class DatasetLoader
     {
         if (!options.SkipBadImages)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Image '{item.Id}' cannot be decoded (corrupt or not an image); pass --skip-bad-images to skip it.");
+            throw Errors.InvalidInput($"Image '{item.Id}' cannot be decoded (corrupt or not an image); pass --skip-bad-images to skip it.");
         }
         warnings?.Invoke($"skipped unreadable image '{item.Id}'");
     }

@@ -27,7 +27,7 @@ internal sealed class ImageDecoder(DataSource source, Preprocessing pre)
         {
             if (crop > h || crop > w)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Image '{item.Id}' is {w}×{h} after resizing, smaller than the {crop}×{crop} crop.");
+                throw Errors.InvalidInput($"Image '{item.Id}' is {w}×{h} after resizing, smaller than the {crop}×{crop} crop.");
             }
             // torchvision: top = round((h - crop) / 2)
             top = (int)Math.Round((h - crop) / 2.0, MidpointRounding.ToEven);
@@ -111,6 +111,6 @@ internal sealed class ImageDecoder(DataSource source, Preprocessing pre)
         (int nh, int nw) = h <= w ? (target, (int)((long)target * w / h)) : ((int)((long)target * h / w), target);
         if (nh == h && nw == w) { return bitmap.Copy(); }
         return bitmap.Resize(new SKImageInfo(nw, nh, SKColorType.Rgba8888, SKAlphaType.Unpremul), s_sampling)
-            ?? throw new BitBudgetException(ErrorKind.Runtime, $"SkiaSharp could not resize an image of {w}×{h} to {nw}×{nh}.");
+            ?? throw Errors.Runtime($"SkiaSharp could not resize an image of {w}×{h} to {nw}×{nh}.");
     }
 }

@@ -38,7 +38,7 @@ public static class InputLayout
                 return (preset, Preprocessing.FromPreset(preset) with { Layout = l }, reason);
             }
         }
-        throw new BitBudgetException(ErrorKind.InvalidInput,
+        throw Errors.InvalidInput(
             $"Cannot guess the preprocessing for input shape {Text(shape)}; pass --preset or --preprocess.");
     }
 

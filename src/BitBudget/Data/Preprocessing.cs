@@ -90,7 +90,7 @@ public sealed record Preprocessing
         "cifar10" or "cifar" => Cifar10,
         "imagenet" => ImageNet,
         "mnist" => Mnist,
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput,
+        _ => throw Errors.InvalidInput(
             $"Unknown preprocessing preset '{name}'; expected one of {string.Join(", ", PresetNames)}."),
     };
 
@@ -117,15 +117,15 @@ public sealed record Preprocessing
         }
         catch (JsonException e)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Preprocessing file {source} is not valid: {e.Message.ReplaceLineEndings(" ")}");
+            throw Errors.InvalidInput($"Preprocessing file {source} is not valid: {e.Message.ReplaceLineEndings(" ")}");
         }
-        return (result ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"Preprocessing file {source} is empty.")).Validated(source);
+        return (result ?? throw Errors.InvalidInput($"Preprocessing file {source} is empty.")).Validated(source);
     }
 
     /// <summary>Loads <see cref="FromJson"/> from a file.</summary>
     public static Preprocessing Load(string path)
     {
-        if (!File.Exists(path)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Preprocessing file '{path}' does not exist."); }
+        if (!File.Exists(path)) { throw Errors.FileNotFound($"Preprocessing file '{path}' does not exist."); }
         return FromJson(File.ReadAllText(path), path);
     }
 
@@ -145,7 +145,7 @@ public sealed record Preprocessing
         if (!(Scale > 0)) { Fail($"scale must be positive, got {Scale}"); }
         return this;
 
-        void Fail(string what) => throw new BitBudgetException(ErrorKind.InvalidInput, $"Invalid {source}: {what}.");
+        void Fail(string what) => throw Errors.InvalidInput($"Invalid {source}: {what}.");
     }
 
     /// <summary>A stable text of every field, used in cache keys and data hashes.</summary>

@@ -232,7 +232,7 @@ internal static class QdqExporter
         double relative = TensorPrimitives.Distance(exported, expected) / Math.Max(TensorPrimitives.Norm(expected), float.Epsilon);
         if (!TensorPrimitives.IsFiniteAll(exported) || differing * 4 > images || !(relative <= SimulationTolerance))
         {
-            throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            throw Errors.Runtime(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"The exported QDQ model disagrees with its simulation on the check images (top-1 differs on {differing} of {images}, relative RMS difference {relative:G3}); ONNX Runtime computes it differently, so it was not written."));
         }
     }
@@ -243,7 +243,7 @@ internal static class QdqExporter
     {
         if (File.Exists(path) && !force)
         {
-            throw new BitBudgetException(ErrorKind.OutputExists, $"Output '{path}' already exists; use --force to overwrite it.");
+            throw Errors.OutputExists($"Output '{path}' already exists; use --force to overwrite it.");
         }
         ExportResult result = Export(prepared, layers, config, weights, activations, options);
         AtomicFile.WriteAllBytes(path, result.Model.ToBytes());
@@ -274,7 +274,7 @@ internal static class QdqExporter
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime loads {what} but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime loads {what} but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 }

@@ -25,7 +25,7 @@ internal static class ModelInspector
         List<Candidate> candidates = FindCandidates(prepared);
         if (candidates.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.NoQuantizableLayers,
+            throw Errors.NoQuantizableLayers(
                 $"Model '{prepared.Source}' has no quantizable layer (Conv, Gemm or MatMul with a constant float weight).");
         }
         Dictionary<string, long[]> shapes = OutputShapes(prepared, candidates.SelectMany(c => c.Nodes.Select(n => n.Output[0])).Distinct().ToList());
@@ -141,7 +141,7 @@ internal static class ModelInspector
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime cannot run model '{model.Source}' on a zero input of shape [{string.Join(",", inputShape)}]: {OrtSessions.OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime cannot run model '{model.Source}' on a zero input of shape [{string.Join(",", inputShape)}]: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 
@@ -151,12 +151,12 @@ internal static class ModelInspector
         long[] shape = [.. model.InputShape];
         if (shape.Length == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' does not declare the shape of input '{model.InputName}'.");
+            throw Errors.InvalidInput($"Model '{model.Source}' does not declare the shape of input '{model.InputName}'.");
         }
         shape[0] = 1;
         if (shape.Any(d => d <= 0))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Model '{model.Source}' input '{model.InputName}' has symbolic dimensions [{string.Join(",", model.InputShape)}] besides the batch.");
         }
         return shape;

@@ -36,7 +36,7 @@ internal static class ModelPreparer
         DetachInitializersFromInputs(result);
         if (result.DataInputs is { Count: > 1 } inputs)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Model '{model.Source}' has {inputs.Count} data inputs ({string.Join(", ", inputs.Select(i => i.Name))}); BitBudget handles classifiers with one image input.");
         }
         int weights = FoldConstantWeightNodes(result);
@@ -62,11 +62,11 @@ internal static class ModelPreparer
         GraphProto graph = model.Graph;
         if (graph.Output.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' has no graph output.");
+            throw Errors.InvalidInput($"Model '{model.Source}' has no graph output.");
         }
         string kept = output ?? graph.Output[0].Name;
         ValueInfoProto? keep = graph.Output.FirstOrDefault(o => o.Name == kept)
-            ?? throw new BitBudgetException(ErrorKind.InvalidInput,
+            ?? throw Errors.InvalidInput(
                 $"Model '{model.Source}' has no output '{kept}'; its outputs are {string.Join(", ", graph.Output.Select(o => $"'{o.Name}'"))}.");
         if (graph.Output.Count == 1) { return []; }
         List<string> dropped = [.. graph.Output.Where(o => o.Name != kept).Select(o => o.Name)];

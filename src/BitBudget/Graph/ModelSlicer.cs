@@ -42,7 +42,7 @@ internal sealed class ModelSlicer
             NodeProto n = _model.Graph.Node[i];
             if ((n.Name.Length > 0 ? n.Name : n.Output[0]) == name) { return i; }
         }
-        throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{_model.Source}' has no node '{name}'.");
+        throw Errors.InvalidInput($"Model '{_model.Source}' has no node '{name}'.");
     }
 
     /// <summary>

@@ -23,11 +23,11 @@ public sealed class OnnxModel
     {
         if (Directory.Exists(path))
         {
-            throw new BitBudgetException(ErrorKind.NotOnnx, $"'{path}' is a folder, not an ONNX model file.");
+            throw Errors.NotOnnx($"'{path}' is a folder, not an ONNX model file.");
         }
         if (!File.Exists(path))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"Model file '{path}' does not exist.");
+            throw Errors.FileNotFound($"Model file '{path}' does not exist.");
         }
         return Parse(File.ReadAllBytes(path), path);
     }
@@ -43,30 +43,30 @@ public sealed class OnnxModel
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("truncated", StringComparison.OrdinalIgnoreCase)
                                                         || e.Message.Contains("ended unexpectedly", StringComparison.OrdinalIgnoreCase))
         {
-            throw new BitBudgetException(ErrorKind.TruncatedModel, $"Model file '{source}' is truncated: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.TruncatedModel($"Model file '{source}' is truncated: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new BitBudgetException(ErrorKind.NotOnnx, $"'{source}' is not an ONNX model: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.NotOnnx($"'{source}' is not an ONNX model: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         if (bytes.Length == 0 || !proto.HasIrVersion || proto.IrVersion <= 0 || proto.Graph is null || proto.Graph.Node.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.NotOnnx, $"'{source}' is not an ONNX model: it has no IR version or no graph.");
+            throw Errors.NotOnnx($"'{source}' is not an ONNX model: it has no IR version or no graph.");
         }
         foreach (TensorProto t in proto.Graph.Initializer)
         {
             if (TensorData.IsExternal(t))
             {
-                throw new BitBudgetException(ErrorKind.ExternalData,
+                throw Errors.ExternalData(
                     $"Model '{source}' stores tensor '{t.Name}' in external data, which BitBudget does not support yet; save it as a single file.");
             }
             if (!t.HasRawData && t.DataType == (int)TensorProto.Types.DataType.Float && t.FloatData.Count != TensorData.ElementCount(t))
             {
-                throw new BitBudgetException(ErrorKind.TruncatedModel, $"Model file '{source}' is truncated: tensor '{t.Name}' has {t.FloatData.Count} of {TensorData.ElementCount(t)} values.");
+                throw Errors.TruncatedModel($"Model file '{source}' is truncated: tensor '{t.Name}' has {t.FloatData.Count} of {TensorData.ElementCount(t)} values.");
             }
             if (t.HasRawData && t.DataType == (int)TensorProto.Types.DataType.Float && t.RawData.Length != TensorData.ElementCount(t) * 4)
             {
-                throw new BitBudgetException(ErrorKind.TruncatedModel, $"Model file '{source}' is truncated: tensor '{t.Name}' has {t.RawData.Length} of {TensorData.ElementCount(t) * 4} bytes.");
+                throw Errors.TruncatedModel($"Model file '{source}' is truncated: tensor '{t.Name}' has {t.RawData.Length} of {TensorData.ElementCount(t) * 4} bytes.");
             }
         }
         return new OnnxModel(proto) { Source = source };
@@ -110,7 +110,7 @@ public sealed class OnnxModel
             var inputs = Graph.Input.Where(i => !initializers.Contains(i.Name)).ToList();
             if (inputs.Count == 0)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no data input.");
+                throw Errors.InvalidInput($"Model '{Source}' has no data input.");
             }
             return inputs;
         }
@@ -139,7 +139,7 @@ public sealed class OnnxModel
         {
             if (!produced.Contains(name))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no tensor named '{name}'.");
+                throw Errors.InvalidInput($"Model '{Source}' has no tensor named '{name}'.");
             }
             if (!existing.Add(name)) { continue; }
             if (!typed)
@@ -181,11 +181,11 @@ public sealed class OnnxModel
         {
             if (!map.TryGetValue(name, out TensorProto? tensor))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{Source}' has no initializer '{name}' to replace.");
+                throw Errors.InvalidInput($"Model '{Source}' has no initializer '{name}' to replace.");
             }
             if (TensorData.ElementCount(tensor) != data.Length)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Replacement for initializer '{name}' has {data.Length} values; the model's has {TensorData.ElementCount(tensor)}.");
             }
             TensorData.SetFloats(tensor, data);

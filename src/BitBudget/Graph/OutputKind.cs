@@ -48,7 +48,7 @@ public static class OutputKinds
         "logits" => OutputKind.Logits,
         "probabilities" or "probs" => OutputKind.Probabilities,
         "log-probabilities" or "logprobs" or "log-probs" => OutputKind.LogProbabilities,
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"Output kind '{text}' is not logits, probabilities or log-probabilities."),
+        _ => throw Errors.InvalidInput($"Output kind '{text}' is not logits, probabilities or log-probabilities."),
     };
 
     /// <summary>The command-line name of a kind.</summary>

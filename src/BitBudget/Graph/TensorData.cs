@@ -39,7 +39,7 @@ internal static class TensorData
                 for (int i = 0; i < n; i++) { result[i] = (float)tensor.DoubleData[i]; }
                 break;
             default:
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Tensor '{tensor.Name}' has element type {(TensorProto.Types.DataType)tensor.DataType}; a float weight was expected.");
         }
         return result;
@@ -65,7 +65,7 @@ internal static class TensorData
                 for (int i = 0; i < n; i++) { result[i] = tensor.Int32Data[i]; }
                 break;
             default:
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Tensor '{tensor.Name}' has element type {(TensorProto.Types.DataType)tensor.DataType}; an integer tensor was expected.");
         }
         return result;

@@ -21,10 +21,12 @@ sealed class BestOfMethod : ISearchMethod
         ArgumentNullException.ThrowIfNull(budgets);
         if (context.HeldOut is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "Method best needs held-out calibration images to compare its candidates on.");
+            throw Errors.InvalidInput("Method best needs held-out calibration images to compare its candidates on.");
         }
-        if (context.Sensitivity is null) { throw new BitBudgetException(ErrorKind.InvalidInput, "Method best needs measured sensitivities."); }
-        MpqPipeline p = context.Pipeline;
+        if (context.Sensitivity is null) { throw Errors.InvalidInput("Method best needs measured sensitivities."); }
+        // Sensitivities come from a calibrated pipeline; best-of simulates its candidates with that calibration.
+        CalibratedPipeline p = context.Pipeline as CalibratedPipeline
+            ?? throw new InvalidOperationException("Method best simulates its candidates: pass the CalibratedPipeline that Calibrate returns.");
         string label = string.Join("+", budgets.Select(b => b.ToString()));
         float[] floatLogits = context.HeldOutLogits(cancel);
         BestOfResult r = BestOfSearch.Run(p, budgets, label, context.Sensitivity, context.HeldOut, floatLogits, context.BestCandidates, context.BestJudge,

@@ -36,7 +36,10 @@ public sealed class SearchContext
 {
     float[]? _heldOutLogits;
 
-    /// <summary>The opened pipeline (calibrated when a method <see cref="ISearchMethod.NeedsSensitivity"/>).</summary>
+    /// <summary>
+    /// The pipeline: a <see cref="CalibratedPipeline"/> when a method <see cref="ISearchMethod.NeedsSensitivity"/> or OMPQ judges β
+    /// on held-out images (both simulate); an opened one suffices for uniform bits and OMPQ with a fixed β.
+    /// </summary>
     public required MpqPipeline Pipeline { get; init; }
 
     /// <summary>Sensitivity images: CLADO measured on them, OMPQ takes its feature batch from them.</summary>

@@ -20,5 +20,5 @@ public static class SearchMethods
     /// <exception cref="BitBudgetException">No such method (<see cref="ErrorKind.InvalidInput"/>).</exception>
     public static ISearchMethod Get(string name) =>
         All.FirstOrDefault(m => m.Name == name)
-        ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown method '{name}'; expected {string.Join(", ", Names)} or all.");
+        ?? throw Errors.InvalidInput($"Unknown method '{name}'; expected {string.Join(", ", Names)} or all.");
 }

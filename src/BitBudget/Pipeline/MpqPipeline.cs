@@ -23,18 +23,36 @@ public enum PsdMethod
 /// configuration (CLADO, independent, uniform, OMPQ), simulate, export a QDQ model and evaluate it. Each step returns an
 /// immutable result; the CLI's <c>run</c> command is these calls in order.
 /// </summary>
+/// <remarks>
+/// The stages are types: an opened pipeline offers what needs no data (the layer policy, budgets, searches, configurations,
+/// evaluation); <see cref="Calibrate"/> returns a <see cref="CalibratedPipeline"/>, and only that offers what needs calibrated
+/// activation ranges and rounded weights (<see cref="CalibratedPipeline.MeasureSensitivity"/>, <see cref="CalibratedPipeline.Simulate"/>,
+/// <see cref="CalibratedPipeline.Export"/>), so measuring or exporting before calibrating does not compile.
+/// </remarks>
 /// <example>
 /// <code>
 /// var pipeline = MpqPipeline.Open("resnet20.onnx");
 /// Dataset calib = DatasetLoader.Load(new DataOptions { Path = "train-5k", Preprocessing = Preprocessing.Cifar10, Limit = 512, Seed = 0 });
-/// pipeline.Calibrate(calib);
-/// SensitivityResult s = pipeline.MeasureSensitivity(calib.Sample(256, 1));
-/// SearchResult r = pipeline.Search(SearchMethod.Clado, [Budget.Parse("4bits")], s);
-/// ExportResult e = pipeline.Export(pipeline.Configuration(r.Bits), "resnet20-4bits.onnx");
+/// CalibratedPipeline calibrated = pipeline.Calibrate(calib);
+/// SensitivityResult s = calibrated.MeasureSensitivity(calib.Sample(256, 1));
+/// SearchResult r = calibrated.Search(SearchMethod.Clado, [Budget.Parse("4bits")], s);
+/// ExportResult e = calibrated.Export(calibrated.Configuration(r.Bits), "resnet20-4bits.onnx");
 /// </code>
 /// </example>
-public sealed class MpqPipeline
+public class MpqPipeline
 {
+    /// <summary>The stages after calibration share the opened pipeline's model, inventory, options and policy.</summary>
+    private protected MpqPipeline(MpqPipeline opened)
+    {
+        ArgumentNullException.ThrowIfNull(opened);
+        Original = opened.Original;
+        Prepared = opened.Prepared;
+        Summary = opened.Summary;
+        Options = opened.Options;
+        OutputKind = opened.OutputKind;
+        Policy = opened.Policy;
+    }
+
     MpqPipeline(OnnxModel original, OnnxModel prepared, ModelSummary summary, PipelineOptions options)
     {
         OutputKind = options.OutputKind ?? summary.Preparation.OutputKind;
@@ -50,7 +68,6 @@ public sealed class MpqPipeline
         };
         // A layer kept in float has no quantized input either.
         Policy = [.. config.Resolve(summary.Layers).Select(p => p.IsFloat ? p with { ActivationBits = 0 } : p)];
-        Weights = new QuantizedWeights(prepared, summary.Layers);
     }
 
     /// <summary>Loads and prepares a model.</summary>
@@ -63,13 +80,13 @@ public sealed class MpqPipeline
         options ??= PipelineOptions.Default;
         if (options.ActivationBits is not 0 and (< 4 or > 16))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
+            throw Errors.InvalidInput($"Activation bits {options.ActivationBits} are not supported; expected 0 (weights only) or 4–16.");
         }
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model, options.Output);
         var pipeline = new MpqPipeline(model, prepared, summary, options);
         if (pipeline.Policy.Count(p => p.Searchable) == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Model '{model.Source}' has no layer left to search once the first and last layers are fixed.");
+            throw Errors.InvalidInput($"Model '{model.Source}' has no layer left to search once the first and last layers are fixed.");
         }
         return pipeline;
     }
@@ -92,76 +109,33 @@ public sealed class MpqPipeline
     /// <summary>Per-layer policy: which layers are searched, fixed bits, activation bits, granularity.</summary>
     public IReadOnlyList<LayerBits> Policy { get; }
 
-    /// <summary>Quantized tensors of every (layer, bits), computed once and shared by search, simulation and export.</summary>
-    internal QuantizedWeights Weights { get; private set; }
-
-    /// <summary>Calibrated input-activation parameters by layer name (null before <see cref="Calibrate"/> or when weights only).</summary>
-    internal IReadOnlyDictionary<string, ActivationParams>? Activations { get; private set; }
-
-    /// <summary>
-    /// Quantizers of the attention activation × activation MatMuls (<see cref="PipelineOptions.AttentionMatMuls"/> = A8, after
-    /// <see cref="Calibrate"/>; empty when the model has none), else null.
-    /// </summary>
-    internal IReadOnlyList<AttentionQuantizer>? Attention { get; private set; }
-
-    // Held-out KL of configurations OMPQ's β grid judged (keyed by held-out set and configuration; cleared by Calibrate).
-    readonly Dictionary<string, double> _heldOutKl = new(StringComparer.Ordinal);
-    readonly Dictionary<string, float[]> _heldOutLogits = new(StringComparer.Ordinal);
-
-    // A few calibration images on which every export is run and compared with its simulation (null: one zero image).
-    float[]? _checkImages;
-
-    // The calibration images the weights were rounded on (sequential final rounding runs its passes on them).
-    Dataset? _calibration;
-
-    // Sequentially rounded weights per configuration (BitConfig.Describe), so simulation and export use the same tensors.
-    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<QuantizedWeights>> _final = new(StringComparer.Ordinal);
-
-    /// <summary>Hash of the calibration data, or null before calibration.</summary>
-    public string? CalibrationHash { get; private set; }
-
     /// <summary>
     /// Calibrates on the first <see cref="PipelineOptions.CalibrationImages"/> images of <paramref name="calibration"/>: input-activation
     /// ranges, and the layer-input statistics the rounding needs (GPTQ, bias correction); every quantized tensor is then
-    /// rounded once, on first use, and shared by measurement, search, simulation and export.
+    /// rounded once, on first use, and shared by measurement, search, simulation and export. Weights only with
+    /// round-to-nearest needs no statistics: the images then only check the model runs on them and check every export.
+    /// This pipeline is not changed; calibrating again (other images) returns another <see cref="CalibratedPipeline"/>.
     /// </summary>
-    public void Calibrate(Dataset calibration, CancellationToken cancel = default)
+    public CalibratedPipeline Calibrate(Dataset calibration, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(calibration);
         Dataset used = calibration.Count > Options.CalibrationImages ? calibration.Subset(Enumerable.Range(0, Options.CalibrationImages).ToArray()) : calibration;
+        IReadOnlyDictionary<string, ActivationParams>? activations = null;
+        IReadOnlyList<AttentionQuantizer>? attention = null;
         using (var engine = EvaluationEngine.Create(Prepared, Options.Runtime, OutputKind))
         {
             engine.CheckInput(used);
             if (Options.ActivationBits > 0)
             {
-                Activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
+                activations = ActivationCalibrator.Calibrate(engine, Summary.Layers, used, Options.ActivationBits, Options.ActivationCalibration, 64, cancel);
             }
             if (Options.AttentionMatMuls == AttentionMatMulMode.A8)
             {
-                Attention = AttentionMatMuls.Calibrate(engine, used, 8, Options.ActivationCalibration, 64, cancel);
+                attention = AttentionMatMuls.Calibrate(engine, used, 8, Options.ActivationCalibration, 64, cancel);
             }
         }
-        Weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
-        CalibrationHash = used.Hash;
-        _calibration = used;
-        _final.Clear();
-        _heldOutKl.Clear();
-        _checkImages = used.Batch(0, Math.Min(8, used.Count)).ToArray();
-    }
-
-    /// <summary>CLADO's measurement on <paramref name="sensitivity"/> (see <see cref="CladoSensitivity"/>), reusing the store when configured.</summary>
-    public SensitivityResult MeasureSensitivity(Dataset sensitivity, IProgress<SensitivityProgress>? progress = null, CancellationToken cancel = default)
-    {
-        ArgumentNullException.ThrowIfNull(sensitivity);
-        RequireCalibration();
-        var options = Options.Sensitivity with
-        {
-            CandidateBits = Options.CandidateBits,
-            Runtime = Options.Runtime,
-            OutputKind = OutputKind,
-            SettingsNote = $"{Options.Fingerprint()} {Options.Sensitivity.SettingsNote}".Trim(),
-        };
-        return CladoSensitivity.Measure(new SensitivityInput(Prepared, Summary.Layers, Policy, Weights, Activations, sensitivity, Attention), options, progress, cancel);
+        QuantizedWeights weights = QuantizedWeights.Create(Prepared, Summary.Layers, Options.Rounding with { CalibrationImages = used.Count }, used, Options.Runtime, null, cancel);
+        return new CalibratedPipeline(this, used, weights, activations, attention);
     }
 
     /// <summary>The search problem for <paramref name="budgets"/>, with Ω from <paramref name="sensitivity"/> made PSD (zeros without it).</summary>
@@ -177,11 +151,11 @@ public sealed class MpqPipeline
         {
             if (sensitivity.Size != n || !sensitivity.CandidateBits.SequenceEqual(Options.CandidateBits))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"The sensitivity result has {sensitivity.Size} schemes; this pipeline searches {n}.");
+                throw Errors.InvalidInput($"The sensitivity result has {sensitivity.Size} schemes; this pipeline searches {n}.");
             }
             if (!sensitivity.Complete)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity store is incomplete (a shard?); merge every shard before searching.");
+                throw Errors.InvalidInput("The sensitivity store is incomplete (a shard?); merge every shard before searching.");
             }
             for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { omega[i, j] = sensitivity.Omega[i * n + j]; } }
             omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(omega) : PsdProjection.ShiftDiagonal(omega);
@@ -195,7 +169,7 @@ public sealed class MpqPipeline
     {
         if (method != SearchMethod.Uniform && sensitivity is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Method {method} needs measured sensitivities.");
+            throw Errors.InvalidInput($"Method {method} needs measured sensitivities.");
         }
         return BitSearch.Solve(Problem(budgets, sensitivity, psd), method, Options.Search, cancel);
     }
@@ -233,38 +207,22 @@ public sealed class MpqPipeline
     /// <summary>
     /// OMPQ on the first <see cref="PipelineOptions.OmpqImages"/> images of <paramref name="images"/> for one size budget. With
     /// <see cref="OmpqBetaRule.HeldOut"/> (the default) every β of the grid is judged by the KL divergence of its simulated model from
-    /// the float model on <paramref name="heldOut"/> (calibrate first; <paramref name="heldOutFloatLogits"/> = <see cref="Logits"/> of
+    /// the float model on <paramref name="heldOut"/> (on a <see cref="CalibratedPipeline"/>; <paramref name="heldOutFloatLogits"/> = <see cref="Logits"/> of
     /// the original on it, computed when null).
     /// </summary>
     public OmpqSearchResult SearchOmpq(Dataset images, Budget budget, CancellationToken cancel = default, Dataset? heldOut = null, float[]? heldOutFloatLogits = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(budget);
-        if (OmpqLimitation is string limitation) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+        if (OmpqLimitation is string limitation) { throw Errors.InvalidInput(limitation + "."); }
         Func<IReadOnlyList<int>, double>? judge = null;
         if (Options.Ompq.BetaRule == OmpqBetaRule.HeldOut)
         {
             if (heldOut is null || heldOut.Count == 0)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
+                throw Errors.InvalidInput("OMPQ's held-out β needs held-out images (neither calibration nor sensitivity images); none are left, so use --ompq-beta paper or a number.");
             }
-            if (heldOutFloatLogits is null && !_heldOutLogits.TryGetValue(heldOut.Hash, out heldOutFloatLogits))
-            {
-                heldOutFloatLogits = Logits(Original, heldOut, cancel);
-                _heldOutLogits[heldOut.Hash] = heldOutFloatLogits;
-            }
-            float[] reference = heldOutFloatLogits;
-            judge = bits =>
-            {
-                var config = Configuration(bits);
-                string key = $"{heldOut.Hash}|{BitConfig.Describe(config)}";
-                if (!_heldOutKl.TryGetValue(key, out double kl))
-                {
-                    kl = EvaluateAgainst(Simulate(config), heldOut, reference, cancel).KlDivergence!.Value;
-                    _heldOutKl[key] = kl;
-                }
-                return kl;
-            };
+            judge = HeldOutJudge(heldOut, heldOutFloatLogits, cancel);
         }
         OmpqAllocation.RequireSizeBudget(budget);
         int n = Math.Min(Options.OmpqImages, images.Count);
@@ -284,7 +242,7 @@ public sealed class MpqPipeline
     {
         ArgumentNullException.ThrowIfNull(bits);
         return [.. Policy.Select(p => p.Searchable
-            ? p with { WeightBits = bits.TryGetValue(p.Layer, out int b) ? b : throw new BitBudgetException(ErrorKind.InvalidInput, $"No bits chosen for searched layer '{p.Layer}'.") }
+            ? p with { WeightBits = bits.TryGetValue(p.Layer, out int b) ? b : throw Errors.InvalidInput($"No bits chosen for searched layer '{p.Layer}'.") }
             : p)];
     }
 
@@ -299,40 +257,11 @@ public sealed class MpqPipeline
     public IReadOnlyList<LayerBits> Uniform(int bits) => Configuration(Summary.Layers.ToDictionary(l => l.Name, _ => bits));
 
     /// <summary>
-    /// The fake-quantized model of a configuration with its final weights (<see cref="FinalWeights"/>): what its export computes.
-    /// With <paramref name="finalRounding"/> false, the independently rounded weights the measurement used (cheaper; what
-    /// <c>best</c> judges its candidates with).
+    /// How OMPQ's held-out β rule scores a configuration (KL divergence of its simulated model from the float model on
+    /// <paramref name="heldOut"/>); simulating needs calibration, so only <see cref="CalibratedPipeline"/> can.
     /// </summary>
-    public OnnxModel Simulate(IReadOnlyList<LayerBits> config, bool finalRounding = true)
-    {
-        RequireCalibration();
-        return QuantSimulator.Build(Prepared, Summary.Layers, WithActivations(config), finalRounding ? FinalWeights(config) : Weights, Activations, attention: Attention);
-    }
-
-    /// <summary>
-    /// The weights a configuration is simulated and exported with: <see cref="Weights"/> with <see cref="FinalRounding.Independent"/>,
-    /// else the configuration re-rounded by <see cref="SequentialRounding"/> (computed once per configuration).
-    /// </summary>
-    internal QuantizedWeights FinalWeights(IReadOnlyList<LayerBits> config, IProgress<int>? progress = null, CancellationToken cancel = default)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        RequireCalibration();
-        if (Options.FinalRounding == FinalRounding.Independent || !Weights.Rounding.NeedsCalibration) { return Weights; }
-        IReadOnlyList<LayerBits> resolved = WithActivations(config);
-        return _final.GetOrAdd(BitConfig.Describe(resolved), _ => new Lazy<QuantizedWeights>(
-            () => SequentialRounding.Round(Weights, resolved, Activations, _calibration, Options.Runtime, progress, cancel))).Value;
-    }
-
-    /// <summary>
-    /// Writes the QDQ model of a configuration (checked in ORT at ORT_ENABLE_ALL before it counts); with
-    /// <paramref name="matMulNBits"/> 3–4-bit MatMul weights become com.microsoft.MatMulNBits instead.
-    /// </summary>
-    public ExportResult Export(IReadOnlyList<LayerBits> config, string path, bool force = false, bool matMulNBits = false)
-    {
-        RequireCalibration();
-        return QdqExporter.ExportToFile(path, force, Prepared, Summary.Layers, WithActivations(config), FinalWeights(config), Activations,
-            new ExportOptions { Runtime = Options.Runtime, CheckInput = _checkImages, MatMulNBits = matMulNBits, Attention = Attention });
-    }
+    private protected virtual Func<IReadOnlyList<int>, double> HeldOutJudge(Dataset heldOut, float[]? heldOutFloatLogits, CancellationToken cancel) =>
+        throw new InvalidOperationException("OMPQ's held-out β judges simulated configurations: call SearchOmpq on the CalibratedPipeline that Calibrate returns.");
 
     /// <summary>Top-1/top-5/loss of <paramref name="model"/> (a simulated or exported model, or the original) on <paramref name="data"/>.</summary>
     public EvaluationResult Evaluate(OnnxModel model, Dataset data, IProgress<int>? progress = null, CancellationToken cancel = default)
@@ -389,14 +318,6 @@ public sealed class MpqPipeline
 
     int FixedBits(int layer) => Policy[layer].IsFloat ? 32 : Policy[layer].WeightBits;
 
-    IReadOnlyList<LayerBits> WithActivations(IReadOnlyList<LayerBits> config) =>
+    private protected IReadOnlyList<LayerBits> WithActivations(IReadOnlyList<LayerBits> config) =>
         Options.ActivationBits == 0 ? [.. config.Select(c => c with { ActivationBits = 0 })] : config;
-
-    void RequireCalibration()
-    {
-        if (CalibrationHash is null && (Options.ActivationBits > 0 || Options.AttentionMatMuls != AttentionMatMulMode.Float || Options.Rounding.NeedsCalibration))
-        {
-            throw new InvalidOperationException("Call Calibrate before measuring, simulating or exporting with activation quantization or data-aware rounding.");
-        }
-    }
 }

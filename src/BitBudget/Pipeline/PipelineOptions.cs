@@ -97,7 +97,7 @@ public sealed record PipelineOptions
     {
         "default" => Default,
         "clado-paper" => CladoPaper,
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"Unknown quantization preset '{name}'; expected default or clado-paper."),
+        _ => throw Errors.InvalidInput($"Unknown quantization preset '{name}'; expected default or clado-paper."),
     };
 
     /// <summary>A stable one-line text of the settings that change quantized values.</summary>

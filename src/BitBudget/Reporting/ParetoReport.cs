@@ -46,19 +46,19 @@ internal static class ParetoReport
         ArgumentNullException.ThrowIfNull(front);
         if (front.Points is null || front.Points.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"The Pareto front of '{front.ModelName}' has no points; expected at least one evaluated configuration.");
+            throw Errors.InvalidInput($"The Pareto front of '{front.ModelName}' has no points; expected at least one evaluated configuration.");
         }
         foreach (var p in front.Points)
         {
             if (!double.IsFinite(p.SizeBytes) || p.SizeBytes < 0)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Point '{p.Method}' at '{p.BudgetLabel}' has size {p.SizeBytes} bytes; expected a finite non-negative number.");
+                throw Errors.InvalidInput($"Point '{p.Method}' at '{p.BudgetLabel}' has size {p.SizeBytes} bytes; expected a finite non-negative number.");
             }
             foreach (double? top1 in (ReadOnlySpan<double?>)[p.Top1Simulated, p.Top1Exported])
             {
                 if (top1 is double t && !(t >= 0 && t <= 1))
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput, $"Point '{p.Method}' at '{p.BudgetLabel}' has top-1 {t}; expected a fraction between 0 and 1.");
+                    throw Errors.InvalidInput($"Point '{p.Method}' at '{p.BudgetLabel}' has top-1 {t}; expected a fraction between 0 and 1.");
                 }
             }
         }

@@ -28,11 +28,11 @@ public static class RunWorkflow
         ArgumentNullException.ThrowIfNull(request);
         MpqPipeline p = request.Pipeline;
         foreach (string m in request.Methods) { _ = SearchMethods.Get(m); }
-        if (request.Budgets.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "No budget given."); }
+        if (request.Budgets.Count == 0) { throw Errors.InvalidInput("No budget given."); }
         string outDir = Path.GetFullPath(request.OutputDirectory);
         if (File.Exists(outDir))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Output '{outDir}' is a file; `run -o` takes a folder.");
+            throw Errors.InvalidInput($"Output '{outDir}' is a file; `run -o` takes a folder.");
         }
         CheckInputsOutsideOutputs(request, outDir);
         // The store may live in the output folder; it is the run's own state, not an earlier run's output.
@@ -40,14 +40,14 @@ public static class RunWorkflow
         if (Directory.Exists(outDir) && !request.Force
             && Directory.EnumerateFileSystemEntries(outDir).Any(e => store is null || !(e == store || e.StartsWith(store + "-", StringComparison.Ordinal))))
         {
-            throw new BitBudgetException(ErrorKind.OutputExists, $"Output folder '{outDir}' exists and is not empty; use --force to overwrite its files.");
+            throw Errors.OutputExists($"Output folder '{outDir}' exists and is not empty; use --force to overwrite its files.");
         }
         var warnings = new List<string>();
         var methods = request.Methods.ToList();
         foreach (string m in request.Methods)
         {
             if (SearchMethods.Get(m).Limitation(p) is not string limitation) { continue; }
-            if (methods.Count == 1) { throw new BitBudgetException(ErrorKind.InvalidInput, limitation + "."); }
+            if (methods.Count == 1) { throw Errors.InvalidInput(limitation + "."); }
             methods.Remove(m);
             warnings.Add($"{limitation}; {m} skipped, running {string.Join(", ", methods)}.");
         }
@@ -76,7 +76,7 @@ public static class RunWorkflow
         }
     }
 
-    static RunSummary Run(RunRequest request, MpqPipeline p, string outDir, List<string> warnings, IProgress<RunProgress>? progress, CancellationToken cancel)
+    static RunSummary Run(RunRequest request, MpqPipeline opened, string outDir, List<string> warnings, IProgress<RunProgress>? progress, CancellationToken cancel)
     {
         Directory.CreateDirectory(Path.Combine(outDir, "models"));
         var timings = new List<StageTiming>();
@@ -85,7 +85,7 @@ public static class RunWorkflow
         void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
 
         progress?.Report(new RunProgress("calibrate", 0, 1, null));
-        p.Calibrate(request.Calibration, cancel);
+        CalibratedPipeline p = opened.Calibrate(request.Calibration, cancel);
         Stage("calibrate");
 
         progress?.Report(new RunProgress("evaluate float", 0, request.Evaluation.Count, null));
@@ -96,7 +96,7 @@ public static class RunWorkflow
         var methods = request.Methods.Select(SearchMethods.Get).ToList();
         if (methods.FirstOrDefault(m => m.NeedsHeldOut) is ISearchMethod judging && request.HeldOut is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Method {judging.Name} needs held-out calibration images to compare its candidates on.");
+            throw Errors.InvalidInput($"Method {judging.Name} needs held-out calibration images to compare its candidates on.");
         }
         if (methods.Any(m => m.NeedsSensitivity))
         {
@@ -180,7 +180,7 @@ public static class RunWorkflow
     {
         if (Math.Abs(simulatedTop1 - exportedTop1) <= RunRequest.MaxSimulationGap) { return; }
         File.Delete(modelPath);
-        throw new BitBudgetException(ErrorKind.Runtime, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        throw Errors.Runtime(string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{point}: the exported model scores {exportedTop1:F2} % top-1 but its simulation {simulatedTop1:F2} % (more than {RunRequest.MaxSimulationGap} points apart); the exported model was deleted."));
     }
 
@@ -203,7 +203,7 @@ public static class RunWorkflow
                 || resolved.StartsWith(FileIdentity.Resolve(models) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
             if (clash)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Input '{input}' is one of the files a run writes into '{outDir}'; BitBudget never writes over an input, even with --force. Choose another output folder.");
             }
         }

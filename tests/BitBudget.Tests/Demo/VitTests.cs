@@ -104,19 +104,15 @@ public class VitTests
         Assert.InRange(r.Top1, 80, 100);
     }
 
-    static MpqPipeline Calibrated(string variant, int calibration = 128)
-    {
-        var pipeline = MpqPipeline.Open(ModelPath(variant), PipelineOptions.Default with { CalibrationImages = calibration });
-        pipeline.Calibrate(Data("train", calibration, seed: 0));
-        return pipeline;
-    }
+    static CalibratedPipeline Calibrated(string variant, int calibration = 128) =>
+        MpqPipeline.Open(ModelPath(variant), PipelineOptions.Default with { CalibrationImages = calibration }).Calibrate(Data("train", calibration, seed: 0));
 
     /// <summary>Quantize at 8/4/2 bits (GPTQ, A8 inputs of every linear layer): the exported model runs at ORT_ENABLE_ALL and agrees with the simulation.</summary>
     [Theory]
     [MemberData(nameof(Variants))]
     public void Quantize_8_4_2Bits_ExportRunsAndMatchesSimulation(string variant)
     {
-        MpqPipeline pipeline = Calibrated(variant);
+        CalibratedPipeline pipeline = Calibrated(variant);
         Dataset check = Data("t10k", 200, seed: 3);
         using var dir = new Assets.TempDir();
         double fp = pipeline.Evaluate(pipeline.Prepared, check).Top1;
@@ -159,9 +155,9 @@ public class VitTests
     [MemberData(nameof(Variants))]
     public void AttentionA8_BothInputsQuantized_ExportMatchesSimulation(string variant)
     {
-        var pipeline = MpqPipeline.Open(ModelPath(variant), PipelineOptions.Default with { CalibrationImages = 128, AttentionMatMuls = AttentionMatMulMode.A8 });
-        pipeline.Calibrate(Data("train", 128, seed: 0));
-        MpqPipeline floatAttention = Calibrated(variant);
+        var pipeline = MpqPipeline.Open(ModelPath(variant), PipelineOptions.Default with { CalibrationImages = 128, AttentionMatMuls = AttentionMatMulMode.A8 })
+            .Calibrate(Data("train", 128, seed: 0));
+        CalibratedPipeline floatAttention = Calibrated(variant);
         IReadOnlyList<AttentionQuantizer> attention = Assert.IsAssignableFrom<IReadOnlyList<AttentionQuantizer>>(pipeline.Attention);
         Assert.Equal(6, attention.Count);
         Assert.Null(floatAttention.Attention);
@@ -260,8 +256,8 @@ public class VitTests
     [Fact]
     public void AttentionA8_Sensitivity_MeasuredWithAttentionQuantized()
     {
-        var pipeline = MpqPipeline.Open(ModelPath("fused"), PipelineOptions.Default with { CalibrationImages = 64, AttentionMatMuls = AttentionMatMulMode.A8 });
-        pipeline.Calibrate(Data("train", 64, seed: 0));
+        var pipeline = MpqPipeline.Open(ModelPath("fused"), PipelineOptions.Default with { CalibrationImages = 64, AttentionMatMuls = AttentionMatMulMode.A8 })
+            .Calibrate(Data("train", 64, seed: 0));
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 3 }).ToArray();
         Dataset data = Data("train", 24, seed: 7);
         var options = new SensitivityOptions { BatchSize = 12 };
@@ -305,7 +301,7 @@ public class VitTests
     [Fact]
     public void MatMulNBits_Export_SameLogitsAsQdq()
     {
-        MpqPipeline pipeline = Calibrated("fused");
+        CalibratedPipeline pipeline = Calibrated("fused");
         IReadOnlyList<LayerBits> config = pipeline.Uniform(4);
         Dataset check = Data("t10k", 100, seed: 4);
         using var dir = new Assets.TempDir();
@@ -346,7 +342,7 @@ public class VitTests
     [MemberData(nameof(Variants))]
     public void Sensitivity_ConesEqualNaiveLoop_ShapeSubgraphsNotRerun(string variant)
     {
-        MpqPipeline pipeline = Calibrated(variant, 64);
+        CalibratedPipeline pipeline = Calibrated(variant, 64);
         var layers = pipeline.Summary.Layers;
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
         var input = new SensitivityInput(pipeline.Prepared, layers, config, pipeline.Weights, pipeline.Activations, Data("train", 24, seed: 7));
@@ -379,7 +375,7 @@ public class VitTests
     [MemberData(nameof(Variants))]
     public void Sensitivity_ConesEqualNaiveLoop_BitExactWithoutExtendedFusions(string variant)
     {
-        MpqPipeline pipeline = Calibrated(variant, 64);
+        CalibratedPipeline pipeline = Calibrated(variant, 64);
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, Data("train", 24, seed: 7));
         var runtime = BitBudget.Runtime.RuntimeOptions.Default with { Optimization = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, ImagesPerRun = 12 };

@@ -178,13 +178,11 @@ public class ModelZooTests(ZooFolder zoo) : IClassFixture<ZooFolder>
             Rounding = BitBudget.Rounding.WeightRounding.RoundToNearest,
             Sensitivity = new SensitivityOptions { BatchSize = 60 },
         };
-        MpqPipeline logits = MpqPipeline.Open(OnnxModel.Load(zoo.Model("base")), options);
-        MpqPipeline probs = MpqPipeline.Open(OnnxModel.Load(zoo.Model(head)), options);
+        Dataset calibration = data.Subset([.. Enumerable.Range(0, 120)]), sensitivity = data.Subset([.. Enumerable.Range(120, 120)]);
+        CalibratedPipeline logits = MpqPipeline.Open(OnnxModel.Load(zoo.Model("base")), options).Calibrate(calibration);
+        CalibratedPipeline probs = MpqPipeline.Open(OnnxModel.Load(zoo.Model(head)), options).Calibrate(calibration);
         Assert.Equal(OutputKind.Logits, logits.OutputKind);
         Assert.Equal(kind, probs.OutputKind);
-        Dataset calibration = data.Subset([.. Enumerable.Range(0, 120)]), sensitivity = data.Subset([.. Enumerable.Range(120, 120)]);
-        logits.Calibrate(calibration);
-        probs.Calibrate(calibration);
 
         EvaluationResult a = logits.Evaluate(logits.Original, data), b = probs.Evaluate(probs.Original, data);
         Assert.InRange(a.CrossEntropy, 0.01, 5);   // a real loss, not ~0 (softmax twice flattens it towards log 10)

@@ -40,9 +40,9 @@ public class RunWorkflowTests
     [Fact]
     public void LibraryApiRunsEveryStep()
     {
-        MpqPipeline pipeline = MpqPipeline.Open(Assets.Mnist8, s_options);
-        Assert.Equal(2, pipeline.Policy.Count(p => p.Searchable));
-        pipeline.Calibrate(Calibration);
+        MpqPipeline opened = MpqPipeline.Open(Assets.Mnist8, s_options);
+        Assert.Equal(2, opened.Policy.Count(p => p.Searchable));
+        CalibratedPipeline pipeline = opened.Calibrate(Calibration);
         Assert.NotNull(pipeline.Activations);
         SensitivityResult s = pipeline.MeasureSensitivity(Sensitivity);
         Assert.Equal(6, s.Size);
@@ -175,8 +175,7 @@ public class W8A8AccuracyTests
     [Fact]
     public void ResNet20W8A8StaysWithinHalfAPoint()
     {
-        MpqPipeline pipeline = MpqPipeline.Open(Assets.ResNet20);
-        pipeline.Calibrate(SharedData.CifarTrain(512, seed: 0));
+        CalibratedPipeline pipeline = MpqPipeline.Open(Assets.ResNet20).Calibrate(SharedData.CifarTrain(512, seed: 0));
         using var dir = new Assets.TempDir();
         ExportResult exported = pipeline.Export(pipeline.Uniform(8), dir.File("w8a8.onnx"));
         EvaluationResult result = pipeline.Evaluate(exported.Model, SharedData.CifarTest);

@@ -98,9 +98,8 @@ public class ZooReliabilityTests(ZooFolder zoo) : IClassFixture<ZooFolder>
             FirstLayerBits = 2, LastLayerBits = 2, ActivationBits = 0, CalibrationImages = 64,
             Rounding = WeightRounding.RoundToNearest with { BiasCorrection = true },
         };
-        MpqPipeline pipeline = MpqPipeline.Open(OnnxModel.Load(model), options);
         Dataset images = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = Preprocessing.Cifar10, CacheDirectory = "" });
-        pipeline.Calibrate(images.Subset([.. Enumerable.Range(0, 64)]));
+        CalibratedPipeline pipeline = MpqPipeline.Open(OnnxModel.Load(model), options).Calibrate(images.Subset([.. Enumerable.Range(0, 64)]));
         var config = pipeline.Uniform(2);
         EvaluationResult simulated = pipeline.Evaluate(pipeline.Simulate(config), images);
         EvaluationResult exported = pipeline.Evaluate(pipeline.Export(config, dir.File("lib.onnx")).Model, images);

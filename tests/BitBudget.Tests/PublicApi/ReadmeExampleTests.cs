@@ -20,11 +20,11 @@ public class ReadmeExampleTests
         var pipeline = MpqPipeline.Open(model);                         // PipelineOptions.Default or .CladoPaper
         Dataset train = DatasetLoader.Load(new DataOptions { Path = Path.Combine(cifar, "train-5k"), Preprocessing = Preprocessing.Cifar10 });
         Dataset test = DatasetLoader.Load(new DataOptions { Path = Path.Combine(cifar, "test"), Preprocessing = Preprocessing.Cifar10, Limit = 500 });
-        pipeline.Calibrate(train.Sample(64, seed: 0));
-        var sensitivity = pipeline.MeasureSensitivity(train.Sample(8, seed: 1));
-        var result = pipeline.Search(SearchMethod.Clado, [Budget.Parse("3.5bits")], sensitivity);
-        var exported = pipeline.Export(pipeline.Configuration(result.Bits), output);
-        double top1 = pipeline.Evaluate(exported.Model, test).Top1;
+        var calibrated = pipeline.Calibrate(train.Sample(64, seed: 0));          // only a CalibratedPipeline measures, simulates, exports
+        var sensitivity = calibrated.MeasureSensitivity(train.Sample(8, seed: 1));
+        var result = calibrated.Search(SearchMethod.Clado, [Budget.Parse("3.5bits")], sensitivity);
+        var exported = calibrated.Export(calibrated.Configuration(result.Bits), output);
+        double top1 = calibrated.Evaluate(exported.Model, test).Top1;
         // ---- end of the example ----
 
         Assert.True(File.Exists(output));

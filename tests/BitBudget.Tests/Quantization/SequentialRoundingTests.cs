@@ -199,8 +199,8 @@ public class SequentialRoundingTests(ITestOutputHelper output)
         Dataset data = Data(4);
         foreach (FinalRounding final in new[] { FinalRounding.Independent, FinalRounding.Sequential })
         {
-            MpqPipeline p = MpqPipeline.Open(Chain(), PipelineOptions.Default with { FinalRounding = final, CalibrationImages = Images });
-            p.Calibrate(data, TestContext.Current.CancellationToken);
+            CalibratedPipeline p = MpqPipeline.Open(Chain(), PipelineOptions.Default with { FinalRounding = final, CalibrationImages = Images })
+                .Calibrate(data, TestContext.Current.CancellationToken);
             IReadOnlyList<LayerBits> config = p.Uniform(2);
             QuantizedWeights w = p.FinalWeights(config);
             if (final == FinalRounding.Independent) { Assert.Same(p.Weights, w); continue; }
