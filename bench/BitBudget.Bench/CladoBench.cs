@@ -31,7 +31,7 @@ static class CladoBench
     {
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
-            Sensitivity = new SensitivityOptions { BatchSize = images },
+            Sensitivity = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = images },
         });
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         pipeline.Calibrate(source.Sample(Math.Min(256, source.Count), 0));
