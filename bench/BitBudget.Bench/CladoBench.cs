@@ -44,7 +44,7 @@ static class CladoBench
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
-            Sensitivity = new SensitivityOptions { BatchSize = images, Loss = loss },
+            Sensitivity = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = images, Loss = loss },
             Rounding = rounding ?? WeightRounding.Default,
         }).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         Dataset sens = source.Sample(images, 1);

@@ -21,7 +21,7 @@ static class IqpRealBench
         var options = PipelineOptions.Default with
         {
             CalibrationImages = resnet ? 512 : 256,
-            Sensitivity = new SensitivityOptions { BatchSize = resnet ? 256 : 32, StorePath = store },
+            Sensitivity = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = resnet ? 256 : 32, StorePath = store },
         };
         MpqPipeline opened = MpqPipeline.Open(Measure.Assets(resnet ? "cifar10/resnet20.onnx" : "imagenet/squeezenet1.1.onnx"), options);
         Dataset source = DatasetLoader.Load(new DataOptions

@@ -34,7 +34,7 @@ static class ShardBench
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         var pipeline = MpqPipeline.Open(model).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, pipeline.Policy, pipeline.Weights, pipeline.Activations, source.Sample(images, 1));
-        var options = new SensitivityOptions { BatchSize = images, CandidateBits = pipeline.Options.CandidateBits, Runtime = pipeline.Options.Runtime };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = images, CandidateBits = pipeline.Options.CandidateBits, Runtime = pipeline.Options.Runtime };
 
         var plan = MeasurementPlan.Create(input, options);
         long[] costs = ShardPlan.UnitCosts(plan);

@@ -140,7 +140,7 @@ static class VitBench
             var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with { CalibrationImages = 64, Runtime = runtime }).Calibrate(calibration);
             var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
             var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data);
-            var options = new SensitivityOptions { BatchSize = 12, Runtime = runtime };
+            var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, Runtime = runtime };
             SensitivityResult cones = CladoSensitivity.Measure(input, options), naive = CladoSensitivity.Measure(input, options with { Naive = true });
             double[] diff = [.. cones.Omega.Zip(naive.Omega, (a, b) => Math.Abs(a - b)).Where((_, i) => naive.Omega[i] != 0 || cones.Omega[i] != 0)];
             double scale = naive.Omega.Max(Math.Abs), worst = diff.Max();

@@ -31,7 +31,7 @@ internal static class CladoSensitivity
         {
             if (options.Shard is not null)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; use --pairs all with --shard.");
+                throw new BitBudgetException(ErrorKind.InvalidInput, "--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; shards measure --pairs all (SensitivityOptions.Pairs = PairSelection.All).");
             }
             if (!(options.PairThreshold > 0 && options.PairThreshold < 1))
             {
@@ -49,6 +49,13 @@ internal static class CladoSensitivity
         {
             var losses = run.Measure(plan.Context, plan.Description, kept: null);
             return plan.Assemble(losses, run.Cost());
+        }
+
+        // A store that already holds every pair of this measurement (e.g. merged shards, which measure all pairs) gives the
+        // exact Ω at no cost: use it rather than measure the significant subset again.
+        if (store is not null && store.CompletedUnits(plan.Context).Count == plan.BatchCount * (plan.L * plan.S + 1))
+        {
+            return plan.Assemble(run.Measure(plan.Context, plan.Description, kept: null), run.Cost());
         }
 
         // Significant pairs: every single first, in a store context of its own (a unit of the `all` context stands for its

@@ -101,7 +101,11 @@ public sealed record SensitivityOptions
     /// </summary>
     internal bool ShareWeights { get; init; } = SegmentEvaluator.ShareWeightsByDefault;
 
-    /// <summary>Which pairs are measured: all, or only those whose two singles are significant (see <see cref="PairThreshold"/>).</summary>
+    /// <summary>
+    /// Which pairs are measured: all, or only those whose two singles are significant (see <see cref="PairThreshold"/>). A
+    /// <see cref="Shard"/> needs <see cref="PairSelection.All"/>. With <see cref="PairSelection.Significant"/>, a store that already
+    /// holds every pair of the measurement (e.g. merged shards) is used as it is: the exact Ω, nothing measured.
+    /// </summary>
     public PairSelection Pairs { get; init; } = PairSelection.All;
 
     /// <summary>With <see cref="PairSelection.Significant"/>: a scheme's pairs are measured only if its single |ΔL| is at least this fraction of the largest.</summary>

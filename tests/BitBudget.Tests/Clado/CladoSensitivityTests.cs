@@ -26,7 +26,7 @@ public class CladoSensitivityTests
     public void SegmentedMeasurementEqualsTheNaiveLoop()
     {
         SensitivityInput input = Input();
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         SensitivityResult fast = CladoSensitivity.Measure(input, options);
         SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true });
         Assert.Equal(2, fast.Batches);
@@ -48,7 +48,7 @@ public class CladoSensitivityTests
         // Every cone session reads the base's float weights from one shared copy (external data + AddInitializer); the
         // perturbed layer's own weights stay in its cone. Nothing measured may change.
         SensitivityInput input = Input(images: 12, searchedFrom: 2, searchedCount: 4);
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         SensitivityResult shared = CladoSensitivity.Measure(input, options with { ShareWeights = true });
         SensitivityResult own = CladoSensitivity.Measure(input, options with { ShareWeights = false });
         Assert.Equal(own.Context, shared.Context);
@@ -62,7 +62,7 @@ public class CladoSensitivityTests
     {
         SensitivityInput input = Input(images: 12, searchedCount: 3);
         using var store = new Assets.TempDir();
-        var options = new SensitivityOptions { BatchSize = 12, StorePath = store.File("s.db") };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, StorePath = store.File("s.db") };
         SensitivityResult r = CladoSensitivity.Measure(input, options);
         int n = r.Size;
         Assert.Equal(9, n);
@@ -86,7 +86,7 @@ public class CladoSensitivityTests
     {
         SensitivityInput input = Input();
         using var dir = new Assets.TempDir();
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         SensitivityResult whole = CladoSensitivity.Measure(input, options);
 
         var resumable = options with { StorePath = dir.File("resume.db") };
@@ -104,7 +104,7 @@ public class CladoSensitivityTests
     {
         SensitivityInput input = Input();
         using var dir = new Assets.TempDir();
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         SensitivityResult whole = CladoSensitivity.Measure(input, options);
         for (int k = 0; k < 3; k++)
         {
@@ -122,8 +122,8 @@ public class CladoSensitivityTests
     public void BadSettingsAreRefused()
     {
         SensitivityInput input = Input(images: 12, searchedCount: 2);
-        Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { CandidateBits = [1, 4] }));
-        Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { Shard = new Shard(0, 2) }));
+        Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, CandidateBits = [1, 4] }));
+        Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, Shard = new Shard(0, 2) }));
         Assert.Throws<BitBudgetException>(() => Shard.Parse("3/2"));
         Assert.Equal(new Shard(1, 4), Shard.Parse("1/4"));
     }

@@ -10,7 +10,7 @@ public class KilledRunTests
     static string[] Arguments(string store, string output) =>
     [
         "sensitivity", Assets.ResNet20, "--calib", Assets.Require("cifar10/train-5k"), "--calib-images", "64", "--sens-images", "32", "--sens-batch", "16",
-        "--store", store, "-o", output, "--quiet",
+        "--pairs", "all", "--store", store, "-o", output, "--quiet",
     ];
 
     static Process Start(string[] args)

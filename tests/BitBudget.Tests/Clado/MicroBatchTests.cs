@@ -33,7 +33,7 @@ public class MicroBatchTests
     public void OmegaIsTheSameWithMicroBatches256And16()
     {
         SensitivityInput input = Input(256, searchedCount: 3);
-        var options = new SensitivityOptions { BatchSize = 256 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 256 };
         SensitivityResult whole = CladoSensitivity.Measure(input, options with { Runtime = RuntimeOptions.Default with { ImagesPerRun = 256 } });
         SensitivityResult micro = CladoSensitivity.Measure(input, options with { Runtime = RuntimeOptions.Default with { ImagesPerRun = 16 } });
         Assert.Equal(256, whole.Cost.ImagesPerRun);
@@ -52,7 +52,7 @@ public class MicroBatchTests
         SensitivityInput input = Input(24, searchedCount: 3);
         foreach (OutputLoss loss in new[] { OutputLoss.Kl, OutputLoss.Mse })
         {
-            var options = new SensitivityOptions { BatchSize = 12, Loss = loss, Runtime = RuntimeOptions.Default with { ImagesPerRun = 5 } };
+            var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, Loss = loss, Runtime = RuntimeOptions.Default with { ImagesPerRun = 5 } };
             SensitivityResult fast = CladoSensitivity.Measure(input, options);
             SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true, Runtime = RuntimeOptions.Default });
             Assert.Equal(0, fast.ReferenceLoss, 12);   // the float model against itself
@@ -76,7 +76,7 @@ public class MicroBatchTests
     public void ABudgetBelowOneImageIsRefusedWithWhatWouldFit()
     {
         SensitivityInput input = Input(12, searchedCount: 2);
-        var options = new SensitivityOptions { BatchSize = 12, Runtime = RuntimeOptions.Default with { MaxMemory = 1 << 20 } };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, Runtime = RuntimeOptions.Default with { MaxMemory = 1 << 20 } };
         var e = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, options));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
         Assert.StartsWith("--max-memory ", e.Message);
@@ -94,7 +94,7 @@ public class MicroBatchTests
         Assert.Equal(3 * 32 * 32 * 4, footprint.InputBytes);
         // The first conv's output and the ReLU's are live together.
         Assert.True(footprint.PeakLiveBytes >= 2 * 16 * 32 * 32 * 4, $"peak live {footprint.PeakLiveBytes} B per image");
-        var probe = CladoSensitivity.Measure(input, new SensitivityOptions { BatchSize = 64, Runtime = RuntimeOptions.Default with { ImagesPerRun = 64 } });
+        var probe = CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 64, Runtime = RuntimeOptions.Default with { ImagesPerRun = 64 } });
         long perImage = probe.Cost.PlannedBytesPerImage;
         Assert.True(perImage >= footprint.PeakLiveBytes, $"planned {perImage} B per image");
         Assert.Equal(probe.Cost.ResidentBytes + 64 * perImage, probe.Cost.PlannedPeakBytes);

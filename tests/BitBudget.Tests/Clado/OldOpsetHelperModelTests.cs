@@ -30,7 +30,7 @@ public class OldOpsetHelperModelTests
         Dataset data = Dataset.FromArrays(OrtHelpers.Deterministic(8 * 192, seed: 3), [0, 1, 2, 0, 1, 2, 0, 1], [3, 8, 8], ["a", "b", "c"]);
         var input = new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), activations, data);
 
-        SensitivityResult result = CladoSensitivity.Measure(input, new SensitivityOptions { BatchSize = 4, CandidateBits = [2, 8], Naive = naive });
+        SensitivityResult result = CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 4, CandidateBits = [2, 8], Naive = naive });
 
         Assert.True(result.Complete);
         Assert.All(result.Omega, v => Assert.True(double.IsFinite(v)));

@@ -83,7 +83,7 @@ public class ShardTests
         var pipeline = MpqPipeline.Open(path);
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, [.. pipeline.Policy.Select(p => p with { ActivationBits = 0 })],
             new QuantizedWeights(pipeline.Prepared, pipeline.Summary.Layers), null, data);
-        var plan = MeasurementPlan.Create(input, new SensitivityOptions { BatchSize = 8 });
+        var plan = MeasurementPlan.Create(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 8 });
         long[] costs = ShardPlan.UnitCosts(plan);
         Assert.Equal(plan.L * plan.S, costs.Length);
         Assert.True(costs.Max() >= 10 * costs.Min(), $"units differ only {costs.Max() / (double)costs.Min():F1}×");   // why a count split is not enough
@@ -103,7 +103,7 @@ public class ShardTests
         using var engine = EvaluationEngine.Create(prepared);
         var activations = ActivationCalibrator.Calibrate(engine, summary.Layers, SharedData.CifarTrain(32, seed: 11));
         var input = new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), activations, SharedData.CifarTrain(16, seed: 5));
-        var options = new SensitivityOptions { BatchSize = 8 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 8 };
         SensitivityResult whole = CladoSensitivity.Measure(input, options);
 
         using var dir = new Assets.TempDir();

@@ -23,7 +23,7 @@ public class SharedStoreTests
         return new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), activations, SharedData.CifarTrain(images, seed: 5));
     }
 
-    static readonly SensitivityOptions s_options = new() { BatchSize = 8 };   // 6 batches × (12 units + reference)
+    static readonly SensitivityOptions s_options = new() { BatchSize = 8, Pairs = PairSelection.All };   // 6 batches × (12 units + reference)
 
     [Fact]
     public async Task TwoWorkersOnOneStoreShareTheWorkAndAgreeWithOne()

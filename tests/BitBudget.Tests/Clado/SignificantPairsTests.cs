@@ -27,7 +27,7 @@ public class SignificantPairsTests
         SensitivityInput input = Input();
         using var dir = new Assets.TempDir();
         var options = new SensitivityOptions { BatchSize = 6, StorePath = dir.File("s.db") };
-        SensitivityResult all = CladoSensitivity.Measure(input, options);
+        SensitivityResult all = CladoSensitivity.Measure(input, options with { Pairs = PairSelection.All, StorePath = dir.File("all.db") });
         int n = all.Size, S = 3, L = 4;
         // A threshold between the smallest and the largest |ΔL|, so some schemes are kept and some are not.
         double largest = all.DeltaSingle.Max(Math.Abs);
@@ -83,6 +83,14 @@ public class SignificantPairsTests
         SensitivityResult again = CladoSensitivity.Measure(input, options with { Pairs = PairSelection.Significant, PairThreshold = threshold });
         Assert.Equal(0, again.Cost.Evaluations);
         Assert.Equal(significant.Omega, again.Omega);
+
+        // A store that holds every pair (here `all`'s; merged shards alike) gives the exact Ω without measuring anything.
+        SensitivityResult fromAll = CladoSensitivity.Measure(input, options with { Pairs = PairSelection.Significant, PairThreshold = threshold, StorePath = dir.File("all.db") });
+        Assert.Equal(0, fromAll.Cost.Evaluations);
+        Assert.Equal(all.Omega, fromAll.Omega);
+        Assert.Equal(all.Context, fromAll.Context);
+        Assert.Null(fromAll.PairThreshold);
+        Assert.Equal(0, fromAll.SkippedPairs);
     }
 
     [Fact]
@@ -93,6 +101,7 @@ public class SignificantPairsTests
         var options = new SensitivityOptions { BatchSize = 12, StorePath = dir.File("s.db"), Pairs = PairSelection.Significant };
         var shard = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, options with { Shard = new Shard(0, 2) }));
         Assert.Contains("--pairs significant", shard.Message, StringComparison.Ordinal);
+        Assert.Contains("PairSelection.All", shard.Message, StringComparison.Ordinal);
         var bad = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, options with { PairThreshold = 1.5 }));
         Assert.Contains("--pair-threshold", bad.Message, StringComparison.Ordinal);
     }
@@ -119,5 +128,19 @@ public class SignificantPairsTests
         Assert.Equal("significant", Field("selection"));
         Assert.Equal("0.5", Field("threshold"));
         Assert.True(int.Parse(Field("total"), System.Globalization.CultureInfo.InvariantCulture) > 0);
+    }
+
+    [Fact]
+    public void CliSignificantPairsWithAShardIsRefused()
+    {
+        string idx = Assets.Require("mnist/t10k-images-idx3-ubyte");
+        using var dir = new Assets.TempDir();
+        InProcessCli.Result refused = InProcessCli.Run(["sensitivity", Assets.Mnist8, "--calib", idx, "--calib-images", "32", "--sens-images", "16",
+            "--sens-batch", "16", "--first-bits", "search", "--rounding", "rtn", "--store", dir.File("shard.db"), "--shard", "0/2",
+            "--pairs", "significant", "-o", dir.File("refused.json")]);
+        Assert.Equal(2, refused.Code);
+        Assert.StartsWith("error: --pairs significant chooses pairs from every single's measured ΔL, which one shard does not have",
+            refused.ErrLines.Single(l => l.StartsWith("error:", StringComparison.Ordinal)), StringComparison.Ordinal);
+        Assert.False(File.Exists(dir.File("refused.json")));
     }
 }

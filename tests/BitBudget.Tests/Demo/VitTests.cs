@@ -260,7 +260,7 @@ public class VitTests
             .Calibrate(Data("train", 64, seed: 0));
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 3 }).ToArray();
         Dataset data = Data("train", 24, seed: 7);
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data, pipeline.Attention);
         SensitivityResult withAttention = CladoSensitivity.Measure(input, options);
         SensitivityResult floatAttention = CladoSensitivity.Measure(input with { Attention = null }, options);
@@ -346,7 +346,7 @@ public class VitTests
         var layers = pipeline.Summary.Layers;
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
         var input = new SensitivityInput(pipeline.Prepared, layers, config, pipeline.Weights, pipeline.Activations, Data("train", 24, seed: 7));
-        var options = new SensitivityOptions { BatchSize = 12 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 };
         SensitivityResult fast = CladoSensitivity.Measure(input, options);
         SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true });
         double worst = Enumerable.Range(0, fast.Omega.Length).Max(i => Math.Abs(naive.Omega[i] - fast.Omega[i]));
@@ -379,7 +379,7 @@ public class VitTests
         var config = pipeline.Policy.Select(c => c with { Searchable = c.LayerIndex is >= 1 and <= 4 }).ToArray();
         var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, Data("train", 24, seed: 7));
         var runtime = BitBudget.Runtime.RuntimeOptions.Default with { Optimization = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, ImagesPerRun = 12 };
-        var options = new SensitivityOptions { BatchSize = 12, Runtime = runtime };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, Runtime = runtime };
         SensitivityResult fast = CladoSensitivity.Measure(input, options);
         SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true });
         double scale = naive.Omega.Max(Math.Abs);

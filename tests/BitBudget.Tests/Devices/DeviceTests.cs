@@ -78,7 +78,7 @@ public class DeviceTests
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(Assets.ResNet20));
         var config = BitConfig.Uniform(8).Resolve(summary.Layers).Select(c => c with { ActivationBits = 0, Searchable = c.LayerIndex is >= 1 and < 5 }).ToArray();
         var input = new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), null, SharedData.CifarTrain(32, seed: 5));
-        var options = new SensitivityOptions { BatchSize = 32 };
+        var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 32 };
         SensitivityResult onCpu = CladoSensitivity.Measure(input, options);
         SensitivityResult onCuda = CladoSensitivity.Measure(input, options with { Runtime = RuntimeOptions.Default with { Device = Device.Cuda } });
         double scale = onCpu.Omega.Max(Math.Abs);

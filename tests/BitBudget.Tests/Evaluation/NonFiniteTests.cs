@@ -69,7 +69,7 @@ public class NonFiniteTests
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(TinyModels.Classifier());
         var config = BitConfig.Uniform(8).Resolve(summary.Layers).Select(c => c with { Searchable = true }).ToArray();
         var input = new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), null, Data(nanImage: true));
-        var e = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { BatchSize = 6, Naive = naive }));
+        var e = Assert.Throws<BitBudgetException>(() => CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 6, Naive = naive }));
         Assert.Equal("CLADO's ce loss is NaN with the model with no searched layer quantized on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.",
             e.Message);
     }
