@@ -10,8 +10,9 @@ namespace BitBudget.Bench;
 /// Usage: iqp-file PROBLEM.json [budgets=2.5bits,3bits,3.25bits,3.5bits,3.75bits,4bits,4.5bits,5bits,6bits] [variants=Portfolio-cold,Portfolio] [repetitions=3] [limit=60]
 /// (a variant is an IqpAlgorithm, warm-started across the sweep's budgets as BitSearch does by default, or NAME-cold: every budget from scratch);
 /// wall and process CPU seconds per solve.
-/// `iqp-file PROBLEM.json qcr [budgets] [repetitions=3] [limit=60]`: the QCR branch-and-bound alone, full-space against
-/// tangent-space reformulation, most-fractional against pseudocost branching: root bound, nodes, median seconds.
+/// `iqp-file PROBLEM.json qcr [budgets] [repetitions=3] [limit=60] [variants=full,tangent,full+pc,tan+pc,tan+pc+si]`: the QCR
+/// branch-and-bound alone, cold, full-space against tangent-space reformulation, most-fractional against pseudocost branching,
+/// with or without the strong-branching pseudocost initialisation (si): root bound, nodes, median wall and CPU seconds.
 /// </summary>
 static class IqpFileBench
 {
@@ -95,28 +96,35 @@ static class IqpFileBench
         string[] budgets = args.Length > 0 ? args[0].Split(',') : ["2.5bits", "3bits", "3.25bits", "3.5bits", "3.75bits", "4bits", "4.5bits", "5bits", "6bits"];
         int repetitions = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 60;
+        string[] only = args.Length > 3 ? args[3].Split(',') : [];
         Console.WriteLine($"{path}: QCR B&B, full-space vs tangent-space B, most-fractional vs pseudocost (pc) branching; {repetitions} repetitions (median), limit {limit} s");
-        Console.WriteLine($"{"budget",-10} {"variant",-8} {"opt",3} {"median s",8} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
+        Console.WriteLine($"load {Measure.Load()}; si = strong-branching pseudocost initialisation; cpu = process CPU seconds (median)");
+        Console.WriteLine($"{"budget",-10} {"variant",-10} {"opt",3} {"median s",8} {"cpu s",7} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
         foreach (string b in budgets)
         {
             Instance inst = Instance.Compile(ProblemFile.Read(path, [Budget.Parse(b)]));
             var options = new SearchOptions { TimeLimit = TimeSpan.FromSeconds(limit) };
-            foreach (var (variant, tangent, pseudo) in new[] { ("full", false, false), ("tangent", true, false), ("full+pc", false, true), ("tan+pc", true, true) })
+            foreach (var (variant, tangent, pseudo, strong) in new[] { ("full", false, false, false), ("tangent", true, false, false), ("full+pc", false, true, false), ("tan+pc", true, true, false), ("tan+pc+si", true, true, true) })
             {
+                if (only.Length > 0 && !only.Contains(variant)) { continue; }
                 var seconds = new double[repetitions];
+                var cpu = new double[repetitions];
                 MipOutcome outcome = null!;
                 ConvexBranchAndBound.Stats stats = null!;
                 for (int i = 0; i < repetitions; i++)
                 {
+                    TimeSpan cpu0 = Measure.ProcessCpu();
                     var clock = Stopwatch.StartNew();
                     int[] start = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit).Choice!;
                     double upper = LocalSearch.Improve(inst, start);
-                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false);
+                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false, strongInit: strong);
                     seconds[i] = clock.Elapsed.TotalSeconds;
+                    cpu[i] = (Measure.ProcessCpu() - cpu0).TotalSeconds;
                 }
                 Array.Sort(seconds);
+                Array.Sort(cpu);
                 double value = inst.Quadratic(outcome.Choice!);
-                Console.WriteLine($"{b,-10} {variant,-8} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2}");
+                Console.WriteLine($"{b,-10} {variant,-10} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {cpu[repetitions / 2],7:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2}");
             }
         }
         return 0;

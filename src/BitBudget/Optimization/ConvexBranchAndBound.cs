@@ -9,8 +9,10 @@ namespace BitBudget.Optimization;
 /// node's fixings) and the budget. Each node solves it by away-step Frank–Wolfe whose linear subproblem is the LP of a
 /// multiple-choice knapsack (exact greedy over the layers' lower convex hulls); every iterate x gives the valid lower bound
 /// φ(x) − ∇φ(x)ᵀ(x − s) (the Lagrangian dual at λ = 2Gᵀx), so a bound is never overstated even when a node stops early.
-/// Branching fixes one layer to each of its schemes (the most fractional layer); best-first; incumbents from rounding
-/// every node's relaxation plus the 1/2-swap local search.
+/// Branching fixes one layer to each of its schemes (the layer with the largest pseudocost estimate; a layer without one gets
+/// its children evaluated once, strong-branching style, when it is first fractional); best-first; incumbents from rounding
+/// every node's relaxation plus the 1/2-swap local search. Within a sweep, incumbents, looser budgets' bounds and the
+/// pseudocosts come from <see cref="SweepMemory"/>.
 /// </summary>
 internal sealed class ConvexBranchAndBound
 {
@@ -84,7 +86,7 @@ internal sealed class ConvexBranchAndBound
     /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
     public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
         CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4, bool tangent = true, bool pseudocosts = true, bool reuseRelaxation = true,
-        SweepMemory? memory = null, bool strongInit = false)
+        SweepMemory? memory = null, bool strongInit = true)
     {
         if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
         long t0 = Stopwatch.GetTimestamp();
