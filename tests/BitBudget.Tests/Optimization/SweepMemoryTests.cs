@@ -2,10 +2,19 @@ using BitBudget.Optimization;
 
 namespace BitBudget.Tests.Optimization;
 
+/// <summary>The sweep memory keeps the last few Ω per process: tests that check what it remembers run alone, so that the solves
+/// of parallel test classes do not evict their entries.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SweepMemoryCollection
+{
+    public const string Name = "sweep memory";
+}
+
 /// <summary>
 /// Warm starts across the budgets of one sweep (<see cref="SweepMemory"/>): the answers must be those of solving every budget
 /// cold, whatever the order of the budgets, and the memory must actually be used.
 /// </summary>
+[Collection(SweepMemoryCollection.Name)]
 public class SweepMemoryTests
 {
     static SearchResult Solve(SearchProblem problem, SearchOptions options) =>
