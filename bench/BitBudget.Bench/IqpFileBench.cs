@@ -7,9 +7,12 @@ namespace BitBudget.Bench;
 /// <summary>
 /// The exact CLADO IQP on a saved problem (layers + Ω, e.g. the measured ResNet-20 Ω written by `iqp-real … PROBLEM.json`):
 /// every budget × algorithm side by side, median wall of several repetitions, status, objective and gap.
-/// Usage: iqp-file PROBLEM.json [budgets=2.5bits,3bits,3.25bits,3.5bits,3.75bits,4bits,4.5bits,5bits,6bits] [algorithms=Portfolio,RltScip] [repetitions=3] [limit=60]
-/// `iqp-file PROBLEM.json qcr [budgets] [repetitions=3] [limit=60]`: the QCR branch-and-bound alone, full-space against
-/// tangent-space reformulation, most-fractional against pseudocost branching: root bound, nodes, median seconds.
+/// Usage: iqp-file PROBLEM.json [budgets=2.5bits,3bits,3.25bits,3.5bits,3.75bits,4bits,4.5bits,5bits,6bits] [variants=Portfolio-cold,Portfolio] [repetitions=3] [limit=60]
+/// (a variant is an IqpAlgorithm, warm-started across the sweep's budgets as BitSearch does by default, or NAME-cold: every budget from scratch);
+/// wall and process CPU seconds per solve.
+/// `iqp-file PROBLEM.json qcr [budgets] [repetitions=3] [limit=60] [variants=full,tangent,full+pc,tan+pc,tan+pc+si]`: the QCR
+/// branch-and-bound alone, cold, full-space against tangent-space reformulation, most-fractional against pseudocost branching,
+/// with or without the strong-branching pseudocost initialisation (si): root bound, nodes, median wall and CPU seconds.
 /// </summary>
 static class IqpFileBench
 {
@@ -18,59 +21,73 @@ static class IqpFileBench
         if (args.Length == 0) { Console.Error.WriteLine("error: iqp-file needs a PROBLEM.json"); return 2; }
         if (args.Length > 1 && args[1] == "qcr") { return Qcr(args[0], args[2..]); }
         string[] budgets = args.Length > 1 ? args[1].Split(',') : ["2.5bits", "3bits", "3.25bits", "3.5bits", "3.75bits", "4bits", "4.5bits", "5bits", "6bits"];
-        IqpAlgorithm[] algorithms = args.Length > 2
-            ? [.. args[2].Split(',').Select(a => Enum.Parse<IqpAlgorithm>(a, ignoreCase: true))]
-            : [IqpAlgorithm.Portfolio, IqpAlgorithm.RltScip];
+        // "Name" = the algorithm as the sweep runs it (warm: each budget starts from what the earlier ones left, SweepMemory);
+        // "Name-cold" = every budget from scratch (the reformulation is still built once per sweep, as before issue 21's warm starts).
+        (string Label, IqpAlgorithm Algorithm, bool Warm)[] variants = args.Length > 2
+            ? [.. args[2].Split(',').Select(a => a.EndsWith("-cold", StringComparison.OrdinalIgnoreCase)
+                ? (a, Enum.Parse<IqpAlgorithm>(a[..^5], ignoreCase: true), false)
+                : (a, Enum.Parse<IqpAlgorithm>(a, ignoreCase: true), true))]
+            : [("Portfolio-cold", IqpAlgorithm.Portfolio, false), ("Portfolio", IqpAlgorithm.Portfolio, true)];
         int repetitions = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 4 ? double.Parse(args[4], CultureInfo.InvariantCulture) : 60;
-        Console.WriteLine($"{args[0]}: {repetitions} sweeps (median per budget; each sweep solves every budget in order from a cold start, as the Pareto sweep does), limit {limit} s, gap 1e-3, {Environment.ProcessorCount} cores, load {Load()}");
+        Console.WriteLine($"{args[0]}: {repetitions} sweeps (median per budget; each sweep solves every budget in the order given, as the Pareto sweep does, " +
+            $"from an empty memory), limit {limit} s, gap 1e-3, {Environment.ProcessorCount} cores, load {Measure.Load()} at start");
         SearchProblem[] problems = [.. budgets.Select(b => ProblemFile.Read(args[0], [Budget.Parse(b)]))];
-        var seconds = new double[algorithms.Length, budgets.Length, repetitions];
-        // CPU time (user + sys of the whole process) beside wall: the solvers are multi-threaded and the machine is shared.
-        var cpu = new double[algorithms.Length, budgets.Length, repetitions];
-        var results = new SearchResult[algorithms.Length, budgets.Length];
+        var seconds = new double[variants.Length, budgets.Length, repetitions];
+        var cpu = new double[variants.Length, budgets.Length, repetitions];
+        var results = new SearchResult[variants.Length, budgets.Length];
+        // Warm-up (JIT, solver libraries): one cold solve of the first budget per variant, not timed.
+        foreach (var v in variants)
+        {
+            ConvexRelaxation.ClearCache();
+            _ = BitSearch.Solve(problems[0], SearchMethod.Clado, new SearchOptions { Algorithm = v.Algorithm, TimeLimit = TimeSpan.FromSeconds(limit), ReuseAcrossBudgets = false });
+        }
         for (int rep = 0; rep < repetitions; rep++)
         {
-            for (int a = 0; a < algorithms.Length; a++)
+            for (int a = 0; a < variants.Length; a++)
             {
                 ConvexRelaxation.ClearCache();
-                var options = new SearchOptions { Algorithm = algorithms[a], TimeLimit = TimeSpan.FromSeconds(limit) };
+                SweepMemory.Clear();
+                var options = new SearchOptions { Algorithm = variants[a].Algorithm, TimeLimit = TimeSpan.FromSeconds(limit), ReuseAcrossBudgets = variants[a].Warm };
                 for (int k = 0; k < budgets.Length; k++)
                 {
-                    TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+                    TimeSpan cpu0 = Measure.ProcessCpu();
                     var watch = Stopwatch.StartNew();
                     results[a, k] = BitSearch.Solve(problems[k], SearchMethod.Clado, options);
                     seconds[a, k, rep] = watch.Elapsed.TotalSeconds;
-                    cpu[a, k, rep] = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
+                    cpu[a, k, rep] = (Measure.ProcessCpu() - cpu0).TotalSeconds;
                 }
             }
         }
-        Console.WriteLine($"{"budget",-10} {"algorithm",-20} {"status",-9} {"median s",8} {"max s",7} {"CPU s",7} {"objective",12} {"bound",12} {"gap %",7}  solver");
-        var summary = new Dictionary<IqpAlgorithm, List<double>>();
+        Console.WriteLine($"{"budget",-10} {"variant",-24} {"status",-9} {"wall s",8} {"cpu s",7} {"max wall",8} {"objective",12} {"bound",12} {"gap %",7}  solver");
+        var summary = new Dictionary<string, (List<double> Wall, List<double> Cpu, int Optimal)>();
         for (int k = 0; k < budgets.Length; k++)
         {
-            for (int a = 0; a < algorithms.Length; a++)
+            for (int a = 0; a < variants.Length; a++)
             {
                 double[] s = [.. Enumerable.Range(0, repetitions).Select(i => seconds[a, k, i]).Order()];
                 double[] c = [.. Enumerable.Range(0, repetitions).Select(i => cpu[a, k, i]).Order()];
                 SearchResult r = results[a, k];
-                if (!summary.TryGetValue(algorithms[a], out var list)) { summary[algorithms[a]] = list = []; }
-                list.Add(s[repetitions / 2]);
-                Console.WriteLine($"{budgets[k],-10} {algorithms[a],-20} {r.Status,-9} {s[repetitions / 2],8:F3} {s[^1],7:F2} {c[repetitions / 2],7:F2} {r.Objective,12:G7} {r.BestBound,12:G7} {100 * r.Gap,7:F3}  {r.Solver}");
+                if (!summary.TryGetValue(variants[a].Label, out var entry)) { entry = ([], [], 0); }
+                entry.Wall.Add(s[repetitions / 2]);
+                entry.Cpu.Add(c[repetitions / 2]);
+                summary[variants[a].Label] = entry with { Optimal = entry.Optimal + (r.Status == SearchStatus.Optimal ? 1 : 0) };
+                Console.WriteLine($"{budgets[k],-10} {variants[a].Label,-24} {r.Status,-9} {s[repetitions / 2],8:F3} {c[repetitions / 2],7:F3} {s[^1],8:F2} {r.Objective,12:G7} {r.BestBound,12:G7} {100 * r.Gap,7:F3}  {r.Solver}");
             }
-            double best = Enumerable.Range(0, algorithms.Length).Min(a => results[a, k].Objective);
-            if (Enumerable.Range(0, algorithms.Length).Any(a => results[a, k].Objective > best * (1 + 1e-3) + 1e-12))
+            double best = Enumerable.Range(0, variants.Length).Min(a => results[a, k].Objective);
+            if (Enumerable.Range(0, variants.Length).Any(a => results[a, k].Objective > best * (1 + 1e-3) + 1e-12))
             {
                 Console.WriteLine($"  !! objectives disagree at {budgets[k]}");
             }
         }
         Console.WriteLine();
-        foreach (var (algorithm, list) in summary)
+        foreach (var (label, (wall, cpuList, optimal)) in summary)
         {
-            double[] s = [.. list.Order()];
-            Console.WriteLine($"  {algorithm,-20} per-budget medians: median {s[s.Length / 2]:F3} s, max {s[^1]:F3} s, sum {s.Sum():F2} s");
+            double[] w = [.. wall.Order()], c = [.. cpuList.Order()];
+            Console.WriteLine($"  {label,-24} per-budget medians: wall median {w[w.Length / 2]:F3} s, max {w[^1]:F3} s, sum {w.Sum():F2} s; " +
+                $"cpu median {c[c.Length / 2]:F3} s, max {c[^1]:F3} s, sum {c.Sum():F2} s; {optimal}/{wall.Count} proven");
         }
-        Console.WriteLine($"load after: {Load()}");
+        Console.WriteLine($"load {Measure.Load()} at end");
         return 0;
     }
 
@@ -79,32 +96,38 @@ static class IqpFileBench
         string[] budgets = args.Length > 0 ? args[0].Split(',') : ["2.5bits", "3bits", "3.25bits", "3.5bits", "3.75bits", "4bits", "4.5bits", "5bits", "6bits"];
         int repetitions = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 60;
+        string[] only = args.Length > 3 ? args[3].Split(',') : [];
         Console.WriteLine($"{path}: QCR B&B, full-space vs tangent-space B, most-fractional vs pseudocost (pc) branching; {repetitions} repetitions (median), limit {limit} s");
-        Console.WriteLine($"{"budget",-10} {"variant",-8} {"opt",3} {"median s",8} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
+        Console.WriteLine($"load {Measure.Load()}; si = strong-branching pseudocost initialisation; cpu = process CPU seconds (median)");
+        Console.WriteLine($"{"budget",-10} {"variant",-10} {"opt",3} {"median s",8} {"cpu s",7} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
         foreach (string b in budgets)
         {
             Instance inst = Instance.Compile(ProblemFile.Read(path, [Budget.Parse(b)]));
             var options = new SearchOptions { TimeLimit = TimeSpan.FromSeconds(limit) };
-            foreach (var (variant, tangent, pseudo) in new[] { ("full", false, false), ("tangent", true, false), ("full+pc", false, true), ("tan+pc", true, true) })
+            foreach (var (variant, tangent, pseudo, strong) in new[] { ("full", false, false, false), ("tangent", true, false, false), ("full+pc", false, true, false), ("tan+pc", true, true, false), ("tan+pc+si", true, true, true) })
             {
+                if (only.Length > 0 && !only.Contains(variant)) { continue; }
                 var seconds = new double[repetitions];
+                var cpu = new double[repetitions];
                 MipOutcome outcome = null!;
                 ConvexBranchAndBound.Stats stats = null!;
                 for (int i = 0; i < repetitions; i++)
                 {
+                    TimeSpan cpu0 = Measure.ProcessCpu();
                     var clock = Stopwatch.StartNew();
                     int[] start = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit).Choice!;
                     double upper = LocalSearch.Improve(inst, start);
-                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false);
+                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false, strongInit: strong);
                     seconds[i] = clock.Elapsed.TotalSeconds;
+                    cpu[i] = (Measure.ProcessCpu() - cpu0).TotalSeconds;
                 }
                 Array.Sort(seconds);
+                Array.Sort(cpu);
                 double value = inst.Quadratic(outcome.Choice!);
-                Console.WriteLine($"{b,-10} {variant,-8} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2}");
+                Console.WriteLine($"{b,-10} {variant,-10} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {cpu[repetitions / 2],7:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2}");
             }
         }
         return 0;
     }
 
-    static string Load() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?";
 }

@@ -63,6 +63,16 @@ static class Measure
     public static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
 
+    /// <summary>CPU time (user + system, every thread) this process has used so far; deltas around a solve are its CPU cost, which the machine's load inflates far less than wall time.</summary>
+    public static TimeSpan ProcessCpu()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime;
+    }
+
+    /// <summary>The 1-minute load average (/proc/loadavg), or "?".</summary>
+    public static string Load() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?";
+
     /// <summary>../shared/assets beside the repository.</summary>
     public static string Assets(string relative)
     {

@@ -53,6 +53,11 @@ public sealed record SearchOptions
     public int Threads { get; init; }
     /// <summary>Algorithm for <see cref="SearchMethod.Clado"/>.</summary>
     public IqpAlgorithm Algorithm { get; init; } = IqpAlgorithm.Portfolio;
+    /// <summary>
+    /// Whether a CLADO solve starts from what earlier solves over the same Ω and budget rows left (<see cref="SweepMemory"/>:
+    /// incumbents, the bounds of looser budgets, pseudocosts). Default true; false solves every budget cold (benchmarks, tests).
+    /// </summary>
+    internal bool ReuseAcrossBudgets { get; init; } = true;
 }
 
 /// <summary>The search stage: chooses one bit-width per searched layer under the budgets.</summary>
@@ -222,9 +227,30 @@ public static class BitSearch
             return Result(inst, SearchMethod.Clado, incumbent, upper, double.NegativeInfinity, SearchStatus.Feasible, clock, "independent ILP + 1/2-swap local search");
         }
 
-        MipOutcome outcome = options.Algorithm == IqpAlgorithm.Portfolio ? Portfolio(inst, options, ref incumbent, ref upper, clock, cancellationToken) : options.Algorithm switch
+        // Warm start from the earlier budgets of the same sweep: a better incumbent, and the bound of a looser budget, which may
+        // already close the gap (e.g. when a looser budget's optimum also fits this one).
+        SweepMemory? memory = options.ReuseAcrossBudgets ? SweepMemory.For(inst, options.Algorithm) : null;
+        double floor = double.NegativeInfinity;
+        string warm = "";
+        if (memory is not null)
         {
-            IqpAlgorithm.QcrBranchAndBound when inst.Rows.Length == 1 => ConvexBranchAndBound.Solve(inst, options, incumbent, upper, clock, cancellationToken).Outcome,
+            (int[]? known, double knownValue, floor) = memory.Lookup(inst);
+            if (known is not null && knownValue < upper)
+            {
+                (incumbent, upper) = (known, LocalSearch.Improve(inst, known, cancellationToken));
+                warm = "; incumbent from an earlier budget";
+            }
+            if (MipModels.Gap(upper, floor) <= options.RelativeGap)
+            {
+                memory.Record(inst, incumbent, upper, floor);
+                return Result(inst, SearchMethod.Clado, incumbent, upper, Math.Min(floor, upper), SearchStatus.Optimal, clock,
+                    "proven by the lower bound of a looser budget of the same sweep" + warm);
+            }
+        }
+
+        MipOutcome outcome = options.Algorithm == IqpAlgorithm.Portfolio ? Portfolio(inst, options, ref incumbent, ref upper, clock, memory, cancellationToken) : options.Algorithm switch
+        {
+            IqpAlgorithm.QcrBranchAndBound when inst.Rows.Length == 1 => ConvexBranchAndBound.Solve(inst, options, incumbent, upper, clock, cancellationToken, memory: memory).Outcome,
             IqpAlgorithm.RltHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: true, incumbent, Remaining(options, clock)),
             IqpAlgorithm.McCormickHighs => MipModels.Linearized(inst, options, "HIGHS", rlt: false, incumbent, Remaining(options, clock)),
             IqpAlgorithm.OuterApproximationScip => MipModels.OuterApproximation(inst, options, "SCIP", incumbent, upper, clock, cancellationToken).Outcome,
@@ -237,13 +263,15 @@ public static class BitSearch
         {
             (best, upper) = (choice, inst.Quadratic(choice));
         }
-        double bound = Math.Min(outcome.Bound, upper);
+        if (floor > outcome.Bound) { warm += "; bound from a looser budget"; }
+        double bound = Math.Min(Math.Max(outcome.Bound, floor), upper);
         SearchStatus status = outcome.Optimal || MipModels.Gap(upper, bound) <= options.RelativeGap ? SearchStatus.Optimal : SearchStatus.TimeLimit;
-        string solver = outcome.Choice is null ? $"{outcome.Solver}; configuration from the local search" : outcome.Solver;
+        string solver = (outcome.Choice is null ? $"{outcome.Solver}; configuration from the local search" : outcome.Solver) + warm;
+        memory?.Record(inst, best, upper, bound);
         return Result(inst, SearchMethod.Clado, best, upper, bound, status, clock, solver);
     }
 
-    static MipOutcome Portfolio(Instance inst, SearchOptions options, ref int[] incumbent, ref double upper, Stopwatch clock, CancellationToken cancellationToken)
+    static MipOutcome Portfolio(Instance inst, SearchOptions options, ref int[] incumbent, ref double upper, Stopwatch clock, SweepMemory? memory, CancellationToken cancellationToken)
     {
         double lower = double.NegativeInfinity;
         if (inst.Rows.Length == 1)
@@ -251,7 +279,7 @@ public static class BitSearch
             // Two thirds of the limit: since the tangent QCR and pseudocost branching (issue 21) the B&B proved every measured
             // instance (ResNet-20 Ω at 2.5–6 bits, synthetic 52 and 54 layers) where the MILPs timed out; SCIP is the fallback.
             TimeSpan slice = TimeSpan.FromTicks(options.TimeLimit.Ticks * 2 / 3);
-            MipOutcome first = ConvexBranchAndBound.Solve(inst, options with { TimeLimit = clock.Elapsed + slice }, incumbent, upper, clock, cancellationToken).Outcome;
+            MipOutcome first = ConvexBranchAndBound.Solve(inst, options with { TimeLimit = clock.Elapsed + slice }, incumbent, upper, clock, cancellationToken, memory: memory).Outcome;
             if (first.Infeasible || first.Optimal) { return first with { Solver = $"portfolio: {first.Solver}" }; }
             if (first.Choice is { } c && inst.Feasible(c) && inst.Quadratic(c) < upper) { (incumbent, upper) = (c, inst.Quadratic(c)); }
             lower = first.Bound;

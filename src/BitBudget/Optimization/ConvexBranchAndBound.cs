@@ -9,8 +9,10 @@ namespace BitBudget.Optimization;
 /// node's fixings) and the budget. Each node solves it by away-step Frank–Wolfe whose linear subproblem is the LP of a
 /// multiple-choice knapsack (exact greedy over the layers' lower convex hulls); every iterate x gives the valid lower bound
 /// φ(x) − ∇φ(x)ᵀ(x − s) (the Lagrangian dual at λ = 2Gᵀx), so a bound is never overstated even when a node stops early.
-/// Branching fixes one layer to each of its schemes (the most fractional layer); best-first; incumbents from rounding
-/// every node's relaxation plus the 1/2-swap local search.
+/// Branching fixes one layer to each of its schemes (the layer with the largest pseudocost estimate; a layer without one gets
+/// its children evaluated once, strong-branching style, when it is first fractional); best-first; incumbents from rounding
+/// every node's relaxation plus the 1/2-swap local search. Within a sweep, incumbents, looser budgets' bounds and the
+/// pseudocosts come from <see cref="SweepMemory"/>.
 /// </summary>
 internal sealed class ConvexBranchAndBound
 {
@@ -53,9 +55,11 @@ internal sealed class ConvexBranchAndBound
     readonly double[] _grad;
     readonly double[] _y;
     readonly double[] _dy;
+    readonly double[] _step;
     readonly SearchOptions _options;
     readonly int _maxIterations;
     readonly bool _pseudocosts;
+    readonly bool _strongInit;
     readonly double[] _gainSum;
     readonly int[] _gainCount;
     int[] _best;
@@ -64,31 +68,33 @@ internal sealed class ConvexBranchAndBound
     public int Nodes { get; private set; }
     public long Iterations { get; private set; }
 
-    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations, bool pseudocosts)
+    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations, bool pseudocosts, bool strongInit, SweepMemory? memory)
     {
-        (_inst, _relax, _options, _maxIterations, _pseudocosts) = (inst, relax, options, maxIterations, pseudocosts);
-        _gainSum = new double[inst.L];
-        _gainCount = new int[inst.L];
+        (_inst, _relax, _options, _maxIterations, _pseudocosts, _strongInit) = (inst, relax, options, maxIterations, pseudocosts, strongInit);
+        (_gainSum, _gainCount) = memory?.Pseudocosts() ?? (new double[inst.L], new int[inst.L]);
         (_n, _l, _r) = (inst.N, inst.L, relax.Rank);
         _a = inst.Rows[0];
         _b = inst.Rhs[0];
         _grad = new double[_n];
         _y = new double[_r];
         _dy = new double[_r];
+        _step = new double[_r];
         _best = (int[])start.Clone();
         _upper = startValue;
     }
 
     /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
     public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
-        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4, bool tangent = true, bool pseudocosts = true, bool reuseRelaxation = true)
+        CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4, bool tangent = true, bool pseudocosts = true, bool reuseRelaxation = true,
+        SweepMemory? memory = null, bool strongInit = true)
     {
         if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
         long t0 = Stopwatch.GetTimestamp();
         var relax = reuseRelaxation ? ConvexRelaxation.Cached(inst, qcrRounds, blocks, dropBelow, tangent) : ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow, tangent);
         double buildSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations, pseudocosts);
+        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations, pseudocosts, strongInit, memory);
         double bound = bb.Run(clock, cancellationToken);
+        memory?.KeepPseudocosts(bb._gainSum, bb._gainCount);
         bool optimal = MipModels.Gap(bb._upper, bound) <= options.RelativeGap;
         string name = $"convex QCR branch-and-bound (rank {relax.Rank}, {bb.Nodes} nodes)";
         return (new MipOutcome(bb._best, Math.Min(bound, bb._upper), optimal, false, name),
@@ -117,26 +123,14 @@ internal sealed class ConvexBranchAndBound
             Node node = open.Dequeue();
             if (node.Bound >= PruneAt) { closedMin = Math.Min(closedMin, node.Bound); continue; }
             int layer = node.BranchLayer;
+            // Pseudocost initialisation: a layer never branched on gets its children evaluated once (strong branching), so its
+            // first score is measured, not the mean of the others; the chosen layer's children are kept, not evaluated twice.
+            Dictionary<int, List<Node?>>? tried = _strongInit && _pseudocosts ? InitialisePseudocosts(node) : null;
+            if (tried is not null && ChooseBranch(node.Fix, node.X!) is int better and >= 0) { layer = better; }
             for (int u = _inst.Offsets[layer]; u < _inst.Offsets[layer + 1]; u++)
             {
-                var fix = (int[])node.Fix.Clone();
-                fix[layer] = u;
-                var child = new Node { Fix = fix, Active = [], Weights = [] };
-                double total = 0;
-                for (int k = 0; k < node.Active.Count; k++)
-                {
-                    if (node.Active[k].Puts(layer, u)) { child.Active.Add(node.Active[k]); child.Weights.Add(node.Weights[k]); total += node.Weights[k]; }
-                }
-                for (int k = 0; k < child.Weights.Count; k++) { child.Weights[k] /= total; }
-                if (!Evaluate(child)) { continue; }   // infeasible fixing
-                // A child's bound is at least its parent's (the relaxation only shrinks).
-                child.Bound = Math.Max(child.Bound, node.Bound);
-                double moved = 1 - node.X![u];
-                if (moved > 1e-6 && double.IsFinite(child.Bound) && double.IsFinite(node.Bound))
-                {
-                    _gainSum[layer] += (child.Bound - node.Bound) / moved;
-                    _gainCount[layer]++;
-                }
+                Node? child = tried is not null && tried.TryGetValue(layer, out var done) ? done[u - _inst.Offsets[layer]] : Child(node, layer, u);
+                if (child is null) { continue; }   // infeasible fixing
                 if (child.BranchLayer < 0 || child.Bound >= PruneAt) { closedMin = Math.Min(closedMin, child.Bound); }
                 else { open.Enqueue(child, child.Bound); }
             }
@@ -144,6 +138,74 @@ internal sealed class ConvexBranchAndBound
         double openMin = double.PositiveInfinity;
         while (open.TryDequeue(out Node? left, out double b)) { openMin = Math.Min(openMin, b); }
         return Math.Min(closedMin, openMin);
+    }
+
+    /// <summary>The child of <paramref name="node"/> with <paramref name="layer"/> fixed to variable <paramref name="u"/>, evaluated (warm-started
+    /// from the parent's compatible vertices), its bound gain recorded in the pseudocosts; null when the fixing is infeasible.</summary>
+    Node? Child(Node node, int layer, int u)
+    {
+        var fix = (int[])node.Fix.Clone();
+        fix[layer] = u;
+        var child = new Node { Fix = fix, Active = [], Weights = [] };
+        double total = 0;
+        for (int k = 0; k < node.Active.Count; k++)
+        {
+            if (node.Active[k].Puts(layer, u)) { child.Active.Add(node.Active[k]); child.Weights.Add(node.Weights[k]); total += node.Weights[k]; }
+        }
+        for (int k = 0; k < child.Weights.Count; k++) { child.Weights[k] /= total; }
+        if (!Evaluate(child)) { return null; }
+        // A child's bound is at least its parent's (the relaxation only shrinks).
+        child.Bound = Math.Max(child.Bound, node.Bound);
+        double moved = 1 - node.X![u];
+        if (moved > 1e-6 && double.IsFinite(child.Bound) && double.IsFinite(node.Bound))
+        {
+            _gainSum[layer] += (child.Bound - node.Bound) / moved;
+            _gainCount[layer]++;
+        }
+        return child;
+    }
+
+    /// <summary>Evaluates the children of every fractional free layer of <paramref name="node"/> that has no pseudocost yet; the children by layer.</summary>
+    Dictionary<int, List<Node?>>? InitialisePseudocosts(Node node)
+    {
+        Dictionary<int, List<Node?>>? tried = null;
+        for (int i = 0; i < _l; i++)
+        {
+            if (node.Fix[i] >= 0 || _gainCount[i] > 0 || !Fractional(node.X!, i)) { continue; }
+            var children = new List<Node?>();
+            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { children.Add(Child(node, i, u)); }
+            (tried ??= [])[i] = children;
+        }
+        return tried;
+    }
+
+    bool Fractional(double[] x, int layer)
+    {
+        double max = 0;
+        for (int u = _inst.Offsets[layer]; u < _inst.Offsets[layer + 1]; u++) { max = Math.Max(max, x[u]); }
+        return 1 - max > 1e-6;
+    }
+
+    /// <summary>
+    /// The fractional free layer to branch on: the largest pseudocost estimate of the bound gain (ψ_i × (1 − max_u x_u), ψ_i the
+    /// layer's mean bound gain per unit of moved mass in earlier branchings, the mean over layers until it has one), or the most
+    /// fractional layer without pseudocosts; −1 when every free layer is integral.
+    /// </summary>
+    int ChooseBranch(int[] fix, double[] x)
+    {
+        int branch = -1;
+        double bestScore = double.NegativeInfinity;
+        double meanGain = _gainCount.Sum() > 0 ? _gainSum.Sum() / _gainCount.Sum() : 1;
+        for (int i = 0; i < _l; i++)
+        {
+            if (fix[i] >= 0) { continue; }
+            double max = 0;
+            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { max = Math.Max(max, x[u]); }
+            if (1 - max <= 1e-6) { continue; }
+            double score = _pseudocosts ? (_gainCount[i] > 0 ? _gainSum[i] / _gainCount[i] : meanGain) * (1 - max) : 1 - max;
+            if (score > bestScore) { (bestScore, branch) = (score, i); }
+        }
+        return branch;
     }
 
     /// <summary>Solves the node's relaxation (bound, branching layer; BranchLayer −1 = closed: pruned or fully fixed); false when the fixings are infeasible.</summary>
@@ -238,22 +300,8 @@ internal sealed class ConvexBranchAndBound
         int[] rounded = _inst.ChoiceFromVector(x);
         if (_inst.Feasible(rounded)) { TryIncumbent(rounded); }
 
-        // Branch on a fractional free layer: the largest pseudocost estimate of the bound gain (ψ_i × (1 − max_u x_u), ψ_i
-        // the layer's mean bound gain per unit of moved mass in earlier branchings, the mean over layers until it has one),
-        // or the most fractional layer without pseudocosts. A node whose relaxation is integral and converged is closed.
-        int branch = -1, firstFree = -1;
-        double bestScore = double.NegativeInfinity;
-        double meanGain = _gainCount.Sum() > 0 ? _gainSum.Sum() / _gainCount.Sum() : 1;
-        for (int i = 0; i < _l; i++)
-        {
-            if (fix[i] >= 0) { continue; }
-            if (firstFree < 0) { firstFree = i; }
-            double max = 0;
-            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { max = Math.Max(max, x[u]); }
-            if (1 - max <= 1e-6) { continue; }
-            double score = _pseudocosts ? (_gainCount[i] > 0 ? _gainSum[i] / _gainCount[i] : meanGain) * (1 - max) : 1 - max;
-            if (score > bestScore) { (bestScore, branch) = (score, i); }
-        }
+        // Branch on a fractional free layer (ChooseBranch). A node whose relaxation is integral and converged is closed.
+        int branch = ChooseBranch(fix, x), firstFree = Array.FindIndex(fix, f => f < 0);
         node.X = x;
         // An integral relaxation point is not a proof (the bound may still be short of its value, e.g. after dropped
         // eigen-directions): keep branching unless the bound already prunes the node.
@@ -359,7 +407,9 @@ internal sealed class ConvexBranchAndBound
         {
             int from = choice[fracLayer];
             cv += theta * (_relax.C[fracTo] - _relax.C[from]);
-            for (int j = 0; j < _r; j++) { y[j] += theta * (g[fracTo * _r + j] - g[from * _r + j]); }
+            // y += θ(G_to − G_from): the vertex moves θ of the layer's mass from one scheme to the next.
+            TensorPrimitives.Subtract(g.AsSpan(fracTo * _r, _r), g.AsSpan(from * _r, _r), _step);
+            TensorPrimitives.MultiplyAdd(_step, theta, y, y);
         }
         return new Vertex { Choice = choice, FracLayer = fracLayer, FracTo = fracTo, Theta = theta, Y = y, C = cv };
     }

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace BitBudget.Optimization;
@@ -34,10 +35,9 @@ internal sealed class ConvexRelaxation
         {
             int u = inst.Offsets[i] + choice[i];
             value += C[u];
-            for (int j = 0; j < Rank; j++) { y[j] += G[u * Rank + j]; }
+            TensorPrimitives.Add(y, G.AsSpan(u * Rank, Rank), y);
         }
-        foreach (double v in y) { value += v * v; }
-        return value;
+        return value + TensorPrimitives.Dot<double>(y, y);
     }
 
     // The reformulation depends on Ω and the layer structure only, not on the budgets: a sweep over budgets of one Ω (the
@@ -93,22 +93,8 @@ internal sealed class ConvexRelaxation
         int used = 0;
         for (; used < rounds; used++)
         {
-            var evd = (m - b).Evd(Symmetricity.Symmetric);
-            double[] lambda = [.. evd.EigenValues.Select(z => z.Real)];
-            if (lambda.Min() >= -1e-10 * scale) { break; }
-            // Negative part N = Σ_{λ<0} λ v vᵀ; projecting E − N (PSD) back onto {Ω − B} moves B by the block part of N.
-            Matrix<double> vectors = evd.EigenVectors;
-            for (int k = 0; k < n; k++)
-            {
-                if (lambda[k] >= 0) { continue; }
-                for (int u = 0; u < n; u++)
-                {
-                    double a = lambda[k] * vectors[u, k];
-                    if (a == 0) { continue; }
-                    int lo = blocks ? inst.Offsets[inst.LayerOf[u]] : u, hi = blocks ? inst.Offsets[inst.LayerOf[u] + 1] : u + 1;
-                    for (int v = lo; v < hi; v++) { b[u, v] += a * vectors[v, k]; }
-                }
-            }
+            // Projecting E − N (PSD) back onto {Ω − B} moves B by the block part of E's negative part N.
+            if (!AddNegativePartBlocks((m - b).Evd(Symmetricity.Symmetric), b, inst, blocks, +1, scale)) { break; }
             b = 0.5 * (b + b.Transpose());
         }
         // Final guarantee: shift B by the remaining most negative eigenvalue (plus a hair), so Ω − B ⪰ 0 exactly enough.
@@ -117,16 +103,8 @@ internal sealed class ConvexRelaxation
         double shift = Math.Max(0, -eig.Min()) + 1e-12 * scale;
         var c = new double[n];
         for (int u = 0; u < n; u++) { c[u] = b[u, u] - shift; }
-        double max = eig.Max() + shift;
-        var keep = new List<int>();
-        for (int k = 0; k < n; k++) { if (eig[k] + shift > dropBelow * Math.Max(max, 1e-300)) { keep.Add(k); } }
-        var g = new double[n * Math.Max(1, keep.Count)];
-        for (int j = 0; j < keep.Count; j++)
-        {
-            double root = Math.Sqrt(eig[keep[j]] + shift);
-            for (int u = 0; u < n; u++) { g[u * keep.Count + j] = root * final.EigenVectors[u, keep[j]]; }
-        }
-        return new ConvexRelaxation(g, c, 0, keep.Count, used);
+        (double[] g, int rank) = Factor(eig, shift, final.EigenVectors, dropBelow);
+        return new ConvexRelaxation(g, c, 0, rank, used);
     }
 
     /// <summary>
@@ -168,20 +146,8 @@ internal sealed class ConvexRelaxation
         int used = 0;
         for (; used < rounds; used++)
         {
-            var evd = Current().Evd(Symmetricity.Symmetric);
-            double[] lambda = [.. evd.EigenValues.Select(z => z.Real)];
-            if (lambda.Min() >= -1e-10 * scale) { break; }
-            Matrix<double> vectors = evd.EigenVectors;
-            for (int k = 0; k < n; k++)
-            {
-                if (lambda[k] >= 0) { continue; }
-                for (int u = 0; u < n; u++)
-                {
-                    double a = lambda[k] * vectors[u, k];
-                    if (a == 0) { continue; }
-                    for (int v = inst.Offsets[inst.LayerOf[u]]; v < inst.Offsets[inst.LayerOf[u] + 1]; v++) { d[u, v] -= a * vectors[v, k]; }
-                }
-            }
+            // D = ΠMΠ's diagonal blocks move by minus the block part of its negative part (B's blocks by plus it).
+            if (!AddNegativePartBlocks(Current().Evd(Symmetricity.Symmetric), d, inst, blocks: true, -1, scale)) { break; }
             d = 0.5 * (d + d.Transpose());
         }
         // Final guarantee on T: add the remaining most negative eigenvalue times Π (D's blocks stay on T, so does Π).
@@ -201,15 +167,48 @@ internal sealed class ConvexRelaxation
         double constant = x0 * (m * x0);
         var final = (0.5 * (mt + mt.Transpose())).Evd(Symmetricity.Symmetric);
         double[] eig = [.. final.EigenValues.Select(z => z.Real)];
-        double max = Math.Max(eig.Max(), 1e-300);
+        (double[] g, int rank) = Factor(eig, 0, final.EigenVectors, dropBelow);
+        return new ConvexRelaxation(g, c, constant, rank, used);
+    }
+
+    /// <summary>
+    /// One alternating-projection step: adds <paramref name="sign"/> × the block-diagonal part (one block per searched layer, or
+    /// the diagonal only) of the negative eigen-part N = Σ_{λ_k&lt;0} λ_k v_k v_kᵀ of the decomposed matrix to <paramref name="target"/>;
+    /// false (nothing added) when no eigenvalue is below −1e-10 × <paramref name="scale"/>.
+    /// </summary>
+    static bool AddNegativePartBlocks(MathNet.Numerics.LinearAlgebra.Factorization.Evd<double> evd, Matrix<double> target, Instance inst, bool blocks, double sign, double scale)
+    {
+        double[] lambda = [.. evd.EigenValues.Select(z => z.Real)];
+        if (lambda.Min() >= -1e-10 * scale) { return false; }
+        Matrix<double> vectors = evd.EigenVectors;
+        int n = lambda.Length;
+        for (int k = 0; k < n; k++)
+        {
+            if (lambda[k] >= 0) { continue; }
+            for (int u = 0; u < n; u++)
+            {
+                double a = sign * lambda[k] * vectors[u, k];
+                if (a == 0) { continue; }
+                int lo = blocks ? inst.Offsets[inst.LayerOf[u]] : u, hi = blocks ? inst.Offsets[inst.LayerOf[u] + 1] : u + 1;
+                for (int v = lo; v < hi; v++) { target[u, v] += a * vectors[v, k]; }
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Row-major n × rank factor G with GGᵀ = Σ (λ_k + shift) v_k v_kᵀ over the eigenvalues above <paramref name="dropBelow"/> × the largest.</summary>
+    static (double[] G, int Rank) Factor(double[] eig, double shift, Matrix<double> vectors, double dropBelow)
+    {
+        int n = eig.Length;
+        double max = Math.Max(eig.Max() + shift, 1e-300);
         var keep = new List<int>();
-        for (int k = 0; k < n; k++) { if (eig[k] > dropBelow * max) { keep.Add(k); } }
+        for (int k = 0; k < n; k++) { if (eig[k] + shift > dropBelow * max) { keep.Add(k); } }
         var g = new double[n * Math.Max(1, keep.Count)];
         for (int j = 0; j < keep.Count; j++)
         {
-            double root = Math.Sqrt(eig[keep[j]]);
-            for (int u = 0; u < n; u++) { g[u * keep.Count + j] = root * final.EigenVectors[u, keep[j]]; }
+            double root = Math.Sqrt(eig[keep[j]] + shift);
+            for (int u = 0; u < n; u++) { g[u * keep.Count + j] = root * vectors[u, keep[j]]; }
         }
-        return new ConvexRelaxation(g, c, constant, keep.Count, used);
+        return (g, keep.Count);
     }
 }
