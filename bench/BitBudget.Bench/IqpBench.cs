@@ -22,7 +22,7 @@ static class IqpBench
             : [IqpAlgorithm.QcrBranchAndBound, IqpAlgorithm.RltHighs, IqpAlgorithm.RltScip, IqpAlgorithm.McCormickHighs, IqpAlgorithm.OuterApproximationScip, IqpAlgorithm.OuterApproximationHighs, IqpAlgorithm.LocalSearch];
         double gap = args.Length > 4 ? double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 1e-3;
         int repetitions = args.Length > 5 ? int.Parse(args[5]) : 1;
-        Console.WriteLine($"time limit {limit} s, relative gap {gap:G3}, {repetitions} repetitions (median), {Environment.ProcessorCount} cores, load {Measure.Load()} at start");
+        Console.WriteLine($"time limit {limit} s, relative gap {gap:G3}, {repetitions} repetitions (median), {Environment.ProcessorCount} cores, load {Measure.LoadAverage()} at start");
         Console.WriteLine($"{"layers",6} {"seed",4} {"algorithm",-24} {"status",-9} {"wall s",8} {"cpu s",8} {"objective",12} {"bound",12} {"gap %",8} {"vs best %",9}");
         // Warm-up (JIT, solver libraries): every algorithm once on a small instance, not timed.
         foreach (IqpAlgorithm algorithm in algorithms)
@@ -62,7 +62,7 @@ static class IqpBench
                 }
             }
             Console.WriteLine();
-            Console.WriteLine($"{layers} layers × 3 schemes, {seeds} seeds: median wall and cpu seconds, proven optimal count, median gap at stop (load {Measure.Load()})");
+            Console.WriteLine($"{layers} layers × 3 schemes, {seeds} seeds: median wall and cpu seconds, proven optimal count, median gap at stop (load {Measure.LoadAverage()})");
             foreach (var (algorithm, list) in summary)
             {
                 double[] seconds = [.. list.Select(l => l.Seconds).Order()];

@@ -31,7 +31,7 @@ static class IqpFileBench
         int repetitions = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 4 ? double.Parse(args[4], CultureInfo.InvariantCulture) : 60;
         Console.WriteLine($"{args[0]}: {repetitions} sweeps (median per budget; each sweep solves every budget in the order given, as the Pareto sweep does, " +
-            $"from an empty memory), limit {limit} s, gap 1e-3, {Environment.ProcessorCount} cores, load {Measure.Load()} at start");
+            $"from an empty memory), limit {limit} s, gap 1e-3, {Environment.ProcessorCount} cores, load {Measure.LoadAverage()} at start");
         SearchProblem[] problems = [.. budgets.Select(b => ProblemFile.Read(args[0], [Budget.Parse(b)]))];
         var seconds = new double[variants.Length, budgets.Length, repetitions];
         var cpu = new double[variants.Length, budgets.Length, repetitions];
@@ -87,7 +87,7 @@ static class IqpFileBench
             Console.WriteLine($"  {label,-24} per-budget medians: wall median {w[w.Length / 2]:F3} s, max {w[^1]:F3} s, sum {w.Sum():F2} s; " +
                 $"cpu median {c[c.Length / 2]:F3} s, max {c[^1]:F3} s, sum {c.Sum():F2} s; {optimal}/{wall.Count} proven");
         }
-        Console.WriteLine($"load {Measure.Load()} at end");
+        Console.WriteLine($"load {Measure.LoadAverage()} at end");
         return 0;
     }
 
@@ -98,7 +98,7 @@ static class IqpFileBench
         double limit = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 60;
         string[] only = args.Length > 3 ? args[3].Split(',') : [];
         Console.WriteLine($"{path}: QCR B&B, full-space vs tangent-space B, most-fractional vs pseudocost (pc) branching; {repetitions} repetitions (median), limit {limit} s");
-        Console.WriteLine($"load {Measure.Load()}; si = strong-branching pseudocost initialisation; cpu = process CPU seconds (median)");
+        Console.WriteLine($"load {Measure.LoadAverage()}; si = strong-branching pseudocost initialisation; cpu = process CPU seconds (median)");
         Console.WriteLine($"{"budget",-10} {"variant",-10} {"opt",3} {"median s",8} {"cpu s",7} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
         foreach (string b in budgets)
         {

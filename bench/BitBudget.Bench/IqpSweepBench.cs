@@ -88,7 +88,7 @@ static class IqpSweepBench
             ("strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true),
         };
         if (only.Length > 0) { variants = [.. variants.Where(v => only.Split(';').Contains(v.Name))]; }
-        Console.WriteLine($"load {Measure.Load()}; cpu = process CPU seconds");
+        Console.WriteLine($"load {Measure.LoadAverage()}; cpu = process CPU seconds");
         Console.WriteLine($"{"seed",4} {"variant",-27} {"opt",3} {"seconds",8} {"cpu s",8} {"build s",8} {"rank",4} {"nodes",8} {"FW its",9} {"root bound",11} {"objective",10} {"gap %",7}");
         foreach (int seed in Enumerable.Range(0, seeds))
         {

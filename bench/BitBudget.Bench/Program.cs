@@ -70,8 +70,6 @@ static class Measure
         return self.TotalProcessorTime;
     }
 
-    /// <summary>The 1-minute load average (/proc/loadavg), or "?".</summary>
-    public static string Load() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?";
 
     /// <summary>../shared/assets beside the repository.</summary>
     public static string Assets(string relative)
