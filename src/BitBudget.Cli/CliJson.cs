@@ -1,4 +1,3 @@
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using BitBudget.Export;
@@ -26,14 +25,16 @@ namespace BitBudget.Cli;
 [JsonSerializable(typeof(RunJson))]
 sealed partial class CliJson : JsonSerializerContext
 {
-    /// <summary>The context every command prints through: the options above plus the encoder and the converters.</summary>
-    public static CliJson Stdout { get; } = new(new JsonSerializerOptions
+    /// <summary>The context every command prints through: the library's options (<see cref="BitBudgetJson.CreateOptions"/>) plus non-finite numbers as null.</summary>
+    public static CliJson Stdout { get; } = new(StdoutOptions());
+
+    static JsonSerializerOptions StdoutOptions()
     {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower), new Ui.FiniteOrNull<double>(), new Ui.FiniteOrNull<float>() },
-    });
+        JsonSerializerOptions options = BitBudgetJson.CreateOptions(JsonNamingPolicy.SnakeCaseLower);
+        options.Converters.Add(new Ui.FiniteOrNull<double>());
+        options.Converters.Add(new Ui.FiniteOrNull<float>());
+        return options;
+    }
 }
 
 /// <summary><c>inspect --json</c>.</summary>

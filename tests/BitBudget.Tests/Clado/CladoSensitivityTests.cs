@@ -10,12 +10,17 @@ namespace BitBudget.Tests.Clado;
 public class CladoSensitivityTests
 {
     /// <summary>ResNet-20 with five searched layers (the others fixed at 8 bits), A8 inputs calibrated on 64 training images.</summary>
-    static SensitivityInput Input(int images = 24, int searchedFrom = 1, int searchedCount = 5)
+    /// <summary>
+    /// ResNet-20 at W8A8 with layers [<paramref name="searchedFrom"/>, +<paramref name="searchedCount"/>) searched, activations
+    /// calibrated on <paramref name="calibImages"/> CIFAR-10 training images (seed 11), measured on <paramref name="images"/> (seed 5).
+    /// Shared with <see cref="SignificantPairsTests"/>.
+    /// </summary>
+    internal static SensitivityInput Input(int images = 24, int searchedFrom = 1, int searchedCount = 5, int calibImages = 64)
     {
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(Assets.ResNet20));
         var config = BitConfig.Uniform(8, activationBits: 8).Resolve(summary.Layers)
             .Select(c => c with { Searchable = c.LayerIndex >= searchedFrom && c.LayerIndex < searchedFrom + searchedCount }).ToArray();
-        Dataset calib = SharedData.CifarTrain(64, seed: 11);
+        Dataset calib = SharedData.CifarTrain(calibImages, seed: 11);
         using var engine = EvaluationEngine.Create(prepared);
         var activations = ActivationCalibrator.Calibrate(engine, summary.Layers, calib);
         Dataset sensitivity = SharedData.CifarTrain(images, seed: 5);

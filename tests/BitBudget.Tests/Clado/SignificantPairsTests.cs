@@ -11,15 +11,7 @@ namespace BitBudget.Tests.Clado;
 public class SignificantPairsTests
 {
     /// <summary>ResNet-20 with four searched layers, A8 inputs (so 8-bit schemes also quantize the layer input).</summary>
-    static SensitivityInput Input()
-    {
-        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(Assets.ResNet20));
-        var config = BitConfig.Uniform(8, activationBits: 8).Resolve(summary.Layers)
-            .Select(c => c with { Searchable = c.LayerIndex >= 3 && c.LayerIndex < 7 }).ToArray();
-        using var engine = EvaluationEngine.Create(prepared);
-        var activations = ActivationCalibrator.Calibrate(engine, summary.Layers, SharedData.CifarTrain(32, seed: 11));
-        return new SensitivityInput(prepared, summary.Layers, config, new QuantizedWeights(prepared, summary.Layers), activations, SharedData.CifarTrain(12, seed: 5));
-    }
+    static SensitivityInput Input() => CladoSensitivityTests.Input(images: 12, searchedFrom: 3, searchedCount: 4, calibImages: 32);
 
     [Fact]
     public void SkippedPairsAreZeroAndKeptPairsEqualAll()
