@@ -84,7 +84,16 @@ public sealed record Budget(BudgetKind Kind, double Value, BudgetScope Scope = B
             // "3bits," is a typo (a budget lost after the comma), not a list of one.
             throw new BitBudgetException(ErrorKind.InvalidInput, $"Budget list '{text}' has an empty entry; separate budgets with single commas, e.g. '4bits,1.2MB'.");
         }
-        return [.. parts.Select(Parse)];
+        Budget[] budgets = [.. parts.Select(Parse)];
+        // Two budgets of one kind and scope cannot both matter (the tighter one wins), so "2.5bits,3bits" is a sweep
+        // typed as a list: refuse it rather than silently search the tighter budget only.
+        var repeated = budgets.GroupBy(b => (b.Kind, b.Scope)).FirstOrDefault(g => g.Count() > 1);
+        if (repeated is not null)
+        {
+            throw new BitBudgetException(ErrorKind.InvalidInput,
+                $"Budget list '{text}' has {repeated.Count()} budgets of one kind ({string.Join(", ", repeated)}); every budget of a list must hold at once, so only the tightest would count. To compare budgets, give one with --budget and the others with --pareto.");
+        }
+        return budgets;
     }
 
     static BitBudgetException Invalid(string text) => new(ErrorKind.InvalidInput,

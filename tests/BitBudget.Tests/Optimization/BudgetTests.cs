@@ -42,6 +42,20 @@ public class BudgetTests
         Assert.Equal([new Budget(BudgetKind.AvgBits, 4), new Budget(BudgetKind.Bytes, 1.2e6)], list);
     }
 
+    [Theory]
+    [InlineData("2.5bits,3bits")]
+    [InlineData("1MB, 900KB")]
+    [InlineData("3bits-searched,4bits-searched")]
+    public void ParseList_TwoBudgetsOfOneKind_IsRefusedAsASweepTypedAsAList(string text)
+    {
+        // Only the tightest of two same-kind budgets can bind, so such a list silently searched one budget (found in issue 16's docs).
+        var e = Assert.Throws<BitBudgetException>(() => Budget.ParseList(text));
+        Assert.Equal(ErrorKind.InvalidInput, e.Kind);
+        Assert.Contains("--pareto", e.Message, StringComparison.Ordinal);
+        // Different scopes of average bits, or bits with bytes, are different constraints and stay allowed.
+        Assert.Equal(2, Budget.ParseList("3bits,4bits-searched").Count);
+    }
+
     [Fact]
     public void Measures_CountFixedLayers_AndIgnoreBiases()
     {
