@@ -103,7 +103,7 @@ internal static class Gptq
     /// </summary>
     /// <remarks>
     /// Hand-written on purpose: MathNet's managed Cholesky + inverse + Cholesky (GPTQ's reference route) gives the same U to
-    /// 1e-14 and the same integers on ResNet-20, but is 14–17× slower at K = 576–1152, 34× over ResNet-20's layers and 16× over SqueezeNet's
+    /// 1e-14 and the same integers on ResNet-20 and SqueezeNet, but is 14–17× slower at K = 576–1152, 34× over ResNet-20's layers and 16× over SqueezeNet's
     /// (`bench numeric kernels`, `bench numeric gptq resnet`; figures in docs/architecture.md, "Numeric core").
     /// </remarks>
     internal static double[]? InverseUpperFactor(double[] a, int k)
