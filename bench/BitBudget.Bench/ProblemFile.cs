@@ -13,7 +13,7 @@ static class ProblemFile
 
     public static void Write(string path, SearchProblem problem)
     {
-        int n = problem.Omega.GetLength(0);
+        int n = problem.Omega.Order;
         var file = new File(
             [.. problem.Layers.Select(l => new Layer(l.Name, l.WeightCount, l.MacsPerImage, [.. l.CandidateBits], l.FixedBits))],
             [.. Enumerable.Range(0, n).Select(u => Enumerable.Range(0, n).Select(v => problem.Omega[u, v]).ToArray())]);

@@ -7,7 +7,7 @@ namespace BitBudget.Numerics;
 /// (layer-input statistics → GPTQ) travel between stages. Factorisations convert it to MathNet once (<see cref="ToMathNet"/>);
 /// kernels read its rows as spans.
 /// </summary>
-internal sealed class SquareMatrix
+public sealed class SquareMatrix
 {
     readonly double[] _values;
 
@@ -40,8 +40,11 @@ internal sealed class SquareMatrix
         return new SquareMatrix(copy, n);
     }
 
+    /// <summary>A copy of a square two-dimensional array (so a <c>double[,]</c> can be passed wherever a matrix is taken).</summary>
+    public static implicit operator SquareMatrix(double[,] values) => Copy(values);
+
     /// <summary>A row-major copy of a square MathNet matrix.</summary>
-    public static SquareMatrix Copy(Matrix<double> values)
+    internal static SquareMatrix Copy(Matrix<double> values)
     {
         ArgumentNullException.ThrowIfNull(values);
         if (values.RowCount != values.ColumnCount) { throw new ArgumentException($"The matrix is {values.RowCount}×{values.ColumnCount}; expected a square matrix.", nameof(values)); }
@@ -78,10 +81,10 @@ internal sealed class SquareMatrix
     }
 
     /// <summary>A MathNet copy (dense, column-major), for factorisations.</summary>
-    public Matrix<double> ToMathNet() => Matrix<double>.Build.DenseOfRowMajor(Order, Order, _values);
+    internal Matrix<double> ToMathNet() => Matrix<double>.Build.DenseOfRowMajor(Order, Order, _values);
 
     /// <summary>A MathNet copy of the symmetric part (A + Aᵀ)/2, for symmetric eigendecompositions.</summary>
-    public Matrix<double> SymmetricPart()
+    internal Matrix<double> SymmetricPart()
     {
         Matrix<double> m = ToMathNet();
         return (m + m.Transpose()).Multiply(0.5);

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using BitBudget.Numerics;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace BitBudget.Optimization;
@@ -76,7 +77,7 @@ internal sealed class ConvexRelaxation
     {
         if (tangent) { return BuildTangent(inst, rounds, dropBelow); }
         int n = inst.N;
-        double[,] omega = inst.Problem.Omega;
+        SquareMatrix omega = inst.Problem.Omega;
         var m = Matrix<double>.Build.Dense(n, n, (i, j) => 0.5 * (omega[i, j] + omega[j, i]));
         // B starts at Ω's diagonal blocks (or its diagonal), so E = Ω − B has zero blocks: the largest B worth trying.
         var b = Matrix<double>.Build.Dense(n, n);

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Numerics.Tensors;
+using BitBudget.Numerics;
 
 namespace BitBudget.Optimization;
 
@@ -52,22 +54,20 @@ internal sealed class Instance
             offsets.Add(layerOf.Count);
         }
         int n = layerOf.Count;
-        if (problem.Omega.GetLength(0) != n || problem.Omega.GetLength(1) != n)
+        SquareMatrix omega = problem.Omega;
+        if (omega.Order != n)
         {
             throw new BitBudgetException(ErrorKind.InvalidInput, FormattableString.Invariant(
-                $"Ω is {problem.Omega.GetLength(0)}×{problem.Omega.GetLength(1)} but the searched layers have {n} (layer, scheme) pairs in total."));
+                $"Ω is {omega.Order}×{omega.Order} but the searched layers have {n} (layer, scheme) pairs in total."));
         }
+        // Q is the branch-and-bound's flat kernel array: Ω is converted once, here at the solvers' boundary.
         var q = new double[n * n];
-        double scale = 0;
-        for (int u = 0; u < n; u++)
-        {
-            for (int v = 0; v < n; v++) { scale = Math.Max(scale, Math.Abs(problem.Omega[u, v])); }
-        }
+        double scale = n == 0 ? 0 : Math.Abs(TensorPrimitives.MaxMagnitude(omega.AsSpan()));
         for (int u = 0; u < n; u++)
         {
             for (int v = 0; v < n; v++)
             {
-                double a = problem.Omega[u, v], b = problem.Omega[v, u];
+                double a = omega[u, v], b = omega[v, u];
                 if (!double.IsFinite(a) || Math.Abs(a - b) > 1e-9 * Math.Max(scale, 1e-300))
                 {
                     throw new BitBudgetException(ErrorKind.InvalidInput, FormattableString.Invariant(

@@ -1,3 +1,5 @@
+using BitBudget.Numerics;
+
 namespace BitBudget.Optimization;
 
 /// <summary>One quantized layer of a search problem.</summary>
@@ -22,7 +24,7 @@ public sealed record SearchLayer(string Name, long WeightCount, long MacsPerImag
 /// Entries between two schemes of the same layer never contribute (x_is·x_it = 0).</param>
 /// <param name="Budgets">Constraints that must all hold; at least one.</param>
 /// <param name="ActivationBits">Activation bit-width used for BitOPs (MACs × weight bits × activation bits).</param>
-public sealed record SearchProblem(IReadOnlyList<SearchLayer> Layers, double[,] Omega, IReadOnlyList<Budget> Budgets, int ActivationBits = 8)
+public sealed record SearchProblem(IReadOnlyList<SearchLayer> Layers, SquareMatrix Omega, IReadOnlyList<Budget> Budgets, int ActivationBits = 8)
 {
     /// <summary>The layers whose bit-width is searched, in order.</summary>
     public IEnumerable<SearchLayer> SearchedLayers => Layers.Where(l => l.IsSearched);

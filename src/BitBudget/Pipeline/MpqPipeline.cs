@@ -6,6 +6,7 @@ using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
 using BitBudget.Clado;
+using BitBudget.Numerics;
 
 namespace BitBudget.Pipeline;
 
@@ -146,7 +147,7 @@ public class MpqPipeline
             ? new SearchLayer(l.Name, l.WeightCount, l.MacsPerImage, Options.CandidateBits)
             : new SearchLayer(l.Name, l.WeightCount, l.MacsPerImage, [FixedBits(l.Index)], FixedBits(l.Index))).ToArray();
         int n = Policy.Count(p => p.Searchable) * Options.CandidateBits.Count;
-        var omega = new double[n, n];
+        SquareMatrix omega = SquareMatrix.Own(new double[n * n], n);
         if (sensitivity is not null)
         {
             if (sensitivity.Size != n || !sensitivity.CandidateBits.SequenceEqual(Options.CandidateBits))
@@ -157,7 +158,7 @@ public class MpqPipeline
             {
                 throw Errors.InvalidInput("The sensitivity store is incomplete (a shard?); merge every shard before searching.");
             }
-            for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { omega[i, j] = sensitivity.Omega[i * n + j]; } }
+            omega = SquareMatrix.Copy(sensitivity.Omega, n);
             omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(omega) : PsdProjection.ShiftDiagonal(omega);
         }
         return new SearchProblem(layers, omega, budgets, Options.ActivationBits == 0 ? 32 : Options.ActivationBits);

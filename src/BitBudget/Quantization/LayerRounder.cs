@@ -73,7 +73,7 @@ internal static class LayerRounder
             if (method == RoundingMethod.Rtn) { r = Gptq.RoundToNearest(w, perGroup, k, s, bits); }
             else
             {
-                GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).H(g), k, options);
+                GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).Gram(g), options);
                 r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options, s) : Gptq.Quantize(w, perGroup, s, bits, factor, options);
             }
             r.Levels.CopyTo(levels, g * perGroup * k);
@@ -99,7 +99,7 @@ internal static class LayerRounder
     public static GptqFactor[] Factors(LayerStatistics statistics, GptqOptions? options = null)
     {
         var factors = new GptqFactor[statistics.Groups];
-        for (int g = 0; g < statistics.Groups; g++) { factors[g] = Gptq.Factor(statistics.H(g), statistics.K, options); }
+        for (int g = 0; g < statistics.Groups; g++) { factors[g] = Gptq.Factor(statistics.Gram(g), options); }
         return factors;
     }
 

@@ -3,6 +3,7 @@ using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
 using BitBudget.Rounding;
 using BitBudget.Runtime;
+using MathNet.Numerics.LinearAlgebra;
 
 namespace BitBudget.Quantization;
 
@@ -122,24 +123,21 @@ internal static class SequentialRounding
     {
         int k = seen.K, groups = seen.Groups, perGroup = outputs / groups;
         var result = new float[rows.Length];
-        var build = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build;
+        var build = Matrix<double>.Build;
         for (int g = 0; g < groups; g++)
         {
-            double[] h = seen.H(g).ToArray();
-            double mean = 0;
-            for (int i = 0; i < k; i++) { mean += h[i * k + i]; }
-            mean /= k;
+            Matrix<double> h = seen.Gram(g).ToMathNet();
+            double mean = h.Diagonal().Sum() / k;
             if (mean <= 0) { rows.AsSpan(g * perGroup * k, perGroup * k).CopyTo(result.AsSpan(g * perGroup * k)); continue; }
             // Column-major views: the row-major C read column-major is Cᵀ, the row-major W_g (perGroup × K) is W_gᵀ.
             var ct = build.Dense(k, k, cross.AsSpan(g * k * k, k * k).ToArray());
             var wt = build.Dense(k, perGroup, Array.ConvertAll(rows[(g * perGroup * k)..((g + 1) * perGroup * k)], v => (double)v));
             // W* = W + W·(C − Ĥ)·(Ĥ + λI)⁻¹ (= W·C·Ĥ⁻¹ without dampening), so that W* = W exactly when the inputs are the float ones.
-            var rhs = (ct - build.Dense(k, k, h)) * wt;
+            var rhs = (ct - h) * wt;
             double lambda = Math.Max(dampening, 1e-6) * mean;
             for (int attempt = 0; ; attempt++)
             {
-                var damped = build.Dense(k, k, h);
-                for (int i = 0; i < k; i++) { damped[i, i] += lambda; }
+                Matrix<double> damped = h + build.DiagonalIdentity(k) * lambda;
                 var cholesky = damped.Cholesky();
                 double[] z = cholesky.Solve(rhs).ToColumnMajorArray();   // K × perGroup column-major = (W* − W)_g row-major
                 if (z.All(double.IsFinite) || attempt >= 6)

@@ -1,5 +1,5 @@
 using System.Numerics.Tensors;
-using MathNet.Numerics.LinearAlgebra;
+using BitBudget.Numerics;
 
 namespace BitBudget.Rounding;
 
@@ -30,7 +30,7 @@ internal sealed record GptqOptions
 /// <param name="U">Upper Cholesky factor of the inverse of the damped, permuted H (K × K row-major): H⁻¹ = UᵀU.</param>
 /// <param name="Hessian">The undamped H in the original column order (for error measurements).</param>
 /// <param name="Damping">The value added to the diagonal of the permuted H before factoring.</param>
-internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, double[] Hessian, double Damping);
+internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, SquareMatrix Hessian, double Damping);
 
 /// <summary>
 /// Error-feedback rounding (GPTQ, Frantar et al. 2022) per output channel with a symmetric signed grid: columns are rounded one
@@ -43,15 +43,17 @@ internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, d
 /// </remarks>
 internal static class Gptq
 {
-    /// <summary>Dampens, permutes and factors <paramref name="hessian"/> (K × K, row-major).</summary>
-    public static GptqFactor Factor(ReadOnlySpan<double> hessian, int k, GptqOptions? options = null)
+    /// <summary>Dampens, permutes and factors <paramref name="hessian"/> (K × K).</summary>
+    public static GptqFactor Factor(SquareMatrix hessian, GptqOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(hessian);
         options ??= new GptqOptions();
+        int k = hessian.Order;
         var dead = new bool[k];
         double meanDiag = 0;
         for (int i = 0; i < k; i++)
         {
-            double d = hessian[i * k + i];
+            double d = hessian[i, i];
             dead[i] = d <= 0;
             meanDiag += dead[i] ? 1 : d;
         }
@@ -61,7 +63,7 @@ internal static class Gptq
         if (options.ActOrder)
         {
             var keys = new double[k];
-            for (int i = 0; i < k; i++) { keys[i] = dead[i] ? 1 : hessian[i * k + i]; }
+            for (int i = 0; i < k; i++) { keys[i] = dead[i] ? 1 : hessian[i, i]; }
             // Descending diag; ties keep the natural order, so the result does not depend on the sort's stability.
             Array.Sort(order, (a, b) =>
             {
@@ -76,7 +78,7 @@ internal static class Gptq
             for (int j = 0; j < k; j++)
             {
                 int oj = order[j];
-                h[i * k + j] = dead[oi] || dead[oj] ? (oi == oj ? 1 : 0) : hessian[oi * k + oj];
+                h[i * k + j] = dead[oi] || dead[oj] ? (oi == oj ? 1 : 0) : hessian[oi, oj];
             }
         }
         double damp = options.Dampening * meanDiag;
@@ -85,7 +87,7 @@ internal static class Gptq
             var work = (double[])h.Clone();
             for (int i = 0; i < k; i++) { work[i * k + i] += damp; }
             double[]? u = InverseUpperFactor(work, k);
-            if (u is not null) { return new GptqFactor(k, order, dead, u, hessian.ToArray(), damp); }
+            if (u is not null) { return new GptqFactor(k, order, dead, u, hessian, damp); }
             if (attempt == 20)
             {
                 throw new InvalidOperationException("The damped input statistics stay indefinite after 20 dampening increases.");
@@ -96,24 +98,56 @@ internal static class Gptq
     }
 
     /// <summary>
-    /// U upper triangular with A⁻¹ = UᵀU, as GPTQ's reference computes it: A⁻¹ from the Cholesky factor of A, then the upper
-    /// Cholesky factor of A⁻¹ (both MathNet). Null if A (or, from rounding, A⁻¹) is not positive definite.
+    /// U upper triangular with A⁻¹ = UᵀU, via the lower Cholesky factor of A in reversed index order:
+    /// J A J = L Lᵀ gives A = R Rᵀ with R = J L J upper, so A⁻¹ = (R⁻¹)ᵀ R⁻¹ and U = R⁻¹ = J L⁻¹ J. Null if A is not positive definite.
     /// </summary>
+    /// <remarks>
+    /// Hand-written on purpose: MathNet's managed Cholesky + inverse + Cholesky (GPTQ's reference route) gives the same U to
+    /// 1e-14 and the same integers on ResNet-20 and SqueezeNet, but is 14–17× slower at K = 576–1152, 34× over ResNet-20's layers and 16× over SqueezeNet's
+    /// (`bench numeric kernels`, `bench numeric gptq resnet`; figures in docs/architecture.md, "Numeric core").
+    /// </remarks>
     internal static double[]? InverseUpperFactor(double[] a, int k)
     {
-        // A is symmetric, so its row-major array read column-major is A itself.
-        Matrix<double> matrix = Matrix<double>.Build.Dense(k, k, a);
-        try
+        // L: lower Cholesky of the reversed matrix, row-major, computed with contiguous row dot products.
+        var l = new double[k * k];
+        for (int i = 0; i < k; i++)
         {
-            Matrix<double> inverse = matrix.Cholesky().Solve(Matrix<double>.Build.DenseIdentity(k));
-            // A⁻¹ = L Lᵀ with L lower, so U = Lᵀ, whose row-major array is L's column-major one.
-            double[] u = inverse.Cholesky().Factor.ToColumnMajorArray();
-            return TensorPrimitives.IsFiniteAll<double>(u) ? u : null;
+            int ri = k - 1 - i;
+            Span<double> li = l.AsSpan(i * k, k);
+            for (int j = 0; j <= i; j++)
+            {
+                int rj = k - 1 - j;
+                double s = a[ri * k + rj] - TensorPrimitives.Dot<double>(li[..j], l.AsSpan(j * k, j));
+                if (j == i)
+                {
+                    if (!(s > 0)) { return null; }
+                    li[i] = Math.Sqrt(s);
+                }
+                else
+                {
+                    li[j] = s / l[j * k + j];
+                }
+            }
         }
-        catch (ArgumentException)
+        // M = L⁻¹ row by row: M[i,:] = (e_i − Σ_{t<i} L[i,t]·M[t,:]) / L[i,i]; rows of M are zero beyond the diagonal.
+        var m = new double[k * k];
+        for (int i = 0; i < k; i++)
         {
-            return null;   // MathNet: "Matrix must be positive definite."
+            Span<double> mi = m.AsSpan(i * k, i + 1);
+            for (int t = 0; t < i; t++)
+            {
+                double c = -l[i * k + t];
+                if (c != 0) { TensorPrimitives.MultiplyAdd(m.AsSpan(t * k, i + 1), c, mi, mi); }
+            }
+            mi[i] += 1;
+            TensorPrimitives.Multiply(mi, 1 / l[i * k + i], mi);
         }
+        var u = new double[k * k];
+        for (int i = 0; i < k; i++)
+        {
+            for (int j = i; j < k; j++) { u[i * k + j] = m[(k - 1 - i) * k + (k - 1 - j)]; }
+        }
+        return u;
     }
 
     /// <summary>
@@ -195,14 +229,15 @@ internal static class Gptq
     }
 
     /// <summary>Layer-output error eᵀ H e of one row, e = w − w_q (the output error summed over the calibration columns).</summary>
-    public static double OutputError(ReadOnlySpan<float> weights, ReadOnlySpan<float> quantized, ReadOnlySpan<double> hessian, int k)
+    public static double OutputError(ReadOnlySpan<float> weights, ReadOnlySpan<float> quantized, SquareMatrix hessian)
     {
+        int k = hessian.Order;
         Span<double> e = k <= 1024 ? stackalloc double[k] : new double[k];   // 1024 doubles = 8 KiB of stack
         for (int i = 0; i < k; i++) { e[i] = (double)weights[i] - quantized[i]; }
         double total = 0;
         for (int i = 0; i < k; i++)
         {
-            if (e[i] != 0) { total += e[i] * TensorPrimitives.Dot(hessian.Slice(i * k, k), e); }
+            if (e[i] != 0) { total += e[i] * TensorPrimitives.Dot(hessian.Row(i), e); }
         }
         return total;
     }

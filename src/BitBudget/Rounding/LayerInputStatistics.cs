@@ -1,3 +1,4 @@
+using BitBudget.Numerics;
 using System.Buffers;
 using System.Numerics.Tensors;
 using BitBudget.Evaluation;
@@ -26,6 +27,9 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
     public long Columns { get; internal set; }
 
     public Span<double> H(int group) => Hessian.AsSpan(group * K * K, K * K);
+
+    /// <summary>A read-only copy of <paramref name="group"/>'s H, the form it is handed to the rounding in.</summary>
+    public SquareMatrix Gram(int group) => SquareMatrix.Copy(H(group), K);
 
     /// <summary>The mean input column of <paramref name="group"/>.</summary>
     public double[] Mean(int group)

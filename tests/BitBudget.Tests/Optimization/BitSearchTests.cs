@@ -1,3 +1,4 @@
+using BitBudget.Numerics;
 using System.Text.Json;
 using BitBudget.Optimization;
 
@@ -141,8 +142,8 @@ public class BitSearchTests
     {
         // QCR needs no PSD Ω: the block-diagonal move makes the relaxation convex whatever Ω's eigenvalues.
         SearchProblem problem = RandomInstance(seed, 3.2);
-        int n = problem.Omega.GetLength(0);
-        var omega = (double[,])problem.Omega.Clone();
+        int n = problem.Omega.Order;
+        var omega = problem.Omega.ToArray();
         var random = new Random(seed);
         for (int u = 0; u < n; u++)
         {
@@ -183,7 +184,7 @@ public class BitSearchTests
     public void Independent_MatchesBruteForceOnTheDiagonal()
     {
         SearchProblem problem = RandomInstance(5, 3.0);
-        int n = problem.Omega.GetLength(0);
+        int n = problem.Omega.Order;
         var diagonal = new double[n, n];
         for (int u = 0; u < n; u++) { diagonal[u, u] = problem.Omega[u, u]; }
         SearchResult brute = Solve(problem with { Omega = diagonal }, SearchMethod.Clado, new SearchOptions { Algorithm = IqpAlgorithm.BruteForce });
@@ -274,7 +275,7 @@ public class BitSearchTests
     public void Synthetic_IsDeterministicAndPsd_WithIssueBudget()
     {
         SearchProblem a = SyntheticProblem.Generate(19, seed: 4), b = SyntheticProblem.Generate(19, seed: 4);
-        Assert.Equal(57, a.Omega.GetLength(0));
+        Assert.Equal(57, a.Omega.Order);
         Assert.Equal(a.Omega[3, 7], b.Omega[3, 7]);
         Assert.True(PsdProjection.MinEigenvalue(a.Omega) > 0);
         double allEight = a.Layers.Sum(l => l.WeightCount);

@@ -1,3 +1,4 @@
+using BitBudget.Numerics;
 using BitBudget.Optimization;
 using MathNet.Numerics.LinearAlgebra;
 
@@ -12,7 +13,7 @@ public class PsdProjectionTests
     public void ClipEigenvalues_IndefiniteMatrix_BecomesPsd_AndKeepsPsdPart()
     {
         double[,] m = { { 1, 2 }, { 2, 1 } };   // eigenvalues 3 (1,1)/√2 and −1 (1,−1)/√2
-        double[,] c = PsdProjection.ClipEigenvalues(m);
+        SquareMatrix c = PsdProjection.ClipEigenvalues(m);
         Assert.Equal(1.5, c[0, 0], 12);
         Assert.Equal(1.5, c[0, 1], 12);
         Assert.Equal(1.5, c[1, 0], 12);
@@ -23,7 +24,7 @@ public class PsdProjectionTests
     public void ClipEigenvalues_PsdMatrix_IsUnchanged()
     {
         SearchProblem p = SyntheticProblem.Generate(5, seed: 3);
-        double[,] c = PsdProjection.ClipEigenvalues(p.Omega);
+        SquareMatrix c = PsdProjection.ClipEigenvalues(p.Omega);
         for (int u = 0; u < 15; u++)
         {
             for (int v = 0; v < 15; v++) { Assert.Equal(p.Omega[u, v], c[u, v], 10); }
@@ -42,7 +43,7 @@ public class PsdProjectionTests
         }
         double lambdaMin = PsdProjection.MinEigenvalue(omega);
         Assert.True(lambdaMin < 0);
-        double[,] shifted = PsdProjection.ShiftDiagonal(omega);
+        SquareMatrix shifted = PsdProjection.ShiftDiagonal(omega);
         Assert.Equal(omega[0, 0] - lambdaMin, shifted[0, 0], 12);
         Assert.True(PsdProjection.MinEigenvalue(shifted) > -1e-9);
 
@@ -63,9 +64,9 @@ public class PsdProjectionTests
     public void ClipEigenvalues_MeasuredResNet20Omega_MatchesTheOuterProductSum_AndTheSearchResult()
     {
         SearchProblem problem = MeasuredOmegaSearchTests.ResNet20("3.5bits");
-        double[,] omega = problem.Omega;
-        int n = omega.GetLength(0);
-        double[,] clipped = PsdProjection.ClipEigenvalues(omega);
+        SquareMatrix omega = problem.Omega;
+        int n = omega.Order;
+        SquareMatrix clipped = PsdProjection.ClipEigenvalues(omega);
 
         var sym = Matrix<double>.Build.Dense(n, n, (i, j) => 0.5 * (omega[i, j] + omega[j, i]));
         var evd = sym.Evd(Symmetricity.Symmetric);
@@ -77,7 +78,7 @@ public class PsdProjectionTests
             if (l > 0) { reference += l * evd.EigenVectors.Column(k).OuterProduct(evd.EigenVectors.Column(k)); }
         }
         double scale = sym.Enumerate().Max(Math.Abs);
-        var c = Matrix<double>.Build.DenseOfArray(clipped);
+        var c = Matrix<double>.Build.DenseOfArray(clipped.ToArray());
         Assert.True((c - reference).Enumerate().Max(Math.Abs) <= 1e-12 * scale, $"max |Δ| {(c - reference).Enumerate().Max(Math.Abs)} vs scale {scale}");
         Assert.True(c.Evd(Symmetricity.Symmetric).EigenValues.Real().Minimum() >= -1e-12 * scale);
         Matrix<double> residual = c - sym;

@@ -1,5 +1,6 @@
 using BitBudget.Graph;
 using BitBudget.Graph.Onnx;
+using BitBudget.Numerics;
 using BitBudget.Quantization;
 using BitBudget.Rounding;
 using BitBudget.Tests.Support;
@@ -131,7 +132,7 @@ public class GptqTests
         float[] scales = WeightQuantizer.RowScales(w, rows, k, bits);
         var options = new GptqOptions { ActOrder = actOrder, RowTile = 2 };
 
-        GptqFactor factor = Gptq.Factor(h, k, options);
+        GptqFactor factor = Gptq.Factor(SquareMatrix.Copy(h, k), options);
         RoundedWeights result = Gptq.Quantize(w, rows, scales, bits, factor, options);
         (sbyte[] expected, double[] u) = Reference(w, rows, k, scales, bits, h, actOrder);
 
@@ -140,7 +141,7 @@ public class GptqTests
         Assert.All(Enumerable.Range(0, rows), r => Assert.Equal(0, result.Levels[r * k + 3]));
         for (int r = 0; r < rows; r++)
         {
-            double direct = Gptq.OutputError(w.AsSpan(r * k, k), result.Dequantized.AsSpan(r * k, k), h, k);
+            double direct = Gptq.OutputError(w.AsSpan(r * k, k), result.Dequantized.AsSpan(r * k, k), SquareMatrix.Copy(h, k));
             Assert.Equal(direct, result.OutputErrors![r], 1e-9 * Math.Max(1, direct));
         }
         for (int i = 0; i < w.Length; i++) { Assert.Equal(result.Levels[i] * scales[i / k], result.Dequantized[i]); }
@@ -164,12 +165,12 @@ public class GptqTests
                 foreach (bool actOrder in new[] { true, false })
                 {
                     var options = new GptqOptions { ActOrder = actOrder };
-                    RoundedWeights gptq = Gptq.Quantize(w, rows, scales, bits, Gptq.Factor(h, k, options), options);
+                    RoundedWeights gptq = Gptq.Quantize(w, rows, scales, bits, Gptq.Factor(SquareMatrix.Copy(h, k), options), options);
                     double eR = 0, eG = 0;
                     for (int r = 0; r < rows; r++)
                     {
-                        eR += Gptq.OutputError(w.AsSpan(r * k, k), rtn.Dequantized.AsSpan(r * k, k), h, k);
-                        double direct = Gptq.OutputError(w.AsSpan(r * k, k), gptq.Dequantized.AsSpan(r * k, k), h, k);
+                        eR += Gptq.OutputError(w.AsSpan(r * k, k), rtn.Dequantized.AsSpan(r * k, k), SquareMatrix.Copy(h, k));
+                        double direct = Gptq.OutputError(w.AsSpan(r * k, k), gptq.Dequantized.AsSpan(r * k, k), SquareMatrix.Copy(h, k));
                         eG += direct;
                         // The pass's own eᵀHe (‖err‖² − damping·‖e‖²), which the scale search ranks candidates by, is the direct one.
                         Assert.True(Math.Abs(gptq.OutputErrors![r] - direct) <= 1e-8 * Math.Max(direct, 1e-12 * h.Max()),
@@ -189,19 +190,19 @@ public class GptqTests
         float[] w = OrtHelpers.Deterministic(rows * k, seed: 5);
         float[] scales = WeightQuantizer.RowScales(w, rows, k, 4);
 
-        RoundedWeights zero = Gptq.Quantize(w, rows, scales, 4, Gptq.Factor(new double[k * k], k));
+        RoundedWeights zero = Gptq.Quantize(w, rows, scales, 4, Gptq.Factor(SquareMatrix.Copy(new double[k * k], k)));
         Assert.All(zero.Levels, l => Assert.Equal(0, l));   // every input is dead: nothing reaches the output
 
         var v = OrtHelpers.Deterministic(k, seed: 9);
         var rankOne = new double[k * k];
         for (int i = 0; i < k; i++) { for (int j = 0; j < k; j++) { rankOne[i * k + j] = v[i] * v[j]; } }
-        RoundedWeights q = Gptq.Quantize(w, rows, scales, 4, Gptq.Factor(rankOne, k));
+        RoundedWeights q = Gptq.Quantize(w, rows, scales, 4, Gptq.Factor(SquareMatrix.Copy(rankOne, k)));
         RoundedWeights rtn = Gptq.RoundToNearest(w, rows, k, scales, 4);
         Assert.All(q.Dequantized, x => Assert.True(float.IsFinite(x)));
         for (int r = 0; r < rows; r++)
         {
-            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), q.Dequantized.AsSpan(r * k, k), rankOne, k)
-                <= Gptq.OutputError(w.AsSpan(r * k, k), rtn.Dequantized.AsSpan(r * k, k), rankOne, k) + 1e-9);
+            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), q.Dequantized.AsSpan(r * k, k), SquareMatrix.Copy(rankOne, k))
+                <= Gptq.OutputError(w.AsSpan(r * k, k), rtn.Dequantized.AsSpan(r * k, k), SquareMatrix.Copy(rankOne, k)) + 1e-9);
         }
     }
 
@@ -213,15 +214,15 @@ public class GptqTests
         LayerStatistics st = stats[layer.Index];
         float[] w = LayerRounder.WeightRows(prepared, layer);
         int rows = (int)layer.OutputChannels, k = st.K;
-        GptqFactor factor = Gptq.Factor(st.H(0), k);
+        GptqFactor factor = Gptq.Factor(st.Gram(0));
         float[] ratios = [.. Enumerable.Range(0, 20).Select(i => 1f - 0.04f * i)];
         RoundedWeights mse = Gptq.Quantize(w, rows, WeightQuantizer.RowScales(w, rows, k, 2), 2, factor);
         RoundedWeights searched = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios);
         double eM = 0, eS = 0;
         for (int r = 0; r < rows; r++)
         {
-            eM += Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian, k);
-            eS += Gptq.OutputError(w.AsSpan(r * k, k), searched.Dequantized.AsSpan(r * k, k), factor.Hessian, k);
+            eM += Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian);
+            eS += Gptq.OutputError(w.AsSpan(r * k, k), searched.Dequantized.AsSpan(r * k, k), factor.Hessian);
         }
         Assert.True(eS < eM, $"searched {eS} vs mse {eM}");
         // With the MSE scales as a candidate, no row is worse than at the MSE scales.
@@ -229,8 +230,8 @@ public class GptqTests
         RoundedWeights withBase = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales);
         for (int r = 0; r < rows; r++)
         {
-            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), withBase.Dequantized.AsSpan(r * k, k), factor.Hessian, k)
-                <= Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian, k));
+            Assert.True(Gptq.OutputError(w.AsSpan(r * k, k), withBase.Dequantized.AsSpan(r * k, k), factor.Hessian)
+                <= Gptq.OutputError(w.AsSpan(r * k, k), mse.Dequantized.AsSpan(r * k, k), factor.Hessian));
         }
     }
 
