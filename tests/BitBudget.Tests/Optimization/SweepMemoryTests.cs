@@ -103,7 +103,7 @@ public class SweepMemoryTests
         double[] known = [0.1562378, 0.116097, 0.1080805, 0.08962651, 0.0747547, 0.0747547, 0.05482614, 0.05215, 0.05142993];
         // A unique copy of Ω (one entry pair moved by a rounding-level amount) so that this sweep's memory starts empty.
         var options = new SearchOptions { Algorithm = IqpAlgorithm.QcrBranchAndBound, TimeLimit = TimeSpan.FromSeconds(120) };
-        double[,] omega = (double[,])MeasuredOmegaSearchTests.ResNet20("2.5bits").Omega.Clone();
+        double[,] omega = MeasuredOmegaSearchTests.ResNet20("2.5bits").Omega.ToArray();
         omega[0, 0] *= 1 + 1e-15;
         for (int k = 0; k < budgets.Length; k++)
         {
