@@ -59,8 +59,7 @@ static class SensitivityCommand
         double[] eig = [];
         if (r.Complete && n > 0)
         {
-            var m = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(n, n, (i, j) => r.Omega[i * n + j]);
-            eig = [.. m.Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues.Select(c => c.Real)];
+            eig = BitBudget.Optimization.PsdProjection.Eigen(BitBudget.Numerics.SquareMatrix.Copy(r.Omega, n)).Lambda;
         }
         SensitivityLayerJson[] layers = [.. r.SearchedLayers.Select((l, k) => new SensitivityLayerJson(l.Name, l.OpType, l.WeightCount,
             [.. r.CandidateBits.Select((b, s) => new DeltaLossJson(b, r.DeltaSingle[k * S + s]))]))];

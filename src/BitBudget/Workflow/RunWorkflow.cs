@@ -258,9 +258,7 @@ public static class RunWorkflow
         {
             var labels = sensitivity.SearchedLayers.SelectMany(l => sensitivity.CandidateBits.Select(b => $"{l.Name}@{b}")).ToArray();
             int n = labels.Length;
-            var m = new double[n, n];
-            for (int i = 0; i < n; i++) { for (int j = 0; j < n; j++) { m[i, j] = sensitivity.Omega[i * n + j]; } }
-            var eig = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(m).Evd(MathNet.Numerics.LinearAlgebra.Symmetricity.Symmetric).EigenValues.Select(c => c.Real).ToArray();
+            double[] eig = Optimization.PsdProjection.Eigen(Numerics.SquareMatrix.Copy(sensitivity.Omega, n)).Lambda;
             omega = new OmegaMatrix(labels, sensitivity.Omega,
                 new OmegaSpectrum(eig.Min(), eig.Max(), eig.Count(v => v < 0), eig.Where(v => v < 0).Sum(v => -v)));
         }
