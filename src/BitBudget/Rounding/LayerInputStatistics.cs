@@ -82,7 +82,7 @@ internal static class LayerInputStatistics
         RuntimeOptions? runtime = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, ConvGram convGram = ConvGram.Shifted) =>
         Collect(prepared, layers, data, count, batchSize, runtime, progress, cancellationToken, convGram, groupBytes: 0);
 
-    /// <param name="groupBytes">Bytes of H per group of layers (tests); 0 plans the groups from the memory budget.</param>
+    // groupBytes: bytes of H per group of layers (tests); 0 plans the groups from the memory budget.
     internal static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, Data.Dataset data, int count, int batchSize,
         RuntimeOptions? runtime, IProgress<int>? progress, CancellationToken cancellationToken, ConvGram convGram, long groupBytes)
     {
