@@ -178,7 +178,7 @@ static class RoundingBench
             for (int i = 0; i < x.Length; i++) { x[i] = (float)random.NextDouble(); }
             var h = new double[k * k];
             var sum = new double[k];
-            using var gram = new LayerInputStatistics.GramSessions(RuntimeOptions.Default);
+            using var gram = new GramSessions(RuntimeOptions.Default);
             double ort = Measure.Median(5, () => gram.AccumulateColumns(x, k, m, h, sum));
             double dots = Measure.Median(3, () =>
             {

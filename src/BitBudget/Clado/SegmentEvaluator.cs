@@ -80,6 +80,9 @@ internal sealed class SegmentEvaluator : IEvaluator
         {
             int total = 1 + L * plan.S;
             long liveAfterCollect = GC.GetTotalMemory(false);
+            // What the sessions cost is measured, not assumed equal: the resident set before the first, after it (the full pass
+            // holds the whole model's states plan), and then per cone (its perturbed layer and buffers; shared weights excluded).
+            long beforeSessions = ProcessMemory.CurrentRss, afterFirst = 0;
             // The weights a slice shares: the base's, unchanged, except those of the layer about to be perturbed. They leave the
             // slice before it is copied per scheme, so neither the copies nor ORT's graph hold them.
             string[] Share(OnnxModel slice, LayerInfo? perturbed)
@@ -103,11 +106,15 @@ internal sealed class SegmentEvaluator : IEvaluator
                     resident = ProcessMemory.RssAfterCollecting();
                     liveAfterCollect = GC.GetTotalMemory(false);
                 }
+                if (sessions.Count == 1) { afterFirst = resident; }
                 if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
                 {
+                    long perCone = PerSessionCost(beforeSessions, afterFirst, resident, sessions.Count);
                     throw new BitBudgetException(ErrorKind.InvalidInput,
                         $"--max-memory {ProcessMemory.Format(plan.Runtime.MaxMemory)} is too small for the CLADO measurement: after {sessions.Count} of its {total} sessions " +
-                        $"(each holds what it does not share with the others) {ProcessMemory.Format(resident)} is in use; at least about {ProcessMemory.Format(resident / sessions.Count * total)} would fit.");
+                        $"{ProcessMemory.Format(resident)} is in use (measured: {ProcessMemory.Format(Math.Max(0, afterFirst - beforeSessions))} for the first, " +
+                        $"{ProcessMemory.Format(perCone)} per cone session beyond the weights they share); " +
+                        $"at least about {ProcessMemory.Format(WouldFit(resident, perCone, sessions.Count, total))} would fit.");
                 }
                 return s;
             }
@@ -301,6 +308,16 @@ internal sealed class SegmentEvaluator : IEvaluator
         _weights?.Dispose();   // after the sessions that read them
         _runOptions.Dispose();
     }
+
+    /// <summary>
+    /// Bytes one more cone session costs, from what the cones loaded so far added to the resident set after the first (full-precision)
+    /// session; with only the first loaded, what it added.
+    /// </summary>
+    internal static long PerSessionCost(long beforeSessions, long afterFirst, long resident, int loaded) =>
+        loaded > 1 ? Math.Max(0, resident - afterFirst) / (loaded - 1) : Math.Max(0, resident - beforeSessions);
+
+    /// <summary>The budget loading every one of <paramref name="total"/> sessions would need: what is resident now and the measured cost of each one still to load.</summary>
+    internal static long WouldFit(long resident, long perSession, int loaded, int total) => resident + perSession * Math.Max(0, total - loaded);
 }
 
 /// <summary>What MACs cost when the whole base model runs on one batch in ORT: the yardstick of the time ratio.</summary>

@@ -111,7 +111,18 @@ internal sealed class TensorTap
     public int ImagesPerRun(Dataset data, IEnumerable<string> tensors, int wanted, string what, long extraBytesPerImage = 0)
     {
         if (Runtime.ImagesPerRun > 0) { return Math.Min(Runtime.ImagesPerRun, Math.Max(1, wanted)); }
-        return MemoryBudget.ImagesPerRun(Runtime, Footprint(data).RunBytes(tensors) + extraBytesPerImage, wanted, what);
+        long perImage = Footprint(data).RunBytes(tensors) + extraBytesPerImage;
+        // Garbage the GC has not collected yet would shrink the micro-batches (or stop the pass) for nothing: collect first when
+        // the wanted images do not fit beside the resident set as it is.
+        long? resident = ProcessMemory.CurrentRss + perImage * Math.Max(1, wanted) > Runtime.MaxMemory ? ProcessMemory.RssAfterCollecting() : null;
+        return MemoryBudget.ImagesPerRun(Runtime, perImage, wanted, what, resident);
+    }
+
+    /// <summary><paramref name="images"/> rounded down to a multiple of <paramref name="align"/>, or to a power of two below it.</summary>
+    internal static int Align(int images, int align)
+    {
+        if (align <= 1 || images <= 1) { return Math.Max(1, images); }
+        return images >= align ? images - images % align : 1 << System.Numerics.BitOperations.Log2((uint)images);
     }
 
     /// <summary>
@@ -120,9 +131,13 @@ internal sealed class TensorTap
     /// says so, and hands each micro-batch's tensors to <paramref name="onBatch"/> (start, images, tensors by name). Nothing is
     /// kept after the callback returns.
     /// </summary>
+    /// <param name="alignImages">
+    /// When above 1 (a power of two), every micro-batch but the last holds a multiple of this many images (or, if fewer fit, a
+    /// power of two): a pass that sums in fixed chunks of images then gets the same chunks, so the same sums, whatever the budget.
+    /// </param>
     public void Stream(Dataset data, int count, IReadOnlyList<string> tensors, int maxImagesPerRun,
         Action<int, int, IReadOnlyDictionary<string, CapturedTensor>> onBatch, IProgress<int>? progress = null, CancellationToken cancel = default,
-        string what = "the tensor pass")
+        string what = "the tensor pass", int alignImages = 1)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(tensors);
@@ -133,7 +148,7 @@ internal sealed class TensorTap
         string[] fetched = [.. tensors.Where(t => t != inputName).Distinct(StringComparer.Ordinal)];
         // ORT needs one output even when the caller only wants the input.
         string[] run = fetched.Length > 0 ? fetched : [Model.OutputName];
-        int micro = ImagesPerRun(data, run, Math.Min(count, Math.Max(1, maxImagesPerRun)), what);
+        int micro = Align(ImagesPerRun(data, run, Math.Min(count, Math.Max(1, maxImagesPerRun)), what), alignImages);
         OnnxModel exposed = Model.WithOutputs(fetched);
         using var session = OrtSessions.Create(exposed.ToBytes(), Runtime, $"{Model.Source} with {fetched.Length} exposed tensors");
         using var runOptions = new RunOptions();

@@ -58,7 +58,7 @@ internal sealed class QuantizedWeights
     readonly float[][] _originals;
     readonly float[]?[] _biases;
     readonly IReadOnlyList<LayerStatistics>? _statistics;
-    readonly Lazy<GptqFactor[]>[]? _factors;
+    readonly GptqFactorCache? _factors;
     readonly string _fingerprint;
     readonly ConcurrentDictionary<(int Layer, int Bits, bool PerChannel, WeightRange Range), Lazy<QuantizedTensor>> _cache = new();
     readonly ConcurrentDictionary<(int Layer, int Bits), QuantizedTensor> _overrides = new();
@@ -70,7 +70,8 @@ internal sealed class QuantizedWeights
     {
     }
 
-    QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding rounding, IReadOnlyList<LayerStatistics>? statistics, string calibration)
+    QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding rounding, IReadOnlyList<LayerStatistics>? statistics, string calibration,
+        long factorCapBytes = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(prepared);
         ArgumentNullException.ThrowIfNull(layers);
@@ -99,7 +100,7 @@ internal sealed class QuantizedWeights
         if (statistics is not null && rounding.Method == RoundingMethod.Gptq)
         {
             GptqOptions options = rounding.GptqOptions;
-            _factors = [.. statistics.Select(st => new Lazy<GptqFactor[]>(() => LayerRounder.Factors(st, options)))];
+            _factors = new GptqFactorCache(statistics, options, factorCapBytes);
         }
         _fingerprint = Hashing.Sha256Hex(string.Join('\n', "bitbudget-weights-v1", prepared.ComputeHash(), string.Join(',', layers.Select(l => l.Name)),
             rounding.Fingerprint(), calibration))[..32];
@@ -136,7 +137,9 @@ internal sealed class QuantizedWeights
         int count = Math.Min(rounding.CalibrationImages, calibration.Count);
         int batch = Math.Clamp((1 << 22) / Math.Max(1, calibration.SampleSize), 1, 64);
         IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
-        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}") { CalibrationCount = count };
+        // GPTQ's factors (2 K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
+        long factorCap = (runtime ?? RuntimeOptions.Default).MaxMemory / 8;
+        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}", factorCap) { CalibrationCount = count };
     }
 
     /// <summary>A copy sharing every computed tensor and statistic, plus <paramref name="tensors"/> as overrides (this instance is unchanged).</summary>
@@ -165,6 +168,9 @@ internal sealed class QuantizedWeights
 
     /// <summary>Images the statistics pass used (the first this many of the calibration set), 0 without one.</summary>
     internal int CalibrationCount { get; private init; }
+
+    /// <summary>The GPTQ factor cache (null unless GPTQ rounding), for tests.</summary>
+    internal GptqFactorCache? Factors => _factors;
 
     /// <summary>The full-precision input statistics of a layer (null for round to nearest without bias correction).</summary>
     internal LayerStatistics? InputStatistics(int layerIndex) => _statistics?[layerIndex];
@@ -287,7 +293,7 @@ internal sealed class QuantizedWeights
         // The output-error search replaces the MSE clip choice; per-tensor and min/max layers keep the scale they asked for.
         bool search = Rounding.ScaleSearch == ScaleSearch.OutputError && perChannel && range == WeightRange.Mse;
         RoundedLayer r = LayerRounder.Round(layer, w, _biases[index], bits, Rounding.Method, Rounding.BiasCorrection, _statistics[index], scales,
-            Rounding.GptqOptions, _factors?[index].Value, search);
+            Rounding.GptqOptions, _factors?.Get(index), search);
         return QuantizedTensor.FromIntegers(layer, bits, perChannel ? r.Scales : scales, r.Levels, w, r.Bias);
     }
 }

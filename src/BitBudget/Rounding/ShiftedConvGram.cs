@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using BitBudget.Graph;
 
 namespace BitBudget.Rounding;
 
@@ -62,7 +63,7 @@ internal sealed class ShiftedConvGram
     /// patch reads (their products would only cancel); an image that does not fit the buffer; or more multiply-adds than im2col
     /// (small outputs of large images).
     /// </summary>
-    public static ShiftedConvGram? TryCreate(LayerInputStatistics.Plan p, LayerInputStatistics.Geometry g, int h, int w, int cg)
+    public static ShiftedConvGram? TryCreate(ConvGeometry p, ConvOutput g, int h, int w, int cg)
     {
         if (p.StrideH != 1 || p.StrideW != 1 || p.Kh * p.Kw == 1 || g.OutH <= 0 || g.OutW <= 0) { return null; }
         int spanH = (p.Kh - 1) * p.DilationH, spanW = (p.Kw - 1) * p.DilationW;
@@ -134,10 +135,10 @@ internal sealed class ShiftedConvGram
     /// (at least <see cref="ImageFloats"/>): float products per chunk, summed in double.
     /// </summary>
     public void Accumulate(ReadOnlySpan<float> x, int n, int channels, int group, Span<double> hessian, Span<double> sum,
-        float[] buffer, LayerInputStatistics.GramSessions gram)
+        float[] buffer, GramSessions gram)
     {
         int cg = _cg, cc = cg * cg, plane = _h * _w;
-        int imagesPerChunk = buffer.Length / ImageFloats;
+        int imagesPerChunk = Math.Min(LayerInputStatistics.ChunkImages(ImageFloats), Math.Max(1, buffer.Length / ImageFloats));
         int chunkImages = Math.Min(imagesPerChunk, n);
         float[] products = ArrayPool<float>.Shared.Rent(_shifts.Length * cc);
         float[] pieceProducts = ArrayPool<float>.Shared.Rent(Math.Max(1, _pieces.Length * cc));
@@ -148,10 +149,10 @@ internal sealed class ShiftedConvGram
         try
         {
             Span<float> totals = planeSums.AsSpan(0, cg * plane);
-            totals.Clear();
             for (int n0 = 0; n0 < n; n0 += imagesPerChunk)
             {
                 int images = Math.Min(imagesPerChunk, n - n0);
+                totals.Clear();   // summed per chunk like the products, so the sums do not depend on the micro-batch either
                 for (int image = 0; image < images; image++)
                 {
                     ReadOnlySpan<float> source = x.Slice(((n0 + image) * channels + group * cg) * plane, cg * plane);
@@ -160,8 +161,8 @@ internal sealed class ShiftedConvGram
                 }
                 Products(buffer, images, products, pieceA, pieceB, pieceProducts, gram);
                 Scatter(products, pieceProducts, hessian, block.AsSpan(0, cc));
+                AddColumnSums(totals, sum);
             }
-            AddColumnSums(totals, sum);
         }
         finally
         {
@@ -201,7 +202,7 @@ internal sealed class ShiftedConvGram
     /// The cross-correlation of every δ (one AᵀB of two views of the buffer each) and the border pieces (gathered, one batched
     /// product), spread over the cores with single-threaded sessions: MLAS splits these C × C outputs poorly across threads.
     /// </summary>
-    void Products(float[] buffer, int images, float[] products, float[] pieceA, float[] pieceB, float[] pieceProducts, LayerInputStatistics.GramSessions gram)
+    void Products(float[] buffer, int images, float[] products, float[] pieceA, float[] pieceB, float[] pieceProducts, GramSessions gram)
     {
         int cg = _cg, cc = cg * cg, rowFloats = images * (_w + _padW);
         int length = _h * rowFloats;   // positions in the buffer
@@ -222,7 +223,7 @@ internal sealed class ShiftedConvGram
     }
 
     /// <summary>Gathers every piece's x(q) (as Cg × T) and x(q + δ) (as T × Cg), zero-padded to a common T, and multiplies them in one batch.</summary>
-    void PieceProducts(float[] buffer, int images, float[] pieceA, float[] pieceB, float[] pieceProducts, LayerInputStatistics.GramSessions gram)
+    void PieceProducts(float[] buffer, int images, float[] pieceA, float[] pieceB, float[] pieceProducts, GramSessions gram)
     {
         int cg = _cg, wp = _w + _padW, rowFloats = images * wp;
         int t = _maxPieceArea * images;

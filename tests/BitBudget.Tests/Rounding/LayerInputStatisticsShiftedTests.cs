@@ -62,16 +62,16 @@ public class LayerInputStatisticsShiftedTests
         return batches;
     }
 
-    static LayerInputStatistics.Plan PlanOf(ConvCase c) => new(0, "x", true, c.Groups, c.Kh, c.Kw, 1, 1, c.DilationH, c.DilationW,
-        c.Pads[0], c.Pads[1], c.Pads[2], c.Pads[3], c.AutoPad ?? "NOTSET");
+    static ConvGeometry PlanOf(ConvCase c) => new(c.Kh, c.Kw, 1, 1, c.DilationH, c.DilationW,
+        c.Pads[0], c.Pads[1], c.Pads[2], c.Pads[3], c.Groups, c.AutoPad ?? "NOTSET");
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Collect_StrideOneConv_MatchesDoubleReference(string name)
     {
         ConvCase c = s_cases[name];
-        LayerInputStatistics.Plan plan = PlanOf(c);
-        var geometry = LayerInputStatistics.Geometry.For(plan, c.H, c.W);
+        ConvGeometry plan = PlanOf(c);
+        var geometry = plan.Output(c.H, c.W);
         Assert.Equal(c.Shifted, ShiftedConvGram.TryCreate(plan, geometry, c.H, c.W, c.Cin / c.Groups) is not null);
 
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(SingleConv(c));
@@ -110,13 +110,13 @@ public class LayerInputStatisticsShiftedTests
     public void Accumulate_BatchSplitIntoChunks_MatchesDoubleReference()
     {
         ConvCase c = s_cases["3x3 pads top 0 left 2 bottom 1 right 0"];
-        LayerInputStatistics.Plan plan = PlanOf(c);
-        ShiftedConvGram shifted = ShiftedConvGram.TryCreate(plan, LayerInputStatistics.Geometry.For(plan, c.H, c.W), c.H, c.W, c.Cin)!;
+        ConvGeometry plan = PlanOf(c);
+        ShiftedConvGram shifted = ShiftedConvGram.TryCreate(plan, plan.Output(c.H, c.W), c.H, c.W, c.Cin)!;
         var (data, shape) = LayerInputStatisticsTests.RandomBatches(1, 5, [c.Cin, c.H, c.W], seed: 8)[0];
         int k = c.Cin * 9;
         var h = new double[k * k];
         var sum = new double[k];
-        using var gram = new LayerInputStatistics.GramSessions(Runtime.RuntimeOptions.Default);
+        using var gram = new GramSessions(Runtime.RuntimeOptions.Default);
         // Room for two images: chunks of 2, 2 and 1.
         shifted.Accumulate(data, 5, c.Cin, 0, h, sum, new float[2 * shifted.ImageFloats + 3], gram);
         (double[] refH, double[] refSum, _) = StatisticsReference.ConvGram(data, shape, 0, 1, 3, 3, 1, c.Pads, 1);
@@ -128,12 +128,12 @@ public class LayerInputStatisticsShiftedTests
     public void TryCreate_StridedOrUnreadPositions_LeavesTheConvToIm2Col()
     {
         ConvCase strided = new(4, 9, 9, 3, 3, 1, [1, 1, 1, 1]);
-        LayerInputStatistics.Plan plan = PlanOf(strided) with { StrideH = 2, StrideW = 2 };
-        Assert.Null(ShiftedConvGram.TryCreate(plan, LayerInputStatistics.Geometry.For(plan, 9, 9), 9, 9, 4));
+        ConvGeometry plan = PlanOf(strided) with { StrideH = 2, StrideW = 2 };
+        Assert.Null(ShiftedConvGram.TryCreate(plan, plan.Output(9, 9), 9, 9, 4));
         // 2×2 kernel, dilation 4, no pads on 5 rows: one output row reading rows 0 and 4 only.
         ConvCase gaps = new(2, 5, 5, 2, 2, 1, [0, 0, 0, 0], 4, 4);
         plan = PlanOf(gaps);
-        Assert.Null(ShiftedConvGram.TryCreate(plan, LayerInputStatistics.Geometry.For(plan, 5, 5), 5, 5, 2));
+        Assert.Null(ShiftedConvGram.TryCreate(plan, plan.Output(5, 5), 5, 5, 2));
     }
 
     [Fact]

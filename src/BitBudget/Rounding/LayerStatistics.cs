@@ -1,0 +1,59 @@
+using BitBudget.Graph;
+using BitBudget.Numerics;
+
+namespace BitBudget.Rounding;
+
+/// <summary>
+/// Second-moment statistics of one layer's full-precision input columns: H = Σ x xᵀ and the mean column,
+/// per group (a Conv column is one im2col patch of one group: K = Cin/groups·kh·kw; a Gemm/MatMul column is one input row).
+/// </summary>
+internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
+{
+    public LayerInfo Layer { get; } = layer;
+    public int Groups { get; } = groups;
+    /// <summary>Inputs per column (the width of one weight row).</summary>
+    public int K { get; } = k;
+    /// <summary>Groups × K × K, row-major per group; the sum (not the mean) over <see cref="Columns"/> columns.</summary>
+    public double[] Hessian { get; } = new double[(long)groups * k * k];
+    /// <summary>Groups × K sums of the columns (divide by <see cref="Columns"/> for the mean).</summary>
+    public double[] Sum { get; } = new double[(long)groups * k];
+    /// <summary>Columns accumulated per group.</summary>
+    public long Columns { get; internal set; }
+
+    public Span<double> H(int group) => Hessian.AsSpan(group * K * K, K * K);
+
+    /// <summary>A read-only copy of <paramref name="group"/>'s H, the form it is handed to the rounding in.</summary>
+    public SquareMatrix Gram(int group) => SquareMatrix.Copy(H(group), K);
+
+    /// <summary>Bytes of H and the sums of a layer with <paramref name="groups"/> groups of <paramref name="k"/> inputs.</summary>
+    public static long BytesFor(int groups, int k) => (long)groups * ((long)k * k + k) * sizeof(double);
+
+    /// <summary>
+    /// Writes the (zero) arrays once, so their pages are resident before a pass sizes its micro-batches from the resident set
+    /// (a fresh array is not: the kernel maps its pages on first write).
+    /// </summary>
+    internal LayerStatistics Resident()
+    {
+        Hessian.AsSpan().Clear();
+        Sum.AsSpan().Clear();
+        return this;
+    }
+
+    /// <summary>The mean input column of <paramref name="group"/>.</summary>
+    public double[] Mean(int group)
+    {
+        var mean = new double[K];
+        ReadOnlySpan<double> sum = Sum.AsSpan(group * K, K);
+        for (int i = 0; i < K; i++) { mean[i] = Columns == 0 ? 0 : sum[i] / Columns; }
+        return mean;
+    }
+}
+
+/// <summary>How a Conv's H is computed (Gemm/MatMul always use their input rows).</summary>
+internal enum ConvGram
+{
+    /// <summary>Shifted channel products (<see cref="ShiftedConvGram"/>) for stride-1 convs where they apply and cost fewer multiply-adds; im2col elsewhere.</summary>
+    Shifted,
+    /// <summary>im2col for every Conv: the path the shifted one is checked and benchmarked against.</summary>
+    Im2Col,
+}

@@ -1,0 +1,102 @@
+using BitBudget.Data;
+using BitBudget.Graph;
+using BitBudget.Quantization;
+using BitBudget.Rounding;
+using BitBudget.Runtime;
+using BitBudget.Tests.Support;
+
+namespace BitBudget.Tests.Rounding;
+
+/// <summary>The GPTQ statistics pass within the memory budget (issue 16): micro-batches and layer groups never change H.</summary>
+public class StatisticsMemoryTests
+{
+    const long GiB = 1L << 30;
+
+    static double MaxRelative(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    {
+        double scale = 0, diff = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            scale = Math.Max(scale, Math.Abs(a[i]));
+            diff = Math.Max(diff, Math.Abs(a[i] - b[i]));
+        }
+        return scale == 0 ? diff : diff / scale;
+    }
+
+    static IReadOnlyList<LayerStatistics> Collect(OnnxModel prepared, ModelSummary summary, Dataset data, RuntimeOptions runtime, long groupBytes = 0) =>
+        LayerInputStatistics.Collect(prepared, summary.Layers, data, data.Count, 64, runtime, null, TestContext.Current.CancellationToken, ConvGram.Shifted, groupBytes);
+
+    [Fact]
+    public void HIsTheSameWithMicroBatches64And16And48AndOneLayerPerPass()
+    {
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(Assets.ResNet20));
+        Dataset data = SharedData.CifarTrain(100, seed: 3);   // 100: the last micro-batch is a partial one
+        RuntimeOptions unbounded = RuntimeOptions.Default with { MaxMemory = 64 * GiB };
+        IReadOnlyList<LayerStatistics> whole = Collect(prepared, summary, data, unbounded);
+        var variants = new (string Name, IReadOnlyList<LayerStatistics> Stats)[]
+        {
+            ("16 per run", Collect(prepared, summary, data, unbounded with { ImagesPerRun = 16 })),
+            ("48 per run", Collect(prepared, summary, data, unbounded with { ImagesPerRun = 48 })),
+            ("one layer per pass, 32 per run", Collect(prepared, summary, data, unbounded with { ImagesPerRun = 32 }, groupBytes: 1)),
+        };
+        // ResNet-20 has stride-1 3×3 convs (shifted products), strided ones (im2col) and the Gemm (rows).
+        Assert.Contains(summary.Layers, l => l.OpType == "Gemm");
+        foreach ((string name, IReadOnlyList<LayerStatistics> stats) in variants)
+        {
+            Assert.Equal(whole.Count, stats.Count);
+            for (int i = 0; i < whole.Count; i++)
+            {
+                Assert.Equal(whole[i].Columns, stats[i].Columns);
+                double h = MaxRelative(whole[i].Hessian, stats[i].Hessian), sum = MaxRelative(whole[i].Sum, stats[i].Sum);
+                Assert.True(h <= 1e-9 && sum <= 1e-9, $"{name}, layer {summary.Layers[i].Name}: H differs by {h:e2}, sums by {sum:e2} (relative)");
+            }
+        }
+        // And H is a real Gram matrix of the inputs, not zeros: its diagonal is positive somewhere in every layer.
+        Assert.All(whole, s => Assert.Contains(Enumerable.Range(0, s.K), i => s.H(0)[i * s.K + i] > 0));
+    }
+
+    [Fact]
+    public void BudgetTooSmallForTheHMatrices_SaysSoAndWhatWouldFit()
+    {
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(OnnxModel.Load(Assets.ResNet20));
+        Dataset data = SharedData.CifarTrain(32, seed: 3);
+        long resident = ProcessMemory.RssAfterCollecting();
+        // Room for the images' tensors, not for the H matrices (ResNet-20: 2.4 MiB each for its 64-channel 3×3 convs).
+        var runtime = RuntimeOptions.Default with { MaxMemory = resident + (3L << 20) };
+        var e = Assert.Throws<BitBudgetException>(() => Collect(prepared, summary, data, runtime));
+        Assert.Equal(ErrorKind.InvalidInput, e.Kind);
+        Assert.StartsWith("--max-memory ", e.Message);
+        Assert.Contains("too small for the rounding statistics pass", e.Message);
+        Assert.Contains("H matrices", e.Message);
+        Assert.Contains("would fit.", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void FactorCacheDropsTheLeastRecentLayerAndRecomputesItBitForBit()
+    {
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(LayerInputStatisticsTests.GroupedConvGemm());
+        var batches = LayerInputStatisticsTests.RandomBatches(2, 3, [4, 9, 9], seed: 21);
+        IReadOnlyList<LayerStatistics> stats = LayerInputStatistics.Collect(prepared, summary.Layers, batches, cancellationToken: TestContext.Current.CancellationToken);
+        long largest = stats.Max(s => 2 * s.Hessian.LongLength * sizeof(double));
+
+        var capped = new GptqFactorCache(stats, new GptqOptions(), largest);
+        GptqFactor[] first = capped.Get(0);
+        capped.Get(1);
+        Assert.Equal(1, capped.Held);
+        GptqFactor[] again = capped.Get(0);
+        Assert.Equal(3, capped.Computed);
+        Assert.NotSame(first, again);
+        for (int g = 0; g < first.Length; g++)
+        {
+            Assert.Equal(first[g].U, again[g].U);
+            Assert.Equal(first[g].Order, again[g].Order);
+        }
+
+        var unbounded = new GptqFactorCache(stats, new GptqOptions(), long.MaxValue);
+        unbounded.Get(0);
+        unbounded.Get(1);
+        Assert.Same(unbounded.Get(0), unbounded.Get(0));
+        Assert.Equal((2, 2), (unbounded.Computed, unbounded.Held));
+    }
+}
