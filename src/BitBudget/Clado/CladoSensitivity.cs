@@ -31,18 +31,18 @@ internal static class CladoSensitivity
         {
             if (options.Shard is not null)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, "--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; shards measure --pairs all (SensitivityOptions.Pairs = PairSelection.All).");
+                throw Errors.InvalidInput("--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; shards measure --pairs all (SensitivityOptions.Pairs = PairSelection.All).");
             }
             if (!(options.PairThreshold > 0 && options.PairThreshold < 1))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"--pair-threshold must be between 0 and 1 (a fraction of the largest single ΔL), got {options.PairThreshold}.");
+                throw Errors.InvalidInput($"--pair-threshold must be between 0 and 1 (a fraction of the largest single ΔL), got {options.PairThreshold}.");
             }
         }
         var plan = MeasurementPlan.Create(input, options);
         using var store = options.StorePath is null ? null : new MeasurementStore(options.StorePath);
         if (options.Shard is not null && store is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "A shard needs a measurement store (--store) to write its share into.");
+            throw Errors.InvalidInput("A shard needs a measurement store (--store) to write its share into.");
         }
         using var run = new MeasurementRun(plan, store, progress, cancel);
         if (options.Pairs == PairSelection.All)
@@ -176,14 +176,14 @@ internal sealed class MeasurementPlan
 
     public static MeasurementPlan Create(SensitivityInput input, SensitivityOptions options)
     {
-        if (options.BatchSize <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Sensitivity batch size must be positive, got {options.BatchSize}."); }
+        if (options.BatchSize <= 0) { throw Errors.InvalidInput($"Sensitivity batch size must be positive, got {options.BatchSize}."); }
         if (options.CandidateBits.Count == 0 || options.CandidateBits.Any(b => b is < 2 or > 8) || options.CandidateBits.Distinct().Count() != options.CandidateBits.Count)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Candidate bits {string.Join(",", options.CandidateBits)} must be distinct values in 2–8.");
+            throw Errors.InvalidInput($"Candidate bits {string.Join(",", options.CandidateBits)} must be distinct values in 2–8.");
         }
-        if (input.Data.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "The sensitivity set is empty."); }
+        if (input.Data.Count == 0) { throw Errors.InvalidInput("The sensitivity set is empty."); }
         var searched = input.Layers.Where(l => input.Config[l.Index].Searchable).ToArray();
-        if (searched.Length < 2) { throw new BitBudgetException(ErrorKind.InvalidInput, $"CLADO needs at least two searched layers; the configuration searches {searched.Length}."); }
+        if (searched.Length < 2) { throw Errors.InvalidInput($"CLADO needs at least two searched layers; the configuration searches {searched.Length}."); }
         int[] bits = [.. options.CandidateBits];
 
         // The base: fixed layers quantized as configured, searched layers in float with float inputs.
@@ -253,7 +253,7 @@ internal sealed class MeasurementPlan
         string quantized = at.U < 0 ? "the model with no searched layer quantized"
             : at.V < 0 ? $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits"
             : $"layer '{Searched[at.U].Name}' at {Bits[at.Su]} bits and layer '{Searched[at.V].Name}' at {Bits[at.Sv]} bits";
-        throw new BitBudgetException(ErrorKind.InvalidInput,
+        throw Errors.InvalidInput(
             $"CLADO's {Options.Loss.Name()} loss is {loss} with {quantized} on a sensitivity batch: the model computes NaN or infinity there; check it with `bitbudget eval`.");
     }
 

@@ -16,7 +16,7 @@ internal sealed class MeasurementStore : IDisposable
         string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"Folder of the measurement store '{path}' does not exist.");
+            throw Errors.FileNotFound($"Folder of the measurement store '{path}' does not exist.");
         }
         Path = path;
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
@@ -39,7 +39,7 @@ internal sealed class MeasurementStore : IDisposable
         catch (SqliteException e)
         {
             _connection.Dispose();
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is not a usable measurement store: {e.Message}", e);
+            throw Errors.InvalidInput($"'{path}' is not a usable measurement store: {e.Message}", e);
         }
     }
 
@@ -174,7 +174,7 @@ internal sealed class MeasurementStore : IDisposable
     /// <summary>Throws a one-line error unless <paramref name="path"/> is a measurement store; opens it read-only, so nothing is changed.</summary>
     public static void Validate(string path)
     {
-        if (!File.Exists(path)) { throw new BitBudgetException(ErrorKind.FileNotFound, $"Measurement store '{path}' does not exist."); }
+        if (!File.Exists(path)) { throw Errors.FileNotFound($"Measurement store '{path}' does not exist."); }
         try
         {
             using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
@@ -183,12 +183,12 @@ internal sealed class MeasurementStore : IDisposable
             command.CommandText = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('contexts', 'losses', 'units')";
             if ((long)command.ExecuteScalar()! != 3)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is an SQLite database but not a measurement store (no contexts, losses and units tables).");
+                throw Errors.InvalidInput($"'{path}' is an SQLite database but not a measurement store (no contexts, losses and units tables).");
             }
         }
         catch (SqliteException e)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{path}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.InvalidInput($"'{path}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
         }
     }
 
@@ -209,7 +209,7 @@ internal sealed class MeasurementStore : IDisposable
         }
         catch (SqliteException e)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"'{source}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.InvalidInput($"'{source}' is not a usable measurement store: {e.Message.ReplaceLineEndings(" ")}", e);
         }
     }
 

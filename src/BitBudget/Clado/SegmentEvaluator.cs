@@ -52,7 +52,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         int[] at = plan.Searched.Select(l => slicer.IndexOf(l.NodeNames[0])).ToArray();
         for (int k = 1; k < L; k++)
         {
-            if (at[k] <= at[k - 1]) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
+            if (at[k] <= at[k - 1]) { throw Errors.InvalidInput($"Searched layers '{plan.Searched[k - 1].Name}' and '{plan.Searched[k].Name}' are not in node order."); }
         }
         _coneNodes = at.Select(slicer.Cone).ToArray();
         _coneInputs = _coneNodes.Select(slicer.ExternalInputs).ToArray();
@@ -110,7 +110,7 @@ internal sealed class SegmentEvaluator : IEvaluator
                 if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
                 {
                     long perCone = PerSessionCost(beforeSessions, afterFirst, resident, sessions.Count);
-                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                    throw Errors.InvalidInput(
                         $"--max-memory {ProcessMemory.Format(plan.Runtime.MaxMemory)} is too small for the CLADO measurement: after {sessions.Count} of its {total} sessions " +
                         $"{ProcessMemory.Format(resident)} is in use (measured: {ProcessMemory.Format(Math.Max(0, afterFirst - beforeSessions))} for the first, " +
                         $"{ProcessMemory.Format(perCone)} per cone session beyond the weights they share); " +
@@ -297,7 +297,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed in a CLADO cone: {OrtSessions.OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime failed in a CLADO cone: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 

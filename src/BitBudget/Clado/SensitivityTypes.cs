@@ -31,18 +31,18 @@ public readonly record struct Shard(int Index, int Count)
             string? slurm = NullIfEmpty(environment(SlurmVariable)), kubernetes = NullIfEmpty(environment(KubernetesVariable));
             if (slurm is null && kubernetes is null)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"--shard auto/{count} needs {SlurmVariable} (a Slurm array task) or {KubernetesVariable} (a Kubernetes Indexed Job); neither is set.");
             }
             if (slurm is not null && kubernetes is not null && slurm != kubernetes)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"--shard auto/{count}: {SlurmVariable}={slurm} and {KubernetesVariable}={kubernetes} disagree; unset one.");
             }
             string variable = slurm is not null ? SlurmVariable : KubernetesVariable, value = (slurm ?? kubernetes)!;
             if (!int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index) || index >= count)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"--shard auto/{count}: {variable}={value} is not a shard index 0–{count - 1} (submit the array as 0-{count - 1}).");
             }
             return new Shard(index, count);
@@ -51,7 +51,7 @@ public readonly record struct Shard(int Index, int Count)
         {
             return new Shard(k, n);
         }
-        throw new BitBudgetException(ErrorKind.InvalidInput, $"Shard '{text}' is not k/n with 0 ≤ k < n (e.g. 0/4) or auto/n.");
+        throw Errors.InvalidInput($"Shard '{text}' is not k/n with 0 ≤ k < n (e.g. 0/4) or auto/n.");
 
         static bool TryCount(string text, out int n) => int.TryParse(text, out n) && n > 0;
         static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();

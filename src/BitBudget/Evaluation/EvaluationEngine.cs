@@ -99,7 +99,7 @@ internal sealed class EvaluationEngine : IDisposable
             metrics ??= new Metrics(classes, OutputKind);
             if (classes != metrics.Classes || classes < data.ClassCount)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Model output '{OutputName}' has {classes} values per image but the data has {data.ClassNames.Count} classes" +
                     (data.LabelOffset > 0 ? $" shifted by {data.LabelOffset} (needs {data.ClassCount})." : "."));
             }
@@ -127,7 +127,7 @@ internal sealed class EvaluationEngine : IDisposable
         string where;
         try { where = FirstNonFiniteNode(data, start, count); }
         catch (BitBudgetException e) { where = $"the intermediate tensors could not be inspected ({e.Message})"; }
-        return new BitBudgetException(ErrorKind.InvalidInput,
+        return Errors.InvalidInput(
             $"Model output '{OutputName}' is not finite (NaN or infinity) on images {start}–{start + count - 1} of {data.Description}: {where}.");
     }
 
@@ -181,7 +181,7 @@ internal sealed class EvaluationEngine : IDisposable
         for (int i = 1; fits && i < shape.Count; i++) { fits = shape[i] <= 0 || shape[i] == data.SampleShape[i - 1]; }
         if (!fits)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Model input '{InputName}' has shape [{string.Join(",", shape.Select(d => d <= 0 ? "N" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))}] but the preprocessed images are [{string.Join(",", data.SampleShape)}]; check the preset (resize/crop/grey/layout).");
         }
     }
@@ -198,7 +198,7 @@ internal sealed class EvaluationEngine : IDisposable
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed on {Model.Source}: {OrtSessions.OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime failed on {Model.Source}: {OrtSessions.OneLine(e.Message)}", e);
         }
     }
 

@@ -25,7 +25,7 @@ public static class OutputLosses
         "ce" or "cross-entropy" or "crossentropy" => OutputLoss.CrossEntropy,
         "kl" or "kl-divergence" or "kldivergence" => OutputLoss.Kl,
         "mse" => OutputLoss.Mse,
-        _ => throw new BitBudgetException(ErrorKind.InvalidInput, $"Loss '{text}' is not ce, kl or mse."),
+        _ => throw Errors.InvalidInput($"Loss '{text}' is not ce, kl or mse."),
     };
 
     /// <summary>Short name as the CLI spells it.</summary>

@@ -77,7 +77,7 @@ internal sealed class TensorTap
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime failed on {Model.Source} (footprint probe): {OrtSessions.OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime failed on {Model.Source} (footprint probe): {OrtSessions.OneLine(e.Message)}", e);
         }
         var bytes = new Dictionary<string, long>(StringComparer.Ordinal);
         long inputBytes = (long)data.SampleSize * sizeof(float);
@@ -165,7 +165,7 @@ internal sealed class TensorTap
             }
             catch (OnnxRuntimeException e)
             {
-                throw new BitBudgetException(ErrorKind.Runtime,
+                throw Errors.Runtime(
                     $"ONNX Runtime cannot run {Model.Source} on a batch of shape [{string.Join(",", shape)}]: {OrtSessions.OneLine(e.Message)}", e);
             }
             using (outputs)

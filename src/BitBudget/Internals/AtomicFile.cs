@@ -46,7 +46,7 @@ internal static class AtomicFile
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"Output folder '{dir}' does not exist.");
+            throw Errors.FileNotFound($"Output folder '{dir}' does not exist.");
         }
         return Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
     }

@@ -15,7 +15,7 @@ internal static class OutputStaging
     public static string Create(string target)
     {
         string full = Path.GetFullPath(target).TrimEnd(Path.DirectorySeparatorChar);
-        string parent = Path.GetDirectoryName(full) ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"Output folder '{full}' has no parent folder.");
+        string parent = Path.GetDirectoryName(full) ?? throw Errors.InvalidInput($"Output folder '{full}' has no parent folder.");
         string name = Path.GetFileName(full);
         try
         {
@@ -27,7 +27,7 @@ internal static class OutputStaging
         }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Output folder '{full}' cannot be written: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.InvalidInput($"Output folder '{full}' cannot be written: {e.Message.ReplaceLineEndings(" ")}", e);
         }
     }
 

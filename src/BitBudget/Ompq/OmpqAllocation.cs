@@ -92,7 +92,7 @@ internal static class OmpqAllocation
         }
         if (used > capacity)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"The ILP solver returned {used} weight bits for a capacity of {capacity}; this is a solver failure.");
+            throw Errors.Runtime($"The ILP solver returned {used} weight bits for a capacity of {capacity}; this is a solver failure.");
         }
         return new OmpqAllocationResult(c, lpBits, lpObjective, lpStatus, bits, objective, ilpStatus, capacity, fixedBits, used,
             (double)used / (searchedWeights + fixedWeights), (double)(used - fixedBits) / searchedWeights, lpSeconds, ilpSeconds);
@@ -112,7 +112,7 @@ internal static class OmpqAllocation
         long minimum = fixedBits + searchedWeights * candidates[0];
         if (capacity < minimum)
         {
-            throw new BitBudgetException(ErrorKind.Infeasible,
+            throw Errors.Infeasible(
                 $"Budget {Label(input.Budget)} is infeasible: the smallest configuration (searched layers at {candidates[0]} bits, fixed layers at {input.FixedBits}) needs {Describe(input.Budget, minimum, searchedWeights, fixedWeights, fixedBits)}.");
         }
         return (capacity, fixedBits, candidates);
@@ -156,7 +156,7 @@ internal static class OmpqAllocation
         ArgumentNullException.ThrowIfNull(budget);
         if (budget is not ({ Kind: BudgetKind.AvgBits } or { Kind: BudgetKind.Bytes, Scope: BudgetScope.AllLayers }))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ takes a size budget (average bits or bytes), not {budget}.");
+            throw Errors.InvalidInput($"OMPQ takes a size budget (average bits or bytes), not {budget}.");
         }
     }
 
@@ -177,35 +177,35 @@ internal static class OmpqAllocation
 
     static void Validate(OmpqAllocationInput input, int l)
     {
-        if (l == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ allocation needs at least one decision unit, got 0."); }
+        if (l == 0) { throw Errors.InvalidInput("OMPQ allocation needs at least one decision unit, got 0."); }
         if (input.Theta.Count != l)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ allocation got {input.Theta.Count} importance factors for {l} units; one per unit was expected.");
+            throw Errors.InvalidInput($"OMPQ allocation got {input.Theta.Count} importance factors for {l} units; one per unit was expected.");
         }
         if (input.CandidateBits.Count == 0 || input.CandidateBits.Any(b => b is < 1 or > 32))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Candidate bits [{string.Join(",", input.CandidateBits)}] are invalid; expected a non-empty set of integers between 1 and 32.");
         }
         if (input.UnitWeights.Any(w => w <= 0) || input.FixedWeights.Any(w => w <= 0))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "Every unit and fixed layer must have a positive weight count.");
+            throw Errors.InvalidInput("Every unit and fixed layer must have a positive weight count.");
         }
         if (input.Theta.Any(t => !(t >= 0) || double.IsInfinity(t)) || !(input.Theta.Max() > 0))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Importance factors must be finite, ≥ 0 and not all 0; got [{string.Join(",", input.Theta.Select(t => t.ToString("G4", CultureInfo.InvariantCulture)))}].");
         }
         if (!(input.Budget.Value > 0) || !double.IsFinite(input.Budget.Value))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Budget value must be a positive finite number, got {input.Budget.Value.ToString(CultureInfo.InvariantCulture)}.");
+            throw Errors.InvalidInput($"Budget value must be a positive finite number, got {input.Budget.Value.ToString(CultureInfo.InvariantCulture)}.");
         }
     }
 
     static (double[] Bits, double Objective, string Status) SolveLp(IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
     {
         using Solver solver = Solver.CreateSolver("GLOP")
-            ?? throw new BitBudgetException(ErrorKind.Runtime, "OR-Tools has no GLOP solver in this build.");
+            ?? throw Errors.Runtime("OR-Tools has no GLOP solver in this build.");
         var b = new Variable[weights.Count];
         Constraint size = solver.MakeConstraint(double.NegativeInfinity, capacity, "size");
         Objective objective = solver.Objective();
@@ -219,7 +219,7 @@ internal static class OmpqAllocation
         Solver.ResultStatus status = solver.Solve();
         if (status != Solver.ResultStatus.OPTIMAL)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"GLOP did not solve the OMPQ linear program: status {status}.");
+            throw Errors.Runtime($"GLOP did not solve the OMPQ linear program: status {status}.");
         }
         return ([.. b.Select(v => v.SolutionValue())], objective.Value(), status.ToString());
     }
@@ -228,7 +228,7 @@ internal static class OmpqAllocation
     {
         int l = weights.Count, k = candidates.Length;
         using Solver solver = Solver.CreateSolver("SCIP") ?? Solver.CreateSolver("CBC")
-            ?? throw new BitBudgetException(ErrorKind.Runtime, "OR-Tools has neither SCIP nor CBC in this build.");
+            ?? throw Errors.Runtime("OR-Tools has neither SCIP nor CBC in this build.");
         var x = new Variable[l, k];
         Constraint size = solver.MakeConstraint(double.NegativeInfinity, capacity, "size");
         Objective objective = solver.Objective();
@@ -249,7 +249,7 @@ internal static class OmpqAllocation
         Solver.ResultStatus status = solver.Solve(parameters);
         if (status != Solver.ResultStatus.OPTIMAL)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"{solver.SolverVersion()} did not solve the OMPQ integer program: status {status}.");
+            throw Errors.Runtime($"{solver.SolverVersion()} did not solve the OMPQ integer program: status {status}.");
         }
         double best = objective.Value();
         string stage1 = status.ToString();
@@ -267,7 +267,7 @@ internal static class OmpqAllocation
         status = solver.Solve(parameters);
         if (status != Solver.ResultStatus.OPTIMAL)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"{solver.SolverVersion()} did not solve the OMPQ tie-break program: status {status}.");
+            throw Errors.Runtime($"{solver.SolverVersion()} did not solve the OMPQ tie-break program: status {status}.");
         }
         var bits = new int[l];
         for (int i = 0; i < l; i++)

@@ -108,7 +108,7 @@ public static class OmpqSearch
         options ??= new OmpqOptions();
         if (options.BetaRule == OmpqBetaRule.HeldOut && judge is null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "OMPQ's held-out β needs a judge of configurations (held-out images); use the paper's fixed β otherwise.");
+            throw Errors.InvalidInput("OMPQ's held-out β needs a judge of configurations (held-out images); use the paper's fixed β otherwise.");
         }
         long start = Stopwatch.GetTimestamp();
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(model);

@@ -121,7 +121,7 @@ internal static class Orthogonality
                     long[] outShape = value.Shape;
                     if (outShape.Length == 0 || outShape[0] != count)
                     {
-                        throw new BitBudgetException(ErrorKind.InvalidInput,
+                        throw Errors.InvalidInput(
                             $"Feature tensor '{pass[k]}' has shape [{string.Join(",", outShape)}]; OMPQ needs the batch of {n} images as its first dimension.");
                     }
                     ReadOnlySpan<float> v = value.Values;
@@ -189,7 +189,7 @@ internal static class Orthogonality
     {
         if (!(beta >= 0) || double.IsInfinity(beta))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"β must be a finite number ≥ 0, got {beta.ToString(CultureInfo.InvariantCulture)}.");
+            throw Errors.InvalidInput($"β must be a finite number ≥ 0, got {beta.ToString(CultureInfo.InvariantCulture)}.");
         }
     }
 
@@ -242,25 +242,25 @@ internal static class Orthogonality
         string got = string.Join(",", shape);
         if (shape.Count != expected.Count || shape.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"The image batch has shape [{got}] but model '{prepared.Source}' input '{prepared.InputName}' has rank {expected.Count}.");
         }
         for (int i = 1; i < shape.Count; i++)
         {
             if (expected[i] > 0 && expected[i] != shape[i])
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"The image batch has shape [{got}] but model '{prepared.Source}' expects [N,{string.Join(",", expected.Skip(1))}].");
             }
         }
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (count != images.LongLength)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"The image batch has {images.LongLength} values but shape [{got}] needs {count}.");
+            throw Errors.InvalidInput($"The image batch has {images.LongLength} values but shape [{got}] needs {count}.");
         }
         if (shape[0] < 2)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"OMPQ needs at least 2 images to compare features, got {shape[0]}.");
+            throw Errors.InvalidInput($"OMPQ needs at least 2 images to compare features, got {shape[0]}.");
         }
         return checked((int)shape[0]);
     }

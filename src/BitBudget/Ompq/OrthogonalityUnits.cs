@@ -120,7 +120,7 @@ internal static class OmpqUnits
         }
         if (searched.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.NoQuantizableLayers,
+            throw Errors.NoQuantizableLayers(
                 $"Model '{prepared.Source}' has {layers.Count} quantizable layers, all fixed (first and last); OMPQ needs at least one searched layer.");
         }
 

@@ -169,7 +169,7 @@ public static class BitSearch
         int[] widths = [.. common.OrderDescending()];
         if (widths.Length == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "No bit-width is a candidate of every searched layer, so there is no uniform configuration.");
+            throw Errors.InvalidInput("No bit-width is a candidate of every searched layer, so there is no uniform configuration.");
         }
         var choice = new int[inst.L];
         foreach (int b in widths)
@@ -184,7 +184,7 @@ public static class BitSearch
         int lowest = widths[^1];
         var lowestBits = inst.BitsOfChoice(choice);
         string needs = string.Join(", ", inst.Problem.Budgets.Select(b => $"{b.Describe(b.Measure(inst.Problem, lowestBits))} against {b}"));
-        throw new BitBudgetException(ErrorKind.Infeasible, $"No uniform bit-width meets the budget: the lowest, {lowest} bits, needs {needs}.");
+        throw Errors.Infeasible($"No uniform bit-width meets the budget: the lowest, {lowest} bits, needs {needs}.");
     }
 
     static int IndexOf(IReadOnlyList<int> list, int value)
@@ -203,8 +203,8 @@ public static class BitSearch
     }
 
     static BitBudgetException NoSolution(MipOutcome outcome) => outcome.Infeasible
-        ? new BitBudgetException(ErrorKind.Infeasible, "The budgets together admit no configuration, although each alone is feasible.")
-        : new BitBudgetException(ErrorKind.Runtime, $"{outcome.Solver} returned no solution within the time limit.");
+        ? Errors.Infeasible("The budgets together admit no configuration, although each alone is feasible.")
+        : Errors.Runtime($"{outcome.Solver} returned no solution within the time limit.");
 
     static SearchResult Clado(Instance inst, SearchOptions options, Stopwatch clock, CancellationToken cancellationToken)
     {
@@ -212,9 +212,9 @@ public static class BitSearch
         {
             if (Enumerable.Range(0, inst.L).Aggregate(1.0, (p, i) => p * (inst.Offsets[i + 1] - inst.Offsets[i])) > 5e6)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Brute force over {inst.L} searched layers is too large; use an exact MILP algorithm.");
+                throw Errors.InvalidInput($"Brute force over {inst.L} searched layers is too large; use an exact MILP algorithm.");
             }
-            var found = LocalSearch.BruteForce(inst) ?? throw new BitBudgetException(ErrorKind.Infeasible, "The budgets together admit no configuration, although each alone is feasible.");
+            var found = LocalSearch.BruteForce(inst) ?? throw Errors.Infeasible("The budgets together admit no configuration, although each alone is feasible.");
             return Result(inst, SearchMethod.Clado, found.Choice, found.Objective, found.Objective, SearchStatus.Optimal, clock, "brute force");
         }
 

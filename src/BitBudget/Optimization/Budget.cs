@@ -82,7 +82,7 @@ public sealed record Budget(BudgetKind Kind, double Value, BudgetScope Scope = B
         if (parts.Any(p => p.Length == 0))
         {
             // "3bits," is a typo (a budget lost after the comma), not a list of one.
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Budget list '{text}' has an empty entry; separate budgets with single commas, e.g. '4bits,1.2MB'.");
+            throw Errors.InvalidInput($"Budget list '{text}' has an empty entry; separate budgets with single commas, e.g. '4bits,1.2MB'.");
         }
         Budget[] budgets = [.. parts.Select(Parse)];
         // Two budgets of one kind and scope cannot both matter (the tighter one wins), so "2.5bits,3bits" is a sweep
@@ -90,13 +90,13 @@ public sealed record Budget(BudgetKind Kind, double Value, BudgetScope Scope = B
         var repeated = budgets.GroupBy(b => (b.Kind, b.Scope)).FirstOrDefault(g => g.Count() > 1);
         if (repeated is not null)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Budget list '{text}' has {repeated.Count()} budgets of one kind ({string.Join(", ", repeated)}); every budget of a list must hold at once, so only the tightest would count. To compare budgets, give one with --budget and the others with --pareto.");
         }
         return budgets;
     }
 
-    static BitBudgetException Invalid(string text) => new(ErrorKind.InvalidInput,
+    static BitBudgetException Invalid(string text) => Errors.InvalidInput(
         $"Budget '{text}' is not understood; expected a positive number with a unit such as '3.5bits', '3.5bits-searched', '120KB', '1.5MiB' or '2.1GBitOPs'.");
 
     /// <summary>The budget in the units it was given, e.g. "3.5 bits (searched layers)", "1.5 MB", "2.1 GBitOPs".</summary>

@@ -57,7 +57,7 @@ internal sealed class Instance
         SquareMatrix omega = problem.Omega;
         if (omega.Order != n)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, FormattableString.Invariant(
+            throw Errors.InvalidInput(FormattableString.Invariant(
                 $"Ω is {omega.Order}×{omega.Order} but the searched layers have {n} (layer, scheme) pairs in total."));
         }
         // Q is the branch-and-bound's flat kernel array: Ω is converted once, here at the solvers' boundary.
@@ -70,7 +70,7 @@ internal sealed class Instance
                 double a = omega[u, v], b = omega[v, u];
                 if (!double.IsFinite(a) || Math.Abs(a - b) > 1e-9 * Math.Max(scale, 1e-300))
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput, FormattableString.Invariant(
+                    throw Errors.InvalidInput(FormattableString.Invariant(
                         $"Ω must be finite and symmetric, but Ω[{u},{v}] = {a:G6} and Ω[{v},{u}] = {b:G6}."));
                 }
                 q[u * n + v] = u != v && layerOf[u] == layerOf[v] ? 0 : 0.5 * (a + b);
@@ -107,7 +107,7 @@ internal sealed class Instance
             if (minSum > rhs[k])
             {
                 double minValue = budget.Kind == BudgetKind.AvgBits ? (minSum + fixedSum) / count : minSum + fixedSum;
-                throw new BitBudgetException(ErrorKind.Infeasible, string.Create(CultureInfo.InvariantCulture,
+                throw Errors.Infeasible(string.Create(CultureInfo.InvariantCulture,
                     $"Budget {budget} is infeasible: the minimum feasible is {budget.Describe(RoundUp(minValue))} (every searched layer at its lowest bit-width)."));
             }
         }
@@ -129,11 +129,11 @@ internal sealed class Instance
         ArgumentNullException.ThrowIfNull(problem.Budgets);
         if (problem.Budgets.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "The search needs at least one budget (average bits, bytes or BitOPs).");
+            throw Errors.InvalidInput("The search needs at least one budget (average bits, bytes or BitOPs).");
         }
         if (problem.ActivationBits <= 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {problem.ActivationBits} must be positive.");
+            throw Errors.InvalidInput($"Activation bits {problem.ActivationBits} must be positive.");
         }
         var names = new HashSet<string>(StringComparer.Ordinal);
         bool anySearched = false;
@@ -141,27 +141,27 @@ internal sealed class Instance
         {
             if (!names.Add(layer.Name))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer name '{layer.Name}' appears twice in the search problem.");
+                throw Errors.InvalidInput($"Layer name '{layer.Name}' appears twice in the search problem.");
             }
             if (layer.WeightCount <= 0 || layer.MacsPerImage < 0)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' has {layer.WeightCount} weights and {layer.MacsPerImage} MACs; expected a positive weight count and non-negative MACs.");
+                throw Errors.InvalidInput($"Layer '{layer.Name}' has {layer.WeightCount} weights and {layer.MacsPerImage} MACs; expected a positive weight count and non-negative MACs.");
             }
             if (layer.FixedBits is int fixedBits)
             {
-                if (fixedBits <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' is fixed at {fixedBits} bits; expected a positive bit-width."); }
+                if (fixedBits <= 0) { throw Errors.InvalidInput($"Layer '{layer.Name}' is fixed at {fixedBits} bits; expected a positive bit-width."); }
                 continue;
             }
             anySearched = true;
             if (layer.CandidateBits is null || layer.CandidateBits.Count == 0 || layer.CandidateBits.Any(b => b <= 0) || layer.CandidateBits.Distinct().Count() != layer.CandidateBits.Count)
             {
                 string list = layer.CandidateBits is null ? "none" : string.Join(", ", layer.CandidateBits);
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' has candidate bits [{list}]; expected distinct positive bit-widths.");
+                throw Errors.InvalidInput($"Layer '{layer.Name}' has candidate bits [{list}]; expected distinct positive bit-widths.");
             }
         }
         if (!anySearched)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "The search problem has no searched layer (every layer has fixed bits).");
+            throw Errors.InvalidInput("The search problem has no searched layer (every layer has fixed bits).");
         }
     }
 

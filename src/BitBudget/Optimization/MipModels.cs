@@ -12,7 +12,7 @@ internal static class MipModels
     /// <summary>Creates the MPSolver backend ("HIGHS" or "SCIP") with the shared parameters.</summary>
     static Solver Create(string backend, SearchOptions options, TimeSpan remaining)
     {
-        Solver? solver = Solver.CreateSolver(backend) ?? throw new BitBudgetException(ErrorKind.Runtime,
+        Solver? solver = Solver.CreateSolver(backend) ?? throw Errors.Runtime(
             $"The OR-Tools build has no '{backend}' solver; use HiGHS or SCIP.");
         solver.SuppressOutput();
         // HiGHS prints its banner to stdout unless its own output flag is off; stdout belongs to --json.
@@ -161,7 +161,7 @@ internal static class MipModels
         double maxLambda = lambda.Max();
         if (lambda.Min() < -1e-8 * Math.Max(maxLambda, 1e-300))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, FormattableString.Invariant(
+            throw Errors.InvalidInput(FormattableString.Invariant(
                 $"Outer approximation needs a positive semidefinite Ω but its smallest eigenvalue is {lambda.Min():G4}; project it first (PsdProjection)."));
         }
         var directions = new List<int>();

@@ -58,7 +58,7 @@ internal sealed class ActivationObserver
         float min = TensorPrimitives.Min(values), max = TensorPrimitives.Max(values);
         if (!float.IsFinite(min) || !float.IsFinite(max))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "An activation contains NaN or infinity; check the model and the calibration images.");
+            throw Errors.InvalidInput("An activation contains NaN or infinity; check the model and the calibration images.");
         }
         Min = MathF.Min(Min, min);
         Max = MathF.Max(Max, max);
@@ -96,11 +96,11 @@ internal sealed class ActivationObserver
     {
         if (bits is < 4 or > 16)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Activation bits {bits} are not supported; expected 4–16.");
+            throw Errors.InvalidInput($"Activation bits {bits} are not supported; expected 4–16.");
         }
         if (Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "No activation values were observed; the calibration set is empty.");
+            throw Errors.InvalidInput("No activation values were observed; the calibration set is empty.");
         }
         (float lo, float hi) = method switch
         {

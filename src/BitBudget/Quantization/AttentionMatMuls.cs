@@ -76,7 +76,7 @@ internal static class AttentionMatMuls
         {
             if (!byName.TryGetValue(q.Node, out NodeProto? node))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Attention MatMul '{q.Node}' is not in model '{model.Source}'; calibrate on the same prepared model.");
+                throw Errors.InvalidInput($"Attention MatMul '{q.Node}' is not in model '{model.Source}'; calibrate on the same prepared model.");
             }
             QdqGraph.InsertInputQdq(model, node, 0, q.Left, emulate, $"{q.Node}_input_a");
             QdqGraph.InsertInputQdq(model, node, 1, q.Right, emulate, $"{q.Node}_input_b");

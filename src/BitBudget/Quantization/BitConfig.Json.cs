@@ -13,7 +13,7 @@ public sealed partial record BitConfig
     {
         if (!File.Exists(path))
         {
-            throw new BitBudgetException(ErrorKind.FileNotFound, $"Bit config file '{path}' does not exist.");
+            throw Errors.FileNotFound($"Bit config file '{path}' does not exist.");
         }
         return Parse(File.ReadAllText(path), path);
     }
@@ -31,11 +31,11 @@ public sealed partial record BitConfig
         }
         catch (JsonException e)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Bit config '{source}' is not valid JSON: {e.Message.ReplaceLineEndings(" ")}", e);
+            throw Errors.InvalidInput($"Bit config '{source}' is not valid JSON: {e.Message.ReplaceLineEndings(" ")}", e);
         }
         if (root is not JsonObject obj)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Bit config '{source}' must be a JSON object.");
+            throw Errors.InvalidInput($"Bit config '{source}' must be a JSON object.");
         }
         var config = new BitConfig();
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -213,7 +213,7 @@ public sealed partial record BitConfig
     static bool Bool(JsonNode? node, string where, string source) =>
         node is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? v.GetValue<bool>() : throw Invalid(source, $"'{where}' must be true or false");
 
-    static BitBudgetException Invalid(string source, string what) => new(ErrorKind.InvalidInput, $"Bit config '{source}': {what}.");
+    static BitBudgetException Invalid(string source, string what) => Errors.InvalidInput( $"Bit config '{source}': {what}.");
 
     /// <summary>The config as JSON (the format <see cref="Parse"/> reads).</summary>
     public string ToJson()

@@ -45,7 +45,7 @@ public sealed partial record BitConfig
             if (!any)
             {
                 string names = string.Join(", ", layers.Take(6).Select(l => l.Name)) + (layers.Count > 6 ? ", …" : "");
-                throw new BitBudgetException(ErrorKind.InvalidInput, rule.IsPattern
+                throw Errors.InvalidInput(rule.IsPattern
                     ? $"Bit config pattern '{rule.Pattern}' matches no layer of the model (layers: {names})."
                     : $"Bit config names layer '{rule.Pattern}', which the model does not have (layers: {names}).");
             }

@@ -104,7 +104,7 @@ internal static class OpsetUpgrade
         model.RaiseOpset(target);
     }
 
-    static BitBudgetException Unsupported(OnnxModel model, NodeProto node, long from, long target, string why) => new(ErrorKind.InvalidInput,
+    static BitBudgetException Unsupported(OnnxModel model, NodeProto node, long from, long target, string why) => Errors.InvalidInput(
         $"Model '{model.Source}' cannot be raised from opset {from} to {target} (needed for the quantized types): operator {node.OpType} in node '{NodeName(node)}' is not supported because {why}.");
 
     internal static string NodeName(NodeProto node) => node.Name.Length > 0 ? node.Name : node.Output.FirstOrDefault() ?? "?";

@@ -30,7 +30,7 @@ internal static class QdqGraph
         var nodes = model.Graph.Node.Where(n => n.Input.Count > 1 && n.Input[1] == layer.WeightName && names.Contains(OpsetUpgrade.NodeName(n))).ToList();
         if (nodes.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' is not in model '{model.Source}'; inspect the same prepared model the layer list came from.");
+            throw Errors.InvalidInput($"Layer '{layer.Name}' is not in model '{model.Source}'; inspect the same prepared model the layer list came from.");
         }
         return nodes;
     }
@@ -118,7 +118,7 @@ internal static class QdqGraph
         {
             if (!initializers.TryGetValue(layer.BiasName, out TensorProto? existing))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' bias '{layer.BiasName}' is not in model '{model.Source}'.");
+                throw Errors.InvalidInput($"Layer '{layer.Name}' bias '{layer.BiasName}' is not in model '{model.Source}'.");
             }
             TensorData.SetFloats(existing, bias);
             return;
@@ -137,7 +137,7 @@ internal static class QdqGraph
             {
                 if (node.OpType == "Gemm" && node.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta && beta.F != 1f)
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' is a Gemm without C and with beta = {beta.F}; bias correction cannot add a bias to it.");
+                    throw Errors.InvalidInput($"Layer '{layer.Name}' is a Gemm without C and with beta = {beta.F}; bias correction cannot add a bias to it.");
                 }
                 while (node.Input.Count < 3) { node.Input.Add(""); }
                 node.Input[2] = name;
@@ -206,12 +206,12 @@ internal static class QdqGraph
         if (b.ActivationBits == 0) { return null; }
         if (activations is null || !activations.TryGetValue(b.Layer, out ActivationParams? p))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Layer '{b.Layer}' asks for {b.ActivationBits}-bit input activations but no calibration was given for it; calibrate on data or use weights only (--activations none).");
         }
         if (p.Bits != b.ActivationBits)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{b.Layer}' asks for {b.ActivationBits}-bit activations but was calibrated for {p.Bits} bits.");
+            throw Errors.InvalidInput($"Layer '{b.Layer}' asks for {b.ActivationBits}-bit activations but was calibrated for {p.Bits} bits.");
         }
         return p;
     }
@@ -220,13 +220,13 @@ internal static class QdqGraph
     {
         if (config.Count != layers.Count)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"The bit configuration has {config.Count} layers but the model has {layers.Count}.");
+            throw Errors.InvalidInput($"The bit configuration has {config.Count} layers but the model has {layers.Count}.");
         }
         for (int i = 0; i < layers.Count; i++)
         {
             if (config[i].Layer != layers[i].Name || config[i].LayerIndex != i)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Bit configuration entry {i} is layer '{config[i].Layer}' but the model's layer {i} is '{layers[i].Name}'.");
+                throw Errors.InvalidInput($"Bit configuration entry {i} is layer '{config[i].Layer}' but the model's layer {i} is '{layers[i].Name}'.");
             }
         }
     }

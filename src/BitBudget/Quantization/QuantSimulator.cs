@@ -67,7 +67,7 @@ internal static class QuantSimulator
     {
         if (!initializers.TryGetValue(layer.WeightName, out TensorProto? tensor))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layer.Name}' weight '{layer.WeightName}' is not in the model.");
+            throw Errors.InvalidInput($"Layer '{layer.Name}' weight '{layer.WeightName}' is not in the model.");
         }
         TensorData.SetFloats(tensor, values);
     }

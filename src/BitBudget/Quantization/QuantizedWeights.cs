@@ -87,7 +87,7 @@ internal sealed class QuantizedWeights
         {
             if (!initializers.TryGetValue(layers[i].WeightName, out var tensor))
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput, $"Layer '{layers[i].Name}' weight '{layers[i].WeightName}' is not an initializer of model '{prepared.Source}'.");
+                throw Errors.InvalidInput($"Layer '{layers[i].Name}' weight '{layers[i].WeightName}' is not an initializer of model '{prepared.Source}'.");
             }
             _originals[i] = TensorData.ReadFloats(tensor);
             RequireFinite(prepared, layers[i], layers[i].WeightName, _originals[i]);
@@ -129,7 +129,7 @@ internal sealed class QuantizedWeights
         if (!rounding.NeedsCalibration) { return new QuantizedWeights(prepared, layers, rounding, null, ""); }
         if (calibration is null || calibration.Count == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"{(rounding.Method == RoundingMethod.Gptq ? "gptq rounding" : "Bias correction")} needs calibration images; give a calibration set or use rtn without bias correction.");
         }
         CheckFits(prepared, calibration);
@@ -193,7 +193,7 @@ internal sealed class QuantizedWeights
         if (System.Numerics.Tensors.TensorPrimitives.IsFiniteAll<float>(values)) { return; }
         int at = Array.FindIndex(values, v => !float.IsFinite(v));
         int count = values.Count(v => !float.IsFinite(v));
-        throw new BitBudgetException(ErrorKind.InvalidInput, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        throw Errors.InvalidInput(string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"Layer '{layer.Name}' tensor '{tensor}' of model '{prepared.Source}' holds {count} non-finite value{(count == 1 ? "" : "s")} (first: {values[at]} at element {at}); it cannot be quantized."));
     }
 
@@ -204,7 +204,7 @@ internal sealed class QuantizedWeights
         for (int i = 1; fits && i < shape.Count; i++) { fits = shape[i] <= 0 || shape[i] == data.SampleShape[i - 1]; }
         if (!fits)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"The calibration images are [{string.Join(",", data.SampleShape)}] but model input '{prepared.InputName}' is [{string.Join(",", shape.Select(d => d <= 0 ? "N" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))}]; check the preprocessing.");
         }
     }

@@ -60,7 +60,7 @@ internal static class SequentialRounding
         if (!rounding.NeedsCalibration) { return weights; }
         if (calibration is null || weights.CalibrationCount == 0)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "Sequential rounding needs the calibration images the weights were rounded on.");
+            throw Errors.InvalidInput("Sequential rounding needs the calibration images the weights were rounded on.");
         }
         OnnxModel prepared = weights.Prepared;
         int count = Math.Min(weights.CalibrationCount, calibration.Count);

@@ -56,11 +56,11 @@ internal static class LayerInputStatistics
     {
         ArgumentNullException.ThrowIfNull(batches);
         var list = batches.ToList();
-        if (list.Count == 0) { throw new BitBudgetException(ErrorKind.InvalidInput, "The statistics pass got no calibration batch."); }
+        if (list.Count == 0) { throw Errors.InvalidInput("The statistics pass got no calibration batch."); }
         int[] sample = [.. list[0].Shape.Skip(1).Select(d => checked((int)d))];
         if (list.Any(b => !b.Shape.Skip(1).SequenceEqual(list[0].Shape.Skip(1))))
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "The calibration batches have different image shapes.");
+            throw Errors.InvalidInput("The calibration batches have different image shapes.");
         }
         int images = list.Sum(b => checked((int)b.Shape[0]));
         var data = Data.Dataset.FromArrays([.. list.SelectMany(b => b.Data)], new int[images], sample, [], "calibration batches");
@@ -180,7 +180,7 @@ internal static class LayerInputStatistics
             if (kept + h + Run([i]) > free)
             {
                 long oneImage = layers.Select((_, j) => Run([j]) / images).Max();
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"--max-memory {ProcessMemory.Format(tap.Runtime.MaxMemory)} is too small for the rounding statistics pass: {ProcessMemory.Format(resident)} is already in use " +
                     $"(model, images) and the H matrices (Σxxᵀ) of the {layers.Count} layers need {ProcessMemory.Format(total)} beside one image's tensors; " +
                     $"at least {ProcessMemory.Format(resident + total + oneImage)} would fit.");
@@ -302,7 +302,7 @@ internal static class LayerInputStatistics
         {
             if (reader.OpType == "Conv" && reader.Conv is null)
             {
-                throw new BitBudgetException(ErrorKind.InvalidInput,
+                throw Errors.InvalidInput(
                     $"Layer '{layer.Name}' is a {layer.WeightShape.Count - 2}-D Conv; the rounding statistics support 2-D Conv only.");
             }
             yield return new Plan(position, reader.InputName, reader.Conv);
@@ -340,7 +340,7 @@ internal static class LayerInputStatistics
         int imagesPerChunk = ChunkImages((long)k * positions);
         if ((long)k * positions > ChunkFloats)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"Layer '{s.Layer.Name}' has {k}×{positions} im2col values per image, more than the {ChunkFloats} the statistics buffer holds.");
         }
         for (int group = 0; group < plan.Groups; group++)
@@ -369,7 +369,7 @@ internal static class LayerInputStatistics
             {
                 if (!double.IsFinite(h[i * s.K + i]))
                 {
-                    throw new BitBudgetException(ErrorKind.InvalidInput,
+                    throw Errors.InvalidInput(
                         $"Layer '{s.Layer.Name}' receives NaN or infinite input values on the calibration images; check the images and their preprocessing.");
                 }
             }

@@ -69,11 +69,11 @@ public sealed record WeightRounding
     /// <summary>Throws <see cref="BitBudgetException"/> for settings that cannot be used.</summary>
     public WeightRounding Validated()
     {
-        if (CalibrationImages <= 0) { throw new BitBudgetException(ErrorKind.InvalidInput, $"Calibration images must be positive, got {CalibrationImages}."); }
-        if (!(Dampening >= 0) || double.IsInfinity(Dampening)) { throw new BitBudgetException(ErrorKind.InvalidInput, $"GPTQ dampening must be a finite non-negative fraction, got {Dampening}."); }
+        if (CalibrationImages <= 0) { throw Errors.InvalidInput($"Calibration images must be positive, got {CalibrationImages}."); }
+        if (!(Dampening >= 0) || double.IsInfinity(Dampening)) { throw Errors.InvalidInput($"GPTQ dampening must be a finite non-negative fraction, got {Dampening}."); }
         if (ScaleSearch == ScaleSearch.OutputError && Method != RoundingMethod.Gptq)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput, "The output-error scale search rounds with error feedback and needs gptq rounding; use mse scales with rtn.");
+            throw Errors.InvalidInput("The output-error scale search rounds with error feedback and needs gptq rounding; use mse scales with rtn.");
         }
         return this;
     }

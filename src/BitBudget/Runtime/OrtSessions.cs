@@ -19,7 +19,7 @@ internal static class OrtSessions
         }
         catch (OnnxRuntimeException e)
         {
-            throw new BitBudgetException(ErrorKind.Runtime, $"ONNX Runtime cannot load {what}: {OneLine(e.Message)}", e);
+            throw Errors.Runtime($"ONNX Runtime cannot load {what}: {OneLine(e.Message)}", e);
         }
         finally
         {
@@ -68,7 +68,7 @@ internal static class OrtSessions
             string advice = device == Device.Dml
                 ? "DirectML is the Windows package Microsoft.ML.OnnxRuntime.DirectML, which this build does not offer"
                 : $"build the CUDA one: {GpuBuildCommand}";
-            throw new BitBudgetException(ErrorKind.Runtime,
+            throw Errors.Runtime(
                 $"Device '{device.ToString().ToLowerInvariant()}' needs {provider}, which this build of ONNX Runtime (CPU) lacks; {advice}.");
         }
         try
@@ -84,7 +84,7 @@ internal static class OrtSessions
         {
             // Measured on 1.32.0 without a GPU: the provider library fails to load libcublasLt.so.13 (ldd lists CUDA 13's cudart, cublas, cublasLt, curand and the driver's libcuda).
             string needs = device == Device.Dml ? "" : $" (the CUDA provider of ONNX Runtime {OrtVersion} needs an NVIDIA driver and the CUDA libraries `ldd libonnxruntime_providers_cuda.so` lists; 1.32 links CUDA 13)";
-            throw new BitBudgetException(ErrorKind.Runtime, $"Cannot start {provider}: {OneLine(e.Message)}{needs}", e);
+            throw Errors.Runtime($"Cannot start {provider}: {OneLine(e.Message)}{needs}", e);
         }
     }
 

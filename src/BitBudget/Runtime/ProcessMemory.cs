@@ -40,7 +40,7 @@ internal static class ProcessMemory
     /// runner with tests in parallel) raises it there.
     /// </summary>
     public static long DefaultBudget => Environment.GetEnvironmentVariable(BudgetVariable) is { Length: > 0 } text
-        ? ParseAmount(text) ?? throw new BitBudgetException(ErrorKind.InvalidInput, $"{BudgetVariable}='{text}' is not an amount of memory such as 3GiB or 1500MB.")
+        ? ParseAmount(text) ?? throw Errors.InvalidInput($"{BudgetVariable}='{text}' is not an amount of memory such as 3GiB or 1500MB.")
         : Math.Min(3 * GiB, Math.Max(GiB / 4, Physical / 2));
 
     /// <summary>Parses an amount of memory: a number and B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).</summary>
@@ -103,7 +103,7 @@ public static class MemoryBudget
         long perImage = Math.Max(1, bytesPerImage);
         if (free < perImage)
         {
-            throw new BitBudgetException(ErrorKind.InvalidInput,
+            throw Errors.InvalidInput(
                 $"--max-memory {ProcessMemory.Format(runtime.MaxMemory)} is too small for {what}: {ProcessMemory.Format(resident)} is already in use (model, sessions, images) " +
                 $"and one image needs {ProcessMemory.Format(perImage)} more; at least {ProcessMemory.Format(resident + perImage)} would fit.");
         }

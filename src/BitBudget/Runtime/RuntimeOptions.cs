@@ -59,6 +59,6 @@ public sealed record RuntimeOptions
     /// <summary>This record, or a one-line error naming <paramref name="option"/> when the thread count is negative or above <see cref="MaxThreads"/>.</summary>
     public RuntimeOptions Validated(string option = "IntraOpThreads") =>
         IntraOpThreads >= 0 && IntraOpThreads <= MaxThreads ? this
-            : throw new BitBudgetException(ErrorKind.InvalidInput,
+            : throw Errors.InvalidInput(
                 $"{option} {IntraOpThreads} is out of range; expected 0 (one per core) to {MaxThreads} (4 × the {Environment.ProcessorCount} logical cores).");
 }
