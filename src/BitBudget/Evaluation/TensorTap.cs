@@ -129,12 +129,10 @@ internal sealed class TensorTap
     /// Runs the first <paramref name="count"/> images of <paramref name="data"/> with <paramref name="tensors"/> exposed (the data
     /// input's name gives the input itself), at most <paramref name="maxImagesPerRun"/> images per run and fewer if the budget
     /// says so, and hands each micro-batch's tensors to <paramref name="onBatch"/> (start, images, tensors by name). Nothing is
-    /// kept after the callback returns.
+    /// kept after the callback returns. When <paramref name="alignImages"/> is above 1 (a power of two), every micro-batch but the
+    /// last holds a multiple of this many images (or, if fewer fit, a power of two): a pass that sums in fixed chunks of images
+    /// then gets the same chunks, so the same sums, whatever the budget.
     /// </summary>
-    /// <param name="alignImages">
-    /// When above 1 (a power of two), every micro-batch but the last holds a multiple of this many images (or, if fewer fit, a
-    /// power of two): a pass that sums in fixed chunks of images then gets the same chunks, so the same sums, whatever the budget.
-    /// </param>
     public void Stream(Dataset data, int count, IReadOnlyList<string> tensors, int maxImagesPerRun,
         Action<int, int, IReadOnlyDictionary<string, CapturedTensor>> onBatch, IProgress<int>? progress = null, CancellationToken cancel = default,
         string what = "the tensor pass", int alignImages = 1)

@@ -3,6 +3,17 @@ using BitBudget.Graph.Onnx;
 namespace BitBudget.Graph;
 
 /// <summary>A 2-D Conv's geometry, read once from its attributes: kernel, strides, dilations, pads (begin/end) and groups.</summary>
+/// <param name="Kh">Kernel height.</param>
+/// <param name="Kw">Kernel width.</param>
+/// <param name="StrideH">Vertical stride.</param>
+/// <param name="StrideW">Horizontal stride.</param>
+/// <param name="DilationH">Vertical dilation.</param>
+/// <param name="DilationW">Horizontal dilation.</param>
+/// <param name="PadTop">Rows padded above.</param>
+/// <param name="PadLeft">Columns padded on the left.</param>
+/// <param name="PadBottom">Rows padded below.</param>
+/// <param name="PadRight">Columns padded on the right.</param>
+/// <param name="Groups">Convolution groups.</param>
 /// <param name="AutoPad">The ONNX auto_pad mode (NOTSET, VALID, SAME_UPPER, SAME_LOWER); explicit pads apply for NOTSET only.</param>
 internal sealed record ConvGeometry(int Kh, int Kw, int StrideH, int StrideW, int DilationH, int DilationW,
     int PadTop, int PadLeft, int PadBottom, int PadRight, int Groups, string AutoPad = "NOTSET")
