@@ -112,7 +112,8 @@ static class Ui
         if (!Quiet)
         {
             string classes = string.Join(", ", data.ClassNames.Take(10)) + (data.ClassNames.Count > 10 ? $", … ({data.ClassNames.Count} classes)" : "");
-            Err.MarkupLine($"[grey]data: {Markup.Escape(data.Description)}; labels 0… = {Markup.Escape(classes)}[/]");
+            Err.MarkupLine(data.IsLabeled ? $"[grey]data: {Markup.Escape(data.Description)}; labels 0… = {Markup.Escape(classes)}[/]"
+                : $"[grey]data: {Markup.Escape(data.Description)}; no labels (calibration and --loss kl|mse only)[/]");
         }
         if (model is not null && ClassCountWarning(model, data) is string warning)
         {
@@ -133,7 +134,7 @@ static class Ui
     internal static string? ClassCountWarning(BitBudget.Graph.OnnxModel model, BitBudget.Data.Dataset data)
     {
         IReadOnlyList<long> shape = model.OutputShape;
-        if (shape.Count < 2 || shape[^1] <= 0 || shape[^1] == data.ClassCount) { return null; }
+        if (!data.IsLabeled || shape.Count < 2 || shape[^1] <= 0 || shape[^1] == data.ClassCount) { return null; }
         long classes = shape[^1];
         string offset = data.LabelOffset > 0 ? $" + label offset {data.LabelOffset}" : "";
         string hint = classes > data.ClassCount

@@ -59,6 +59,7 @@ internal static class BestOfSearch
         float[] floatLogits, int candidates, BestJudge judge, Action<long, long, string>? report, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(p);
+        if (judge == BestJudge.CrossEntropy) { heldOut.RequireLabels("Judging 'best' candidates by held-out CE (--best-judge ce)"); }
         int count = Math.Max(1, candidates);
         var ranked = new[] { SearchMethod.Clado, SearchMethod.Independent }
             .SelectMany(m => p.SearchRanked(m, budgets, sensitivity, count, cancel: cancel)

@@ -4,7 +4,7 @@ namespace BitBudget.Data;
 
 /// <summary>One labeled image of a source, before decoding.</summary>
 /// <param name="Id">Identity used for overlap checks: the file path, or the container path with a <c>#row</c>.</param>
-/// <param name="Label">Class index.</param>
+/// <param name="Label">Class index, or -1 in an unlabeled source.</param>
 /// <param name="Row">Row inside a container file (CSV/IDX), or -1 for an image file.</param>
 internal readonly record struct DataItem(string Id, int Label, int Row);
 
@@ -15,6 +15,23 @@ internal sealed class DataSource
     public required string Path { get; init; }
     public required IReadOnlyList<string> ClassNames { get; init; }
     public required DataItem[] Items { get; init; }
+
+    /// <summary>Kind of a flat folder whose file names carry no <c>&lt;class&gt;_</c> prefix: every label is -1, no class names.</summary>
+    public const string UnlabeledKind = "unlabeled flat folder";
+
+    /// <summary>False for an unlabeled flat folder (labels -1): usable where no label is read (calibration, KL/MSE losses).</summary>
+    public bool IsLabeled => Kind != UnlabeledKind;
+
+    /// <summary>Throws the one-line error for using an unlabeled source where <paramref name="why"/> needs labels.</summary>
+    public void RequireLabels(string why)
+    {
+        if (!IsLabeled) { throw UnlabeledError($"'{Path}'", why); }
+    }
+
+    /// <summary>The error for unlabeled data (<paramref name="where"/>: its folder or description) used where <paramref name="why"/> needs labels.</summary>
+    internal static BitBudgetException UnlabeledError(string where, string why) => Errors.InvalidInput(
+        $"{why} needs labels, but {where} has none (an unlabeled flat folder: no '<class>_' file-name prefix); " +
+        "use class subfolders, '<class>_name' files or --class-list, or a label-free loss (--loss kl|mse).");
 
     /// <summary>Raw pixels of container sources (CSV/IDX): per row, H·W·channels bytes.</summary>
     public byte[]? RawPixels { get; init; }
@@ -66,6 +83,24 @@ internal sealed class DataSource
         {
             kind = "flat folder (class = file-name prefix before '_')";
             string[] files = ImageFiles(root);
+            if (classList is null && files.Length > 0)
+            {
+                // Without a prefix the file name would become its own class: a meaningless top-1, so no labels at all.
+                string? bare = files.FirstOrDefault(f => !HasClassPrefix(f));
+                if (bare is not null)
+                {
+                    string? prefixed = files.FirstOrDefault(HasClassPrefix);
+                    if (prefixed is not null)
+                    {
+                        throw Errors.InvalidInput(
+                            $"Flat folder '{root}' mixes '<class>_name' files ('{System.IO.Path.GetFileName(prefixed)}') with files without a class prefix ('{System.IO.Path.GetFileName(bare)}'); name them all one way, or use class subfolders.");
+                    }
+                    return new DataSource
+                    {
+                        Kind = UnlabeledKind, Path = root, ClassNames = [], Items = [.. files.Select(f => new DataItem(f, -1, -1))],
+                    };
+                }
+            }
             var keys = files.Select(f => ClassKey(System.IO.Path.GetFileName(f))).ToArray();
             classes = classList ?? keys.Distinct().Order(StringComparer.Ordinal).ToArray();
             var index = IndexOf(classes);
@@ -85,6 +120,8 @@ internal sealed class DataSource
         }
         return new DataSource { Kind = kind, Path = root, ClassNames = classes, Items = [.. items] };
     }
+
+    static bool HasClassPrefix(string file) => System.IO.Path.GetFileName(file).IndexOf('_', StringComparison.Ordinal) > 0;
 
     static string ClassKey(string fileName)
     {

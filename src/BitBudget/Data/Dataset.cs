@@ -48,6 +48,19 @@ public sealed class Dataset
     /// <summary>Class names in label order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
 
+    /// <summary>
+    /// False for unlabeled data (an unlabeled flat folder: every label -1, no class names). Such data serves where no label
+    /// is read (calibration, KL/MSE losses, held-out KL); <see cref="RequireLabels"/> guards the rest.
+    /// </summary>
+    public bool IsLabeled => ClassNames.Count > 0;
+
+    /// <summary>Throws a one-line <see cref="ErrorKind.InvalidInput"/> error when this data has no labels and <paramref name="why"/> needs them.</summary>
+    /// <param name="why">What needs the labels, e.g. "Top-1/top-5 evaluation".</param>
+    public void RequireLabels(string why)
+    {
+        if (!IsLabeled) { throw DataSource.UnlabeledError($"the data {Description}", why); }
+    }
+
     /// <summary>Added to the source's labels to get the model's class indices (e.g. 1 when the model's class 0 is a background class).</summary>
     public int LabelOffset { get; }
 
@@ -99,7 +112,7 @@ public sealed class Dataset
     {
         if (offset < 0) { throw Errors.InvalidInput($"The label offset must be 0 or more, got {offset}."); }
         if (offset == 0) { return this; }
-        int[] labels = [.. _labels.Select(l => l + offset)];
+        int[] labels = [.. _labels.Select(l => l < 0 ? l : l + offset)];   // unlabeled (-1) stays unlabeled
         string hash = Internals.Hashing.Sha256Hex(System.Text.Encoding.UTF8.GetBytes($"{Hash}:label-offset={offset}"))[..Hash.Length];
         return new Dataset(_images, labels, _ids, [.. SampleShape], ClassNames, $"{Description}, labels +{LabelOffset + offset}", hash, LabelOffset + offset);
     }

@@ -31,7 +31,8 @@ public static class DatasetLoader
         }
 
         string selection = $"{options.Split}" + (options.Limit is int n ? $", {Math.Min(n, items.Length)} of them" + (options.Seed is int s ? $" drawn with seed {s}" : " (first in order)") : "");
-        string description = $"{source.Path} ({source.Kind}, {source.ClassNames.Count} classes, split {selection}: {items.Length} images)";
+        string classes = source.IsLabeled ? $", {source.ClassNames.Count} classes" : "";
+        string description = $"{source.Path} ({source.Kind}{classes}, split {selection}: {items.Length} images)";
         total?.Invoke(items.Length);
         // Keyed on content, not on path/size/mtime (a file rewritten with its mtime restored must not return stale tensors),
         // and on every option that changes the result.
@@ -87,6 +88,7 @@ public static class DatasetLoader
 
     static DataItem[] Select(DataSource source, DataOptions options)
     {
+        if (options.Split != "all") { source.RequireLabels($"Split '{options.Split}' (it selects by class)"); }
         IEnumerable<DataItem> items = options.Split switch
         {
             "all" => source.Items,
@@ -107,7 +109,8 @@ public static class DatasetLoader
             }
             else
             {
-                // First images of every class in turn, so a small limit still covers the classes.
+                // First images of every class in turn, so a small limit still covers the classes (unlabeled: one
+                // group of label -1, i.e. simply the first images in order).
                 selected = selected.Select((item, i) => (item, i)).GroupBy(t => t.item.Label)
                     .SelectMany(g => g.Select((t, rank) => (t.item, t.i, rank)))
                     .OrderBy(t => t.rank).ThenBy(t => t.i).Take(limit).OrderBy(t => t.i).Select(t => t.item).ToArray();

@@ -80,6 +80,7 @@ internal sealed class EvaluationEngine : IDisposable
         ArgumentNullException.ThrowIfNull(data);
         options ??= new EvaluationOptions();
         CheckInput(data);
+        if (options.ReferenceLogits is null && !options.KeepLogits) { data.RequireLabels("Top-1/top-5 evaluation"); }
         var watch = Stopwatch.StartNew();
         Metrics? metrics = null;
         float[]? kept = null;
@@ -105,7 +106,8 @@ internal sealed class EvaluationEngine : IDisposable
             }
             if (!TensorPrimitives.IsFiniteAll(logits)) { throw NonFinite(data, start, n); }
             ReadOnlySpan<float> reference = options.ReferenceLogits is ReadOnlyMemory<float> r ? r.Span.Slice(start * classes, n * classes) : default;
-            metrics.Add(logits, data.BatchLabels(start, n), reference);
+            // Unlabeled data (only for logits or KL against a reference): no labels, so top-1/top-5/CE come out NaN.
+            metrics.Add(logits, data.IsLabeled ? data.BatchLabels(start, n) : default, reference);
             if (options.KeepLogits)
             {
                 kept ??= new float[(long)data.Count * classes];

@@ -8,18 +8,28 @@ internal sealed class Metrics(int classes, OutputKind kind = OutputKind.Logits)
 {
     long _count, _top1, _top5;
     double _crossEntropy, _kl;
-    bool _hasKl;
+    bool _hasKl, _unlabeled;
     readonly float[] _logProbs = new float[classes], _refLogProbs = new float[classes];
 
     public int Classes { get; } = classes;
 
     /// <summary>Adds a batch: <paramref name="logits"/> is [n, classes]; <paramref name="reference"/> optional FP logits of the same images.</summary>
+    /// <param name="logits">[n, classes].</param>
+    /// <param name="labels">n labels, or empty for unlabeled images (then only the KL divergence is measured).</param>
+    /// <param name="reference">Optional FP logits of the same images.</param>
     public void Add(ReadOnlySpan<float> logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> reference = default)
     {
-        int n = labels.Length, k = Math.Min(5, Classes);
+        int n = logits.Length / Classes, k = Math.Min(5, Classes);
+        if (!labels.IsEmpty && labels.Length != n) { throw new ArgumentException("One label per output row, or none.", nameof(labels)); }
+        if (labels.IsEmpty) { _unlabeled = true; }
         for (int i = 0; i < n; i++)
         {
             ReadOnlySpan<float> row = logits.Slice(i * Classes, Classes);
+            if (labels.IsEmpty)
+            {
+                AddKl(row, reference, i);
+                continue;
+            }
             int label = labels[i];
             float target = row[label];
             int above = 0;
@@ -32,16 +42,20 @@ internal sealed class Metrics(int classes, OutputKind kind = OutputKind.Logits)
             if (above < k) { _top5++; }
             LogProbabilities(row, kind, _logProbs);
             _crossEntropy -= _logProbs[label];
-            if (!reference.IsEmpty)
-            {
-                _hasKl = true;
-                LogProbabilities(reference.Slice(i * Classes, Classes), kind, _refLogProbs);
-                double kl = 0;
-                for (int c = 0; c < Classes; c++) { kl += Math.Exp(_refLogProbs[c]) * (_refLogProbs[c] - _logProbs[c]); }
-                _kl += kl;
-            }
+            AddKl(row, reference, i, logProbsReady: true);
         }
         _count += n;
+    }
+
+    void AddKl(ReadOnlySpan<float> row, ReadOnlySpan<float> reference, int i, bool logProbsReady = false)
+    {
+        if (reference.IsEmpty) { return; }
+        if (!logProbsReady) { LogProbabilities(row, kind, _logProbs); }
+        _hasKl = true;
+        LogProbabilities(reference.Slice(i * Classes, Classes), kind, _refLogProbs);
+        double kl = 0;
+        for (int c = 0; c < Classes; c++) { kl += Math.Exp(_refLogProbs[c]) * (_refLogProbs[c] - _logProbs[c]); }
+        _kl += kl;
     }
 
     /// <summary>
@@ -73,9 +87,9 @@ internal sealed class Metrics(int classes, OutputKind kind = OutputKind.Logits)
     public EvaluationResult Result(TimeSpan elapsed) => new()
     {
         Count = (int)_count,
-        Top1 = _count == 0 ? 0 : 100.0 * _top1 / _count,
-        Top5 = _count == 0 ? 0 : 100.0 * _top5 / _count,
-        CrossEntropy = _count == 0 ? 0 : _crossEntropy / _count,
+        Top1 = _unlabeled ? double.NaN : _count == 0 ? 0 : 100.0 * _top1 / _count,
+        Top5 = _unlabeled ? double.NaN : _count == 0 ? 0 : 100.0 * _top5 / _count,
+        CrossEntropy = _unlabeled ? double.NaN : _count == 0 ? 0 : _crossEntropy / _count,
         KlDivergence = _hasKl && _count > 0 ? _kl / _count : null,
         Elapsed = elapsed,
     };

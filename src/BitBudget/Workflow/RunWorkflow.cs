@@ -84,6 +84,7 @@ public static class RunWorkflow
         var watch = Stopwatch.StartNew();
         void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
 
+        request.Evaluation.RequireLabels("The evaluation stage (top-1/top-5)");   // before calibrating, not after
         progress?.Report(new RunProgress("calibrate", 0, 1, null));
         CalibratedPipeline p = opened.Calibrate(request.Calibration, cancel);
         Stage("calibrate");
