@@ -19,7 +19,7 @@ static class NumericBench
     public static int Run(string[] args)
     {
         string part = args.Length > 0 ? args[0] : "kernels";
-        Console.WriteLine($"load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]} (2 cores shared)");
+        Console.WriteLine($"load average {Measure.LoadAverage()} (2 cores shared)");
         if (part == "kernels") { Kernels(); return 0; }
         if (part == "gptq" && args.Length > 1) { return GptqOnModel(args[1]); }
         Console.Error.WriteLine("error: usage: numeric kernels | numeric gptq resnet|squeezenet");

@@ -61,7 +61,7 @@ static class RoundingBench
         {
             var rounding = WeightRounding.Default;
             long start = Stopwatch.GetTimestamp();
-            TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+            TimeSpan cpu0 = Measure.ProcessCpu();
             QuantizedWeights w = QuantizedWeights.Create(prepared, layers, rounding, calib);
             double stats = Stopwatch.GetElapsedTime(start).TotalSeconds;
             foreach (var (search, label) in new[] { (ScaleSearch.Mse, "mse scales"), (ScaleSearch.OutputError, "output-error scales") })
@@ -71,7 +71,7 @@ static class RoundingBench
                 foreach (LayerInfo l in layers) { foreach (int b in new[] { 2, 4, 8 }) { ws.Get(l.Index, b); } }
                 double round = Stopwatch.GetElapsedTime(r0).TotalSeconds;
                 Console.WriteLine($"  time: statistics over {Math.Min(calib.Count, rounding.CalibrationImages)} images {stats:F2} s; gptq + bias correction ({label}) of all {layers.Count} layers at 2/4/8 bits {round:F2} s; " +
-                    $"process CPU so far {(Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+                    $"process CPU so far {(Measure.ProcessCpu() - cpu0).TotalSeconds:F1} s; load average {Measure.LoadAverage()}");
             }
         }
         if (part is "all" or "time" or "stats") { StatisticsPaths(prepared, layers, calib); }
@@ -137,11 +137,11 @@ static class RoundingBench
         {
             foreach (ConvGram path in new[] { ConvGram.Im2Col, ConvGram.Shifted })
             {
-                TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+                TimeSpan cpu0 = Measure.ProcessCpu();
                 long start = Stopwatch.GetTimestamp();
                 Collect(path);
                 times[path].Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
-                cpu[path] += (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / 3;
+                cpu[path] += (Measure.ProcessCpu() - cpu0).TotalSeconds / 3;
             }
         }
         double Median(ConvGram path) => times[path].Order().ElementAt(1);
@@ -156,7 +156,7 @@ static class RoundingBench
         Console.WriteLine($"  statistics pass over {count} images (batches of {batch}), median of 3: im2col {Median(ConvGram.Im2Col):F2} s (CPU {cpu[ConvGram.Im2Col]:F1} s), " +
             $"shifted {Median(ConvGram.Shifted):F2} s (CPU {cpu[ConvGram.Shifted]:F1} s), ratio {Median(ConvGram.Im2Col) / Median(ConvGram.Shifted):F2}; " +
             $"runs im2col [{string.Join(", ", times[ConvGram.Im2Col].Select(t => t.ToString("F2")))}], shifted [{string.Join(", ", times[ConvGram.Shifted].Select(t => t.ToString("F2")))}]; " +
-            $"load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+            $"load average {Measure.LoadAverage()}");
         Console.WriteLine($"  largest relative Frobenius difference shifted vs im2col over the {layers.Count} layers: H {maxH:E2} ({worst}), column sums {maxSum:E2}");
     }
 
