@@ -97,14 +97,14 @@ static class IqpFileBench
         int repetitions = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 60;
         string[] only = args.Length > 3 ? args[3].Split(',') : [];
-        Console.WriteLine($"{path}: QCR B&B, full-space vs tangent-space B, most-fractional vs pseudocost (pc) branching; {repetitions} repetitions (median), limit {limit} s");
+        Console.WriteLine($"{path}: QCR B&B, full-space vs tangent-space B, most-fractional vs pseudocost (pc) branching, reduced-cost fixing (rcf); {repetitions} repetitions (median), limit {limit} s");
         Console.WriteLine($"load {Measure.LoadAverage()}; si = strong-branching pseudocost initialisation; cpu = process CPU seconds (median)");
-        Console.WriteLine($"{"budget",-10} {"variant",-10} {"opt",3} {"median s",8} {"cpu s",7} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10}");
+        Console.WriteLine($"{"budget",-10} {"variant",-13} {"opt",3} {"median s",8} {"cpu s",7} {"build s",7} {"rank",4} {"nodes",7} {"root bound",12} {"objective",12} {"root gap %",10} {"fixed",7}");
         foreach (string b in budgets)
         {
             Instance inst = Instance.Compile(ProblemFile.Read(path, [Budget.Parse(b)]));
             var options = new SearchOptions { TimeLimit = TimeSpan.FromSeconds(limit) };
-            foreach (var (variant, tangent, pseudo, strong) in new[] { ("full", false, false, false), ("tangent", true, false, false), ("full+pc", false, true, false), ("tan+pc", true, true, false), ("tan+pc+si", true, true, true) })
+            foreach (var (variant, tangent, pseudo, strong, fixing) in new[] { ("full", false, false, false, false), ("tangent", true, false, false, false), ("full+pc", false, true, false, false), ("tan+pc", true, true, false, false), ("tan+pc+si", true, true, true, false), ("tan+pc+si+rcf", true, true, true, true) })
             {
                 if (only.Length > 0 && !only.Contains(variant)) { continue; }
                 var seconds = new double[repetitions];
@@ -117,14 +117,14 @@ static class IqpFileBench
                     var clock = Stopwatch.StartNew();
                     int[] start = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit).Choice!;
                     double upper = LocalSearch.Improve(inst, start);
-                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false, strongInit: strong);
+                    (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, tangent: tangent, pseudocosts: pseudo, reuseRelaxation: false, strongInit: strong, reducedCostFixing: fixing);
                     seconds[i] = clock.Elapsed.TotalSeconds;
                     cpu[i] = (Measure.ProcessCpu() - cpu0).TotalSeconds;
                 }
                 Array.Sort(seconds);
                 Array.Sort(cpu);
                 double value = inst.Quadratic(outcome.Choice!);
-                Console.WriteLine($"{b,-10} {variant,-10} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {cpu[repetitions / 2],7:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2}");
+                Console.WriteLine($"{b,-10} {variant,-13} {(outcome.Optimal ? "yes" : "no"),3} {seconds[repetitions / 2],8:F3} {cpu[repetitions / 2],7:F3} {stats.BuildSeconds,7:F3} {stats.Rank,4} {stats.Nodes,7} {stats.RootBound,12:G6} {value,12:G6} {100 * MipModels.Gap(value, stats.RootBound),10:F2} {stats.FixedOut,7}");
             }
         }
         return 0;

@@ -76,24 +76,25 @@ static class IqpSweepBench
         int seeds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 3;
         double limit = args.Length > 2 ? double.Parse(args[2], CultureInfo.InvariantCulture) : 60;
         string only = args.Length > 3 ? args[3] : "";
-        var variants = new (string Name, int Rounds, int Iterations, bool Blocks, double Drop, bool Tangent, bool Pseudo, bool Strong)[]
+        var variants = new (string Name, int Rounds, int Iterations, bool Blocks, double Drop, bool Tangent, bool Pseudo, bool Strong, bool Fixing)[]
         {
-            ("r30 it100 drop1e-10", 30, 100, true, 1e-10, false, false, false), ("r30 it100 drop1e-6", 30, 100, true, 1e-6, false, false, false), ("r30 it100 drop1e-4", 30, 100, true, 1e-4, false, false, false),
-            ("r30 it100 drop1e-3", 30, 100, true, 1e-3, false, false, false), ("r30 it50 drop1e-4", 30, 50, true, 1e-4, false, false, false), ("r30 it200 drop1e-4", 30, 200, true, 1e-4, false, false, false),
-            ("r10 it100 drop1e-4", 10, 100, true, 1e-4, false, false, false), ("r30 diag it100 drop1e-4", 30, 100, false, 1e-4, false, false, false),
-            ("tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, false, false), ("tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, false, false),
-            ("tangent r30 it100 drop1e-6", 30, 100, true, 1e-6, true, false, false), ("tangent r30 it50 drop1e-4", 30, 50, true, 1e-4, true, false, false),
-            ("pseudo r30 it100 drop1e-4", 30, 100, true, 1e-4, false, true, false), ("pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, false),
-            ("pseudo tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, true, false),
-            ("strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true),
+            ("r30 it100 drop1e-10", 30, 100, true, 1e-10, false, false, false, false), ("r30 it100 drop1e-6", 30, 100, true, 1e-6, false, false, false, false), ("r30 it100 drop1e-4", 30, 100, true, 1e-4, false, false, false, false),
+            ("r30 it100 drop1e-3", 30, 100, true, 1e-3, false, false, false, false), ("r30 it50 drop1e-4", 30, 50, true, 1e-4, false, false, false, false), ("r30 it200 drop1e-4", 30, 200, true, 1e-4, false, false, false, false),
+            ("r10 it100 drop1e-4", 10, 100, true, 1e-4, false, false, false, false), ("r30 diag it100 drop1e-4", 30, 100, false, 1e-4, false, false, false, false),
+            ("tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, false, false, false), ("tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, false, false, false),
+            ("tangent r30 it100 drop1e-6", 30, 100, true, 1e-6, true, false, false, false), ("tangent r30 it50 drop1e-4", 30, 50, true, 1e-4, true, false, false, false),
+            ("pseudo r30 it100 drop1e-4", 30, 100, true, 1e-4, false, true, false, false), ("pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, false, false),
+            ("pseudo tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, true, false, false),
+            ("strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true, false),
+            ("rcf strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true, true),
         };
         if (only.Length > 0) { variants = [.. variants.Where(v => only.Split(';').Contains(v.Name))]; }
         Console.WriteLine($"load {Measure.LoadAverage()}; cpu = process CPU seconds");
-        Console.WriteLine($"{"seed",4} {"variant",-27} {"opt",3} {"seconds",8} {"cpu s",8} {"build s",8} {"rank",4} {"nodes",8} {"FW its",9} {"root bound",11} {"objective",10} {"gap %",7}");
+        Console.WriteLine($"{"seed",4} {"variant",-27} {"opt",3} {"seconds",8} {"cpu s",8} {"build s",8} {"rank",4} {"nodes",8} {"FW its",9} {"root bound",11} {"objective",10} {"gap %",7} {"fixed",7}");
         foreach (int seed in Enumerable.Range(0, seeds))
         {
             SearchProblem problem = layers == 54 ? SyntheticProblem.Generate(SyntheticProblem.ResNet50WeightCounts, seed) : SyntheticProblem.Generate(layers, seed);
-            foreach (var (name, rounds, iterations, blocks, drop, tangent, pseudo, strong) in variants)
+            foreach (var (name, rounds, iterations, blocks, drop, tangent, pseudo, strong, fixing) in variants)
             {
                 TimeSpan cpu0 = Measure.ProcessCpu();
                 var clock = Stopwatch.StartNew();
@@ -101,10 +102,10 @@ static class IqpSweepBench
                 Instance inst = Instance.Compile(problem);
                 int[] start = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit).Choice!;
                 double upper = LocalSearch.Improve(inst, start);
-                var (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, rounds, iterations, blocks, drop, tangent, pseudo, reuseRelaxation: false, strongInit: strong);
+                var (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, start, upper, clock, CancellationToken.None, rounds, iterations, blocks, drop, tangent, pseudo, reuseRelaxation: false, strongInit: strong, reducedCostFixing: fixing);
                 double cpu = (Measure.ProcessCpu() - cpu0).TotalSeconds;
                 double value = inst.Quadratic(outcome.Choice!);
-                Console.WriteLine($"{seed,4} {name,-27} {(outcome.Optimal ? "yes" : "no"),3} {clock.Elapsed.TotalSeconds,8:F2} {cpu,8:F2} {stats.BuildSeconds,8:F2} {stats.Rank,4} {stats.Nodes,8} {stats.Iterations,9} {stats.RootBound,11:F4} {value,10:F5} {100 * MipModels.Gap(value, outcome.Bound),7:F3}");
+                Console.WriteLine($"{seed,4} {name,-27} {(outcome.Optimal ? "yes" : "no"),3} {clock.Elapsed.TotalSeconds,8:F2} {cpu,8:F2} {stats.BuildSeconds,8:F2} {stats.Rank,4} {stats.Nodes,8} {stats.Iterations,9} {stats.RootBound,11:F4} {value,10:F5} {100 * MipModels.Gap(value, outcome.Bound),7:F3} {stats.FixedOut,7}");
             }
         }
         return 0;

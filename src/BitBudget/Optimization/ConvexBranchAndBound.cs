@@ -34,6 +34,14 @@ internal sealed class ConvexBranchAndBound
 
         /// <summary>Whether x_v puts all of layer i on variable u.</summary>
         public bool Puts(int layer, int u) => Choice[layer] == u && FracLayer != layer;
+
+        /// <summary>Whether x_v puts any mass on an excluded variable.</summary>
+        public bool Uses(bool[] excluded)
+        {
+            if (FracLayer >= 0 && excluded[FracTo]) { return true; }
+            foreach (int u in Choice) { if (excluded[u]) { return true; } }
+            return false;
+        }
     }
 
     sealed class Node
@@ -45,6 +53,9 @@ internal sealed class ConvexBranchAndBound
         public required List<double> Weights;
         public int BranchLayer = -1;
         public double[]? X;             // relaxation point (for the pseudocost update of the branching)
+        /// <summary>Variables that no configuration below this node better than the pruning level uses (reduced-cost fixing);
+        /// shared with the parent until this node excludes more (then copied), null when none.</summary>
+        public bool[]? Excluded;
     }
 
     readonly Instance _inst;
@@ -60,6 +71,10 @@ internal sealed class ConvexBranchAndBound
     readonly int _maxIterations;
     readonly bool _pseudocosts;
     readonly bool _strongInit;
+    readonly bool _reducedCostFixing;
+    readonly Comparison<(double Slope, int Layer, int From, int To)> _stepOrder;
+    double _mu;                          // the last LMO's budget multiplier (the slope of the step the budget cut)
+    double _excludedMin = double.PositiveInfinity;   // min lower bound of everything reduced-cost fixing removed
     readonly double[] _gainSum;
     readonly int[] _gainCount;
     int[] _best;
@@ -67,13 +82,17 @@ internal sealed class ConvexBranchAndBound
 
     public int Nodes { get; private set; }
     public long Iterations { get; private set; }
+    /// <summary>Variables excluded from a subtree by reduced-cost fixing, summed over nodes.</summary>
+    public int FixedOut { get; private set; }
 
-    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations, bool pseudocosts, bool strongInit, SweepMemory? memory)
+    ConvexBranchAndBound(Instance inst, ConvexRelaxation relax, SearchOptions options, int[] start, double startValue, int maxIterations, bool pseudocosts, bool strongInit, bool reducedCostFixing, SweepMemory? memory)
     {
-        (_inst, _relax, _options, _maxIterations, _pseudocosts, _strongInit) = (inst, relax, options, maxIterations, pseudocosts, strongInit);
+        (_inst, _relax, _options, _maxIterations, _pseudocosts, _strongInit, _reducedCostFixing) = (inst, relax, options, maxIterations, pseudocosts, strongInit, reducedCostFixing);
         (_gainSum, _gainCount) = memory?.Pseudocosts() ?? (new double[inst.L], new int[inst.L]);
         (_n, _l, _r) = (inst.N, inst.L, relax.Rank);
         _a = inst.Rows[0];
+        double[] a = _a;
+        _stepOrder = (p, q) => p.Slope != q.Slope ? p.Slope.CompareTo(q.Slope) : p.Layer != q.Layer ? p.Layer.CompareTo(q.Layer) : a[p.To].CompareTo(a[q.To]);
         _b = inst.Rhs[0];
         _grad = new double[_n];
         _y = new double[_r];
@@ -86,23 +105,23 @@ internal sealed class ConvexBranchAndBound
     /// <summary>Runs the search from the incumbent <paramref name="start"/> (scheme index per layer); only one budget row is supported.</summary>
     public static (MipOutcome Outcome, Stats Stats) Solve(Instance inst, SearchOptions options, int[] start, double startValue, Stopwatch clock,
         CancellationToken cancellationToken, int qcrRounds = 30, int maxIterations = 100, bool blocks = true, double dropBelow = 1e-4, bool tangent = true, bool pseudocosts = true, bool reuseRelaxation = true,
-        SweepMemory? memory = null, bool strongInit = true)
+        SweepMemory? memory = null, bool strongInit = true, bool reducedCostFixing = true)
     {
         if (inst.Rows.Length != 1) { throw new ArgumentException("The convex branch-and-bound handles exactly one budget row.", nameof(inst)); }
         long t0 = Stopwatch.GetTimestamp();
         var relax = reuseRelaxation ? ConvexRelaxation.Cached(inst, qcrRounds, blocks, dropBelow, tangent) : ConvexRelaxation.Build(inst, qcrRounds, blocks, dropBelow, tangent);
         double buildSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations, pseudocosts, strongInit, memory);
+        var bb = new ConvexBranchAndBound(inst, relax, options, start, startValue, maxIterations, pseudocosts, strongInit, reducedCostFixing, memory);
         double bound = bb.Run(clock, cancellationToken);
         memory?.KeepPseudocosts(bb._gainSum, bb._gainCount);
         bool optimal = MipModels.Gap(bb._upper, bound) <= options.RelativeGap;
         string name = $"convex QCR branch-and-bound (rank {relax.Rank}, {bb.Nodes} nodes)";
         return (new MipOutcome(bb._best, Math.Min(bound, bb._upper), optimal, false, name),
-            new Stats(bb.Nodes, bb.Iterations, relax.Rank, relax.Rounds, buildSeconds, bb.RootBound));
+            new Stats(bb.Nodes, bb.Iterations, relax.Rank, relax.Rounds, buildSeconds, bb.RootBound, bb.FixedOut));
     }
 
     /// <summary>Search statistics for the benchmark.</summary>
-    public sealed record Stats(int Nodes, long Iterations, int Rank, int QcrRounds, double BuildSeconds, double RootBound);
+    public sealed record Stats(int Nodes, long Iterations, int Rank, int QcrRounds, double BuildSeconds, double RootBound, int FixedOut);
 
     double RootBound { get; set; } = double.NegativeInfinity;
 
@@ -129,6 +148,7 @@ internal sealed class ConvexBranchAndBound
             if (tried is not null && ChooseBranch(node.Fix, node.X!) is int better and >= 0) { layer = better; }
             for (int u = _inst.Offsets[layer]; u < _inst.Offsets[layer + 1]; u++)
             {
+                if (node.Excluded?[u] == true) { continue; }   // its subtree is bounded by _excludedMin
                 Node? child = tried is not null && tried.TryGetValue(layer, out var done) ? done[u - _inst.Offsets[layer]] : Child(node, layer, u);
                 if (child is null) { continue; }   // infeasible fixing
                 if (child.BranchLayer < 0 || child.Bound >= PruneAt) { closedMin = Math.Min(closedMin, child.Bound); }
@@ -137,7 +157,7 @@ internal sealed class ConvexBranchAndBound
         }
         double openMin = double.PositiveInfinity;
         while (open.TryDequeue(out Node? left, out double b)) { openMin = Math.Min(openMin, b); }
-        return Math.Min(closedMin, openMin);
+        return Math.Min(Math.Min(closedMin, openMin), _excludedMin);
     }
 
     /// <summary>The child of <paramref name="node"/> with <paramref name="layer"/> fixed to variable <paramref name="u"/>, evaluated (warm-started
@@ -146,11 +166,11 @@ internal sealed class ConvexBranchAndBound
     {
         var fix = (int[])node.Fix.Clone();
         fix[layer] = u;
-        var child = new Node { Fix = fix, Active = [], Weights = [] };
+        var child = new Node { Fix = fix, Active = [], Weights = [], Excluded = node.Excluded };
         double total = 0;
         for (int k = 0; k < node.Active.Count; k++)
         {
-            if (node.Active[k].Puts(layer, u)) { child.Active.Add(node.Active[k]); child.Weights.Add(node.Weights[k]); total += node.Weights[k]; }
+            if (node.Active[k].Puts(layer, u) && (node.Excluded is null || !node.Active[k].Uses(node.Excluded))) { child.Active.Add(node.Active[k]); child.Weights.Add(node.Weights[k]); total += node.Weights[k]; }
         }
         for (int k = 0; k < child.Weights.Count; k++) { child.Weights[k] /= total; }
         if (!Evaluate(child)) { return null; }
@@ -173,7 +193,7 @@ internal sealed class ConvexBranchAndBound
         {
             if (node.Fix[i] >= 0 || _gainCount[i] > 0 || !Fractional(node.X!, i)) { continue; }
             var children = new List<Node?>();
-            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { children.Add(Child(node, i, u)); }
+            for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++) { children.Add(node.Excluded?[u] == true ? null : Child(node, i, u)); }
             (tried ??= [])[i] = children;
         }
         return tried;
@@ -220,7 +240,7 @@ internal sealed class ConvexBranchAndBound
         if (active.Count == 0)
         {
             Array.Copy(_relax.C, _grad, _n);
-            Vertex? first = Lmo(_grad, fix);
+            Vertex? first = Lmo(_grad, fix, node.Excluded);
             if (first is null) { return false; }
             active.Add(first);
             w.Add(1);
@@ -230,7 +250,7 @@ internal sealed class ConvexBranchAndBound
             TensorPrimitives.MultiplyAdd(active[k].Y, w[k], _y, _y);
             cx += w[k] * active[k].C;
         }
-        double bound = double.NegativeInfinity, phi = 0;
+        double bound = double.NegativeInfinity, phi = 0, gxLast = 0;
         double tolerance = 0.05 * _options.RelativeGap * Math.Max(Math.Abs(_upper), 1e-300);
         double[] g = _relax.G, c = _relax.C;
         Vertex? lastS = null;
@@ -238,11 +258,12 @@ internal sealed class ConvexBranchAndBound
         {
             Iterations++;
             for (int u = 0; u < _n; u++) { _grad[u] = c[u] + 2 * TensorPrimitives.Dot(g.AsSpan(u * _r, _r), _y); }
-            Vertex s = Lmo(_grad, fix)!;
+            Vertex s = Lmo(_grad, fix, node.Excluded)!;
             lastS = s;
             double yy = Dot(_y, _y);
             phi = yy + cx + _relax.Constant;
             double gx = 2 * yy + cx;
+            gxLast = gx;
             double gs = 2 * Dot(_y, s.Y) + s.C;
             bound = Math.Max(bound, phi - (gx - gs));
             if (bound >= PruneAt || phi - bound <= tolerance) { break; }
@@ -275,7 +296,8 @@ internal sealed class ConvexBranchAndBound
             if (forward)
             {
                 for (int k = 0; k < w.Count; k++) { w[k] *= 1 - gamma; }
-                int at = active.FindIndex(a => a.SameAs(s));
+                int at = -1;
+                for (int k = 0; k < active.Count && at < 0; k++) { if (active[k].SameAs(s)) { at = k; } }
                 if (at >= 0) { w[at] += gamma; }
                 else { active.Add(s); w.Add(gamma); }
                 if (gamma >= 1) { active.Clear(); w.Clear(); active.Add(s); w.Add(1); }
@@ -292,6 +314,7 @@ internal sealed class ConvexBranchAndBound
         }
         node.Bound = bound;
         node.Value = phi;
+        if (_reducedCostFixing && lastS is not null && bound < PruneAt) { FixByReducedCosts(node, phi - gxLast); }
 
         // Incumbents: the last linear-subproblem vertex rounded down (always feasible) and the rounded relaxation.
         if (lastS is not null) { TryIncumbent(RoundDown(lastS)); }
@@ -315,6 +338,54 @@ internal sealed class ConvexBranchAndBound
             node.Bound = _inst.Quadratic(only);
         }
         return true;
+    }
+
+    /// <summary>
+    /// Reduced-cost fixing. φ is convex, so at the last iterate x, φ(z) ≥ ℓ(z) = φ(x) − ∇φ(x)ᵀx + ∇φ(x)ᵀz for every z. For any
+    /// budget multiplier μ ≥ 0 and every z in the node's polytope, ∇φᵀz ≥ Σ_j min_t (∇φ_t + μa_t) − μb (weak duality); forcing
+    /// layer i onto variable u raises that by r_u = ∇φ_u + μa_u − min_t (∇φ_t + μa_t). So every configuration below this node
+    /// that uses u is worth at least <paramref name="offset"/> + D(μ) + r_u; when that reaches the pruning level, u is excluded
+    /// from the node's subtree (the smallest such bound is kept in _excludedMin, so the final bound stays valid). μ is the
+    /// LMO's own multiplier, for which D(μ) equals the node's linear bound.
+    /// </summary>
+    void FixByReducedCosts(Node node, double offset)
+    {
+        double mu = _mu, dual = -mu * _b;
+        bool[]? ex = node.Excluded;
+        for (int i = 0; i < _l; i++)
+        {
+            double min = double.PositiveInfinity;
+            if (node.Fix[i] >= 0) { min = _grad[node.Fix[i]] + mu * _a[node.Fix[i]]; }
+            else
+            {
+                for (int u = _inst.Offsets[i]; u < _inst.Offsets[i + 1]; u++)
+                {
+                    if (ex?[u] != true) { min = Math.Min(min, _grad[u] + mu * _a[u]); }
+                }
+            }
+            dual += min;
+        }
+        if (!double.IsFinite(dual)) { return; }
+        double prune = PruneAt;
+        bool copied = false;
+        for (int i = 0; i < _l; i++)
+        {
+            if (node.Fix[i] >= 0) { continue; }
+            int lo = _inst.Offsets[i], hi = _inst.Offsets[i + 1];
+            double min = double.PositiveInfinity;
+            for (int u = lo; u < hi; u++) { if (ex?[u] != true) { min = Math.Min(min, _grad[u] + mu * _a[u]); } }
+            for (int u = lo; u < hi; u++)
+            {
+                if (ex?[u] == true) { continue; }
+                double bound = offset + dual + (_grad[u] + mu * _a[u] - min);
+                if (bound < prune) { continue; }
+                if (!copied) { ex = ex is null ? new bool[_n] : (bool[])ex.Clone(); copied = true; }
+                ex![u] = true;
+                _excludedMin = Math.Min(_excludedMin, bound);
+                FixedOut++;
+            }
+        }
+        node.Excluded = ex;
     }
 
     void TryIncumbent(int[] choice)
@@ -350,7 +421,7 @@ internal sealed class ConvexBranchAndBound
     /// min gᵀs over the node's polytope (one-hot simplices with fixings, budget row): the LP of a multiple-choice knapsack,
     /// solved exactly by the greedy over each layer's lower convex hull of (cost, g) points; null when infeasible.
     /// </summary>
-    Vertex? Lmo(double[] grad, int[] fix)
+    Vertex? Lmo(double[] grad, int[] fix, bool[]? excluded)
     {
         var choice = new int[_l];
         double use = 0;
@@ -359,11 +430,13 @@ internal sealed class ConvexBranchAndBound
         {
             int lo = _inst.Offsets[i], hi = _inst.Offsets[i + 1];
             if (fix[i] >= 0) { choice[i] = fix[i]; use += _a[fix[i]]; continue; }
-            int cur = lo;
-            for (int u = lo + 1; u < hi; u++)
+            int cur = -1;
+            for (int u = lo; u < hi; u++)
             {
-                if (_a[u] < _a[cur] || (_a[u] == _a[cur] && grad[u] < grad[cur])) { cur = u; }
+                if (excluded?[u] == true) { continue; }
+                if (cur < 0 || _a[u] < _a[cur] || (_a[u] == _a[cur] && grad[u] < grad[cur])) { cur = u; }
             }
+            if (cur < 0) { return null; }   // every scheme of the layer excluded
             choice[i] = cur;
             use += _a[cur];
             while (true)
@@ -372,7 +445,7 @@ internal sealed class ConvexBranchAndBound
                 double bestSlope = 0;
                 for (int u = lo; u < hi; u++)
                 {
-                    if (_a[u] <= _a[cur] || grad[u] >= grad[cur]) { continue; }
+                    if (_a[u] <= _a[cur] || grad[u] >= grad[cur] || excluded?[u] == true) { continue; }
                     double slope = (grad[u] - grad[cur]) / (_a[u] - _a[cur]);
                     if (next < 0 || slope < bestSlope || (slope == bestSlope && _a[u] > _a[next])) { (next, bestSlope) = (u, slope); }
                 }
@@ -383,15 +456,17 @@ internal sealed class ConvexBranchAndBound
         }
         double left = _b - use;
         if (left < 0) { return null; }
-        _steps.Sort((p, q) => p.Slope != q.Slope ? p.Slope.CompareTo(q.Slope) : p.Layer != q.Layer ? p.Layer.CompareTo(q.Layer) : _a[p.To].CompareTo(_a[q.To]));
+        _steps.Sort(_stepOrder);
         int fracLayer = -1, fracTo = 0;
         double theta = 0;
-        foreach (var (_, layer, from, to) in _steps)
+        _mu = 0;
+        foreach (var (slope, layer, from, to) in _steps)
         {
             if (choice[layer] != from) { continue; }   // an earlier step of this layer was cut short
             double cost = _a[to] - _a[from];
             if (cost <= left) { choice[layer] = to; left -= cost; continue; }
             if (left > 0) { (fracLayer, fracTo, theta) = (layer, to, left / cost); }
+            _mu = Math.Max(0, -slope);   // the LP's budget multiplier: the exchange rate of the step the budget cuts
             break;
         }
         var y = new double[_r];

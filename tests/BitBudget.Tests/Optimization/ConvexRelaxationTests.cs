@@ -76,6 +76,34 @@ public class ConvexRelaxationTests
         Assert.Equal(optimum, inst.Quadratic(tangent.Outcome.Choice!), tolerance);
         Assert.True(tangent.Outcome.Optimal);
     }
+
+    [Fact]
+    public void ReducedCostFixing_KeepsTheSearchExact_AndExcludesVariables()
+    {
+        // Ten-layer issue-6 instances (59,049 configurations) at four budgets, searched with and without reduced-cost fixing at a
+        // tight gap: both must find brute force's optimum with a bound at or below it, and the fixing must actually exclude
+        // variables (else this test would pass with the feature switched off).
+        int excluded = 0;
+        foreach (var (seed, fraction) in new[] { (0, 0.4), (1, 0.3), (2, 0.55), (3, 0.8), (4, 0.45), (5, 0.35) })
+        {
+            Instance inst = Instance.Compile(SyntheticProblem.Generate(10, seed, fraction));
+            double optimum = LocalSearch.BruteForce(inst)!.Value.Objective;
+            var options = new SearchOptions { RelativeGap = 1e-9 };
+            int[] start = MipModels.Independent(inst, options, "HIGHS", options.TimeLimit).Choice!;
+            double upper = LocalSearch.Improve(inst, start);
+            foreach (bool fixing in new[] { false, true })
+            {
+                var (outcome, stats) = ConvexBranchAndBound.Solve(inst, options, (int[])start.Clone(), upper, Stopwatch.StartNew(),
+                    TestContext.Current.CancellationToken, reducedCostFixing: fixing);
+                double tolerance = 1e-9 * Math.Abs(optimum);
+                Assert.True(outcome.Optimal, $"seed {seed}, fixing {fixing}: not proven");
+                Assert.Equal(optimum, inst.Quadratic(outcome.Choice!), tolerance);
+                Assert.True(outcome.Bound <= optimum + tolerance, $"seed {seed}, fixing {fixing}: bound {outcome.Bound} above the optimum {optimum}");
+                if (fixing) { excluded += stats.FixedOut; } else { Assert.Equal(0, stats.FixedOut); }
+            }
+        }
+        Assert.True(excluded > 0, "reduced-cost fixing excluded no variable on any instance");
+    }
 }
 
 /// <summary>The exact search on the measured ResNet-20 Ω (20 searched layers × {2,4,8}, A8, 256 sensitivity images; saved by `iqp-real resnet STORE FILE`).</summary>
