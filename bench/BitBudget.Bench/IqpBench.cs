@@ -26,7 +26,7 @@ static class IqpBench
         Console.WriteLine($"{"layers",6} {"seed",4} {"algorithm",-24} {"status",-9} {"wall s",8} {"cpu s",8} {"objective",12} {"bound",12} {"gap %",8} {"vs best %",9}");
         // Warm-up (JIT, solver libraries), not timed: every algorithm once on an instance of the first size with another seed. An
         // 8-layer warm-up left the branch-and-bound's hot loops on tier-0 code, so whichever algorithm ran first on seed 0 paid
-        // for the tiering (issue 21: Portfolio 1.03 s against QcrBranchAndBound 0.39 s was that, in either order).
+        // for the tiering (issue 21: Portfolio 1.03 s against QcrBranchAndBound 0.39 s was that: with the order swapped the B&B, now first, was the slower one on seed 0).
         foreach (IqpAlgorithm algorithm in algorithms)
         {
             ConvexRelaxation.ClearCache();
