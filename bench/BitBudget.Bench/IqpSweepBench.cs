@@ -87,6 +87,8 @@ static class IqpSweepBench
             ("pseudo tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, true, false, false),
             ("strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true, false),
             ("rcf strong pseudo tangent r30 it100 drop1e-4", 30, 100, true, 1e-4, true, true, true, true),
+            ("rcf strong pseudo tangent r10 it100 drop1e-4", 10, 100, true, 1e-4, true, true, true, true),
+            ("rcf strong pseudo tangent r20 it100 drop1e-4", 20, 100, true, 1e-4, true, true, true, true),
         };
         if (only.Length > 0) { variants = [.. variants.Where(v => only.Split(';').Contains(v.Name))]; }
         Console.WriteLine($"load {Measure.LoadAverage()}; cpu = process CPU seconds");
