@@ -6,7 +6,36 @@ namespace BitBudget.Cli;
 
 static class Program   // the one place that turns exceptions into a message and an exit code
 {
-    static int Main(string[] args) => Run(args);
+    static int Main(string[] args)
+    {
+        // The CLI owns its process, so the garbage collector may be told the budget (a library host or test runner is not).
+        // Not below 256 MiB: a budget smaller than the runtime itself needs is reported by the passes' own checks, which say
+        // what would fit, rather than by an out-of-memory error.
+        long? budget = s_budget = MemoryBudgetOf(args);
+        long? limit = budget is long b ? Math.Max(b, ManagedHeapFloor) : null;
+        bool limited = limit is long l && BitBudget.Runtime.ProcessMemory.LimitManagedHeap(l);
+        if (budget is long shown && args.Contains("--verbose"))
+        {
+            Console.Error.WriteLine($"memory: budget {BitBudget.Runtime.ProcessMemory.Format(shown)}, managed heap limit {(limited ? BitBudget.Runtime.ProcessMemory.Format(limit!.Value) : "none")}");
+        }
+        return Run(args);
+    }
+
+    static long? s_budget;
+
+    const long ManagedHeapFloor = 256L << 20;
+
+    /// <summary>The --max-memory of the command line, else the default budget; null when it does not parse (the command reports that).</summary>
+    static long? MemoryBudgetOf(string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--max-memory") { return i + 1 < args.Length ? BitBudget.Runtime.ProcessMemory.ParseAmount(args[i + 1]) : null; }
+            if (args[i].StartsWith("--max-memory=", StringComparison.Ordinal)) { return BitBudget.Runtime.ProcessMemory.ParseAmount(args[i]["--max-memory=".Length..]); }
+        }
+        try { return BitBudget.Runtime.ProcessMemory.DefaultBudget; }
+        catch (BitBudgetException) { return null; }
+    }
 
     internal static int Run(string[] args)
     {
@@ -51,6 +80,13 @@ static class Program   // the one place that turns exceptions into a message and
                 ? "error: terminated (SIGTERM); no output was written (a measurement store keeps what was measured)."
                 : "error: cancelled; no output was written.");
             return terminated ? ExitCodes.Terminated : ExitCodes.Cancelled;
+        }
+        catch (OutOfMemoryException)
+        {
+            // The GC's heap limit is the budget (Main): live data beyond it is the budget's error, not a kernel kill.
+            Console.Error.WriteLine($"error: out of memory within --max-memory {BitBudget.Runtime.ProcessMemory.Format(s_budget ?? BitBudget.Runtime.RuntimeOptions.Default.MaxMemory)}" +
+                " (the managed heap is limited to the budget); raise --max-memory or lower --sens-images / --calib-images.");
+            return ExitCodes.For(ErrorKind.InvalidInput);
         }
         catch (UnauthorizedAccessException e)
         {

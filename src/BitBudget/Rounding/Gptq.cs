@@ -161,11 +161,25 @@ internal static class Gptq
         int k = factor.K;
         var levels = new sbyte[rows * k];
         var dequantized = new float[rows * k];
+        var outputErrors = new double[rows];
+        QuantizeInto(weights, rows, scales, bits, factor, options, levels, dequantized, outputErrors, new double[Math.Max(1, options.RowTile) * k]);
+        return new RoundedWeights(levels, dequantized, scales.ToArray(), outputErrors);
+    }
+
+    /// <summary>
+    /// <see cref="Quantize"/> into the caller's buffers (<paramref name="work"/>: RowTile × K doubles), so a caller that rounds
+    /// many row blocks allocates once. Rows are independent given U, so rounding rows in blocks gives the same values.
+    /// </summary>
+    static void QuantizeInto(ReadOnlySpan<float> weights, int rows, ReadOnlySpan<float> scales, int bits, GptqFactor factor, GptqOptions options,
+        Span<sbyte> levels, Span<float> dequantized, Span<double> outputErrors, double[] work)
+    {
+        int k = factor.K;
         int tile = Math.Max(1, options.RowTile);
-        var work = new double[tile * k];
-        var err = new double[tile];
-        var errSquares = new double[rows];
-        var eSquares = new double[rows];
+        Span<double> err = stackalloc double[Math.Min(tile, 256)];
+        if (tile > 256) { err = new double[tile]; }
+        Span<double> errSquares = outputErrors[..rows];
+        errSquares.Clear();
+        double[] eSquares = new double[rows];
         double qMin = -(1 << (bits - 1)), qMax = (1 << (bits - 1)) - 1;
         for (int r0 = 0; r0 < rows; r0 += tile)
         {
@@ -204,9 +218,7 @@ internal static class Gptq
                 }
             }
         }
-        var outputErrors = new double[rows];
         for (int r = 0; r < rows; r++) { outputErrors[r] = Math.Max(0, errSquares[r] - factor.Damping * eSquares[r]); }
-        return new RoundedWeights(levels, dequantized, scales.ToArray(), outputErrors);
     }
 
     /// <summary>Round to nearest at the given per-row scales (the baseline the error-feedback rounding must beat).</summary>
@@ -244,53 +256,70 @@ internal static class Gptq
 
     /// <summary>
     /// Chooses each row's clip ratio by the error-feedback output error: every candidate ratio of max |w| is rounded with error
-    /// feedback (the candidates run as extra rows of one pass) and the row keeps the candidate with the least eᵀ H e.
+    /// feedback (the candidates run as extra rows, a block of rows at a time) and the row keeps the candidate with the least eᵀ H e.
     /// <paramref name="baseScales"/> (one per row, optional) are tried first, so the choice is never worse in eᵀ H e than
     /// rounding at them (ties keep them).
     /// </summary>
     public static RoundedWeights QuantizeSearchingScales(ReadOnlySpan<float> weights, int rows, int bits, GptqFactor factor,
-        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default)
+        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default, long blockBytes = SearchBlockBytes)
     {
+        options ??= new GptqOptions();
         int k = factor.K;
         int extra = baseScales.IsEmpty ? 0 : 1;
         int candidates = ratios.Length + extra;
-        var expanded = new float[rows * candidates * k];
-        var scales = new float[rows * candidates];
-        float qMax = (1 << (bits - 1)) - 1;
-        for (int r = 0; r < rows; r++)
-        {
-            ReadOnlySpan<float> w = weights.Slice(r * k, k);
-            float absMax = k == 0 ? 0 : MathF.Abs(TensorPrimitives.MaxMagnitude(w));
-            for (int c = 0; c < candidates; c++)
-            {
-                w.CopyTo(expanded.AsSpan((r * candidates + c) * k, k));
-                scales[r * candidates + c] = c < extra ? baseScales[r] : absMax * ratios[c - extra] / qMax;
-            }
-        }
-        RoundedWeights all = Quantize(expanded, rows * candidates, scales, bits, factor, options);
+        // Every candidate is a row of its own (4 + 4 + 1 bytes per weight: copy, dequantized, level), 41 per row by default:
+        // a whole ResNet-18 layer4 conv at once allocated ~0.9 GB per call, garbage the GC let pile up to 14 GB over the
+        // 60 roundings of a sensitivity run. Rows are independent given U, so blocks of rows give the same result.
+        int block = (int)Math.Clamp(blockBytes / Math.Max(1L, 9L * candidates * k), 1, Math.Max(1, rows));
+        var expanded = new float[block * candidates * k];
+        var scales = new float[block * candidates];
+        var blockLevels = new sbyte[block * candidates * k];
+        var blockDequantized = new float[block * candidates * k];
+        var errors = new double[block * candidates];
+        var work = new double[Math.Max(1, options.RowTile) * k];
         var levels = new sbyte[rows * k];
         var dequantized = new float[rows * k];
         var chosen = new float[rows];
         var chosenErrors = new double[rows];
-        double[] errors = all.OutputErrors!;
-        for (int r = 0; r < rows; r++)
+        float qMax = (1 << (bits - 1)) - 1;
+        for (int r0 = 0; r0 < rows; r0 += block)
         {
-            (int best, double bestError) = (0, double.PositiveInfinity);
-            for (int c = 0; c < candidates; c++)
+            int count = Math.Min(block, rows - r0);
+            for (int r = 0; r < count; r++)
             {
-                // A candidate must win by more than arithmetic noise, so near-ties keep the earlier (base) scale and the choice
-                // agrees with a direct eᵀ H e comparison.
-                double error = errors[r * candidates + c];
-                if (error < bestError * (1 - 1e-9)) { (best, bestError) = (c, error); }
+                ReadOnlySpan<float> w = weights.Slice((r0 + r) * k, k);
+                float absMax = k == 0 ? 0 : MathF.Abs(TensorPrimitives.MaxMagnitude(w));
+                for (int c = 0; c < candidates; c++)
+                {
+                    w.CopyTo(expanded.AsSpan((r * candidates + c) * k, k));
+                    scales[r * candidates + c] = c < extra ? baseScales[r0 + r] : absMax * ratios[c - extra] / qMax;
+                }
             }
-            int from = (r * candidates + best) * k;
-            all.Levels.AsSpan(from, k).CopyTo(levels.AsSpan(r * k, k));
-            all.Dequantized.AsSpan(from, k).CopyTo(dequantized.AsSpan(r * k, k));
-            chosen[r] = scales[r * candidates + best];
-            chosenErrors[r] = bestError;
+            int expandedRows = count * candidates;
+            QuantizeInto(expanded.AsSpan(0, expandedRows * k), expandedRows, scales.AsSpan(0, expandedRows), bits, factor, options,
+                blockLevels, blockDequantized, errors, work);
+            for (int r = 0; r < count; r++)
+            {
+                (int best, double bestError) = (0, double.PositiveInfinity);
+                for (int c = 0; c < candidates; c++)
+                {
+                    // A candidate must win by more than arithmetic noise, so near-ties keep the earlier (base) scale and the choice
+                    // agrees with a direct eᵀ H e comparison.
+                    double error = errors[r * candidates + c];
+                    if (error < bestError * (1 - 1e-9)) { (best, bestError) = (c, error); }
+                }
+                int from = (r * candidates + best) * k;
+                blockLevels.AsSpan(from, k).CopyTo(levels.AsSpan((r0 + r) * k, k));
+                blockDequantized.AsSpan(from, k).CopyTo(dequantized.AsSpan((r0 + r) * k, k));
+                chosen[r0 + r] = scales[r * candidates + best];
+                chosenErrors[r0 + r] = bestError;
+            }
         }
         return new RoundedWeights(levels, dequantized, chosen, chosenErrors);
     }
+
+    /// <summary>Bytes of candidate rows <see cref="QuantizeSearchingScales"/> rounds at once (16 MiB).</summary>
+    internal const long SearchBlockBytes = 16L << 20;
 }
 
 /// <summary>Bias correction: moves the mean output error of a quantized layer into its bias.</summary>

@@ -235,6 +235,32 @@ public class GptqTests
         }
     }
 
+    [Fact]
+    public void QuantizeSearchingScales_RowBlocks_GiveTheWholeLayersResult()
+    {
+        // The scale search rounds its 41 candidates per row in blocks of rows (bounded garbage: a ResNet-18 layer4 conv at once
+        // allocated ~0.9 GB per call). Rows are independent given U, so any block size must give the one-block result bit for bit.
+        var (prepared, summary, stats) = s_resnet.Value;
+        LayerInfo layer = summary.Layers[5];
+        LayerStatistics st = stats[layer.Index];
+        float[] w = LayerRounder.WeightRows(prepared, layer);
+        int rows = (int)layer.OutputChannels, k = st.K;
+        GptqFactor factor = Gptq.Factor(st.Gram(0));
+        float[] ratios = LayerRounder.SearchRatios;
+        float[] mseScales = WeightQuantizer.RowScales(w, rows, k, 2);
+        RoundedWeights whole = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales, blockBytes: long.MaxValue);
+        int candidates = ratios.Length + 1;
+        foreach (long blockBytes in (long[])[1, 7L * 9 * candidates * k, Gptq.SearchBlockBytes])
+        {
+            RoundedWeights blocks = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales, blockBytes: blockBytes);
+            Assert.Equal(whole.Levels, blocks.Levels);
+            Assert.Equal(whole.Dequantized, blocks.Dequantized);
+            Assert.Equal(whole.Scales, blocks.Scales);
+            Assert.Equal(whole.OutputErrors, blocks.OutputErrors);
+        }
+        Assert.True(rows > 7, "the layer must span several blocks of 7 rows");
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
