@@ -12,7 +12,7 @@ namespace BitBudget.Runtime;
 /// </summary>
 /// <remarks>
 /// Fixing the mmap threshold instead (every large tensor its own mapping) kept the resident set down too (ResNet-20, 64 images:
-/// peak 372 MB instead of 550 MB) but cost ≥ 45 % more CPU time, every tensor's pages being faulted in afresh; trimming once per
+/// peak 372 MB instead of 550 MB) but cost 48 % more CPU time, every tensor's pages being faulted in afresh; trimming once per
 /// CLADO unit faults them in once per unit. Results do not depend on where a tensor lives.
 /// </remarks>
 internal static partial class NativeHeap
