@@ -279,6 +279,9 @@ internal sealed class SegmentEvaluator : IEvaluator
             }
             unitDone?.Invoke(g);
             sink.Progress(evaluations, count);
+            // The unit's trunk and cone tensors are freed: without the arena they went to malloc, whose heap would keep them
+            // resident (see NativeHeap); hand the free pages back once per unit, not once per tensor.
+            NativeHeap.Trim();
             // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
             if (g + 1 == group.Count || group[g + 1].U != u)
             {
@@ -307,6 +310,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         foreach (var row in _cone) { if (row is not null) { foreach (var s in row) { s.Dispose(); } } }
         _weights?.Dispose();   // after the sessions that read them
         _runOptions.Dispose();
+        NativeHeap.Trim();
     }
 
     /// <summary>

@@ -26,7 +26,8 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
     }
 
     /// <summary>The factors of layer <paramref name="layer"/>'s groups.</summary>
-    public GptqFactor[] Get(int layer)
+    /// <remarks>A computation stopped by <paramref name="cancel"/> is not kept: the next caller computes the factors again.</remarks>
+    public GptqFactor[] Get(int layer, CancellationToken cancel = default)
     {
         Lazy<GptqFactor[]> factors;
         lock (_gate)
@@ -36,7 +37,7 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
                 factors = new Lazy<GptqFactor[]>(() =>
                 {
                     Interlocked.Increment(ref _computed);
-                    return LayerRounder.Factors(statistics[layer], options);
+                    return LayerRounder.Factors(statistics[layer], options, cancel);
                 });
                 _live[layer] = factors;
             }
@@ -52,7 +53,22 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
                 held -= Bytes(oldest);
             }
         }
-        return factors.Value;
+        try
+        {
+            return factors.Value;
+        }
+        catch (OperationCanceledException)
+        {
+            lock (_gate)
+            {
+                if (_live.TryGetValue(layer, out var held) && held == factors)
+                {
+                    _live.Remove(layer);
+                    _order.Remove(layer);
+                }
+            }
+            throw;
+        }
     }
 
     long Bytes(int layer) => 2 * statistics[layer].Hessian.LongLength * sizeof(double);

@@ -37,12 +37,13 @@ internal static class LayerRounder
 
     /// <summary>Quantizes <paramref name="layer"/> of <paramref name="prepared"/> at <paramref name="bits"/> (reads the weight and bias from the model).</summary>
     public static RoundedLayer Round(OnnxModel prepared, LayerInfo layer, int bits, RoundingMethod method, bool biasCorrection,
-        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false)
+        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false,
+        CancellationToken cancel = default)
     {
         float[] weight = TensorData.ReadFloats(prepared.FindInitializer(layer.WeightName)
             ?? throw new InvalidOperationException($"Initializer '{layer.WeightName}' is missing."));
         float[]? bias = layer.BiasName is null ? null : TensorData.ReadFloats(prepared.FindInitializer(layer.BiasName)!);
-        return Round(layer, weight, bias, bits, method, biasCorrection, statistics, scales, options, factors, searchScales);
+        return Round(layer, weight, bias, bits, method, biasCorrection, statistics, scales, options, factors, searchScales, cancel);
     }
 
     /// <summary>
@@ -53,7 +54,8 @@ internal static class LayerRounder
     /// needed for GPTQ and bias correction.
     /// </summary>
     public static RoundedLayer Round(LayerInfo layer, float[] weight, float[]? bias, int bits, RoundingMethod method, bool biasCorrection,
-        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false)
+        LayerStatistics? statistics, float[]? scales = null, GptqOptions? options = null, IReadOnlyList<GptqFactor>? factors = null, bool searchScales = false,
+        CancellationToken cancel = default)
     {
         int outputs = (int)layer.OutputChannels;
         float[] rows = layer.ChannelAxis == 0 ? weight : Transpose(weight, (int)layer.WeightShape[0], (int)layer.WeightShape[1]);
@@ -73,8 +75,8 @@ internal static class LayerRounder
             if (method == RoundingMethod.Rtn) { r = Gptq.RoundToNearest(w, perGroup, k, s, bits); }
             else
             {
-                GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).Gram(g), options);
-                r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options, s) : Gptq.Quantize(w, perGroup, s, bits, factor, options);
+                GptqFactor factor = factors?[g] ?? Gptq.Factor(Require(statistics, layer).Gram(g), options, cancel);
+                r = searchScales ? Gptq.QuantizeSearchingScales(w, perGroup, bits, factor, SearchRatios, options, s, cancel: cancel) : Gptq.Quantize(w, perGroup, s, bits, factor, options, cancel);
             }
             r.Levels.CopyTo(levels, g * perGroup * k);
             r.Dequantized.CopyTo(dequantized, g * perGroup * k);
@@ -96,10 +98,10 @@ internal static class LayerRounder
     }
 
     /// <summary>The GPTQ factor of every group of a layer, computed once and shared by every bit-width.</summary>
-    public static GptqFactor[] Factors(LayerStatistics statistics, GptqOptions? options = null)
+    public static GptqFactor[] Factors(LayerStatistics statistics, GptqOptions? options = null, CancellationToken cancel = default)
     {
         var factors = new GptqFactor[statistics.Groups];
-        for (int g = 0; g < statistics.Groups; g++) { factors[g] = Gptq.Factor(statistics.Gram(g), options); }
+        for (int g = 0; g < statistics.Groups; g++) { factors[g] = Gptq.Factor(statistics.Gram(g), options, cancel); }
         return factors;
     }
 

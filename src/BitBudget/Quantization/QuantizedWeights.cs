@@ -110,7 +110,7 @@ internal sealed class QuantizedWeights
     /// Weights rounded with <paramref name="rounding"/> (default <see cref="WeightRounding.Default"/>). GPTQ and bias correction
     /// first run the statistics pass once, over the first <see cref="WeightRounding.CalibrationImages"/> images of
     /// <paramref name="calibration"/> (full-precision inputs of every layer: H = Σ x xᵀ and the mean input); each tensor is then
-    /// rounded lazily on its first <see cref="Get(int, int, bool, WeightRange)"/>.
+    /// rounded lazily on its first <see cref="Get(int, int, bool, WeightRange, CancellationToken)"/>.
     /// </summary>
     /// <param name="prepared">The prepared model the layers were listed from.</param>
     /// <param name="layers">Its quantizable layers.</param>
@@ -251,21 +251,34 @@ internal sealed class QuantizedWeights
     public ReadOnlyMemory<float> OriginalBias(int layerIndex) => _biases[layerIndex] ?? ReadOnlyMemory<float>.Empty;
 
     /// <summary>The quantized weight of a layer as the resolved config asks for it.</summary>
-    public QuantizedTensor Get(LayerBits spec)
+    public QuantizedTensor Get(LayerBits spec) => Get(spec, CancellationToken.None);
+
+    /// <summary>As <see cref="Get(LayerBits)"/>; <paramref name="cancel"/> stops GPTQ's factorisation and rounding of a tensor not computed yet.</summary>
+    public QuantizedTensor Get(LayerBits spec, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return Get(spec.LayerIndex, spec.WeightBits, spec.PerChannel, spec.Range);
+        return Get(spec.LayerIndex, spec.WeightBits, spec.PerChannel, spec.Range, cancel);
     }
 
     /// <summary>The quantized weight of layer <paramref name="layerIndex"/> at <paramref name="bits"/>, computed on first use.</summary>
     /// <remarks>A tensor given to <see cref="Set"/> for this (layer, bits) wins over the configured rounding.</remarks>
-    public QuantizedTensor Get(int layerIndex, int bits, bool perChannel = true, WeightRange range = WeightRange.Mse)
+    public QuantizedTensor Get(int layerIndex, int bits, bool perChannel = true, WeightRange range = WeightRange.Mse, CancellationToken cancel = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layerIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layerIndex, _layers.Count);
         if (_overrides.TryGetValue((layerIndex, bits), out QuantizedTensor? given)) { return given; }
-        return _cache.GetOrAdd((layerIndex, bits, perChannel, range),
-            key => new Lazy<QuantizedTensor>(() => Compute(key.Layer, key.Bits, key.PerChannel, key.Range))).Value;
+        var key = (layerIndex, bits, perChannel, range);
+        Lazy<QuantizedTensor> lazy = _cache.GetOrAdd(key, k => new Lazy<QuantizedTensor>(() => Compute(k.Layer, k.Bits, k.PerChannel, k.Range, cancel)));
+        try
+        {
+            return lazy.Value;
+        }
+        catch (OperationCanceledException)
+        {
+            // A Lazy keeps its exception: a cancelled rounding leaves the cache so that a later Get computes the tensor.
+            _cache.TryRemove(new KeyValuePair<(int, int, bool, WeightRange), Lazy<QuantizedTensor>>(key, lazy));
+            throw;
+        }
     }
 
     /// <summary>Replaces the (layer, bits) entry with a tensor quantized elsewhere; it changes <see cref="Fingerprint"/>.</summary>
@@ -275,7 +288,7 @@ internal sealed class QuantizedWeights
         _overrides[(tensor.LayerIndex, tensor.Bits)] = tensor;
     }
 
-    QuantizedTensor Compute(int index, int bits, bool perChannel, WeightRange range)
+    QuantizedTensor Compute(int index, int bits, bool perChannel, WeightRange range, CancellationToken cancel)
     {
         LayerInfo layer = _layers[index];
         float[] w = _originals[index];
@@ -293,7 +306,7 @@ internal sealed class QuantizedWeights
         // The output-error search replaces the MSE clip choice; per-tensor and min/max layers keep the scale they asked for.
         bool search = Rounding.ScaleSearch == ScaleSearch.OutputError && perChannel && range == WeightRange.Mse;
         RoundedLayer r = LayerRounder.Round(layer, w, _biases[index], bits, Rounding.Method, Rounding.BiasCorrection, _statistics[index], scales,
-            Rounding.GptqOptions, _factors?.Get(index), search);
+            Rounding.GptqOptions, _factors?.Get(index, cancel), search, cancel);
         return QuantizedTensor.FromIntegers(layer, bits, perChannel ? r.Scales : scales, r.Levels, w, r.Bias);
     }
 }

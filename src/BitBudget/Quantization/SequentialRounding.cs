@@ -73,7 +73,7 @@ internal static class SequentialRounding
             cancel.ThrowIfCancellationRequested();
             // A first-wave layer without input quantization sees the float inputs: its independent tensor is already the answer.
             int[] members = [.. Enumerable.Range(0, layers.Count).Where(i => wave[i] == w && !(w == 0 && config[i].ActivationBits == 0))];
-            if (w == 0) { done.AddRange(Enumerable.Range(0, layers.Count).Where(i => wave[i] == 0 && config[i].ActivationBits == 0).Select(i => weights.Get(config[i]))); }
+            if (w == 0) { done.AddRange(Enumerable.Range(0, layers.Count).Where(i => wave[i] == 0 && config[i].ActivationBits == 0).Select(i => weights.Get(config[i], cancel))); }
             if (members.Length == 0) { current = weights.WithTensors(done); continue; }
             // Earlier waves quantized as exported; this wave and later ones keep float weights but quantize their inputs.
             var partial = config.Select(b => wave[b.LayerIndex] < w ? b : b with { WeightBits = 0 }).ToList();

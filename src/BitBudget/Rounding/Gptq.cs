@@ -44,7 +44,7 @@ internal sealed record GptqFactor(int K, int[] Order, bool[] Dead, double[] U, S
 internal static class Gptq
 {
     /// <summary>Dampens, permutes and factors <paramref name="hessian"/> (K × K).</summary>
-    public static GptqFactor Factor(SquareMatrix hessian, GptqOptions? options = null)
+    public static GptqFactor Factor(SquareMatrix hessian, GptqOptions? options = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(hessian);
         options ??= new GptqOptions();
@@ -86,7 +86,7 @@ internal static class Gptq
         {
             var work = (double[])h.Clone();
             for (int i = 0; i < k; i++) { work[i * k + i] += damp; }
-            double[]? u = InverseUpperFactor(work, k);
+            double[]? u = InverseUpperFactor(work, k, cancel);
             if (u is not null) { return new GptqFactor(k, order, dead, u, hessian, damp); }
             if (attempt == 20)
             {
@@ -106,12 +106,14 @@ internal static class Gptq
     /// 1e-14 and the same integers on ResNet-20 and SqueezeNet, but is 14–17× slower at K = 576–1152, 34× over ResNet-20's layers and 16× over SqueezeNet's
     /// (`bench numeric kernels`, `bench numeric gptq resnet`; figures in docs/architecture.md, "Numeric core").
     /// </remarks>
-    internal static double[]? InverseUpperFactor(double[] a, int k)
+    internal static double[]? InverseUpperFactor(double[] a, int k, CancellationToken cancel = default)
     {
         // L: lower Cholesky of the reversed matrix, row-major, computed with contiguous row dot products.
         var l = new double[k * k];
         for (int i = 0; i < k; i++)
         {
+            // K³/3 operations per loop (ResNet-18's 4,608-wide layers: tens of seconds on a loaded core): SIGTERM must not wait for them.
+            if ((i & 63) == 0) { cancel.ThrowIfCancellationRequested(); }
             int ri = k - 1 - i;
             Span<double> li = l.AsSpan(i * k, k);
             for (int j = 0; j <= i; j++)
@@ -133,6 +135,7 @@ internal static class Gptq
         var m = new double[k * k];
         for (int i = 0; i < k; i++)
         {
+            if ((i & 63) == 0) { cancel.ThrowIfCancellationRequested(); }
             Span<double> mi = m.AsSpan(i * k, i + 1);
             for (int t = 0; t < i; t++)
             {
@@ -155,14 +158,15 @@ internal static class Gptq
     /// row's output error eᵀ H e, which the pass gets almost for free: the final error is e = Uᵀ·err (err_p the scaled rounding
     /// error of step p), so eᵀ H_damped e = ‖err‖², and the undamped error is that minus damping·‖e‖² (dead columns have e = 0).
     /// </summary>
-    public static RoundedWeights Quantize(ReadOnlySpan<float> weights, int rows, ReadOnlySpan<float> scales, int bits, GptqFactor factor, GptqOptions? options = null)
+    public static RoundedWeights Quantize(ReadOnlySpan<float> weights, int rows, ReadOnlySpan<float> scales, int bits, GptqFactor factor, GptqOptions? options = null,
+        CancellationToken cancel = default)
     {
         options ??= new GptqOptions();
         int k = factor.K;
         var levels = new sbyte[rows * k];
         var dequantized = new float[rows * k];
         var outputErrors = new double[rows];
-        QuantizeInto(weights, rows, scales, bits, factor, options, levels, dequantized, outputErrors, new double[Math.Max(1, options.RowTile) * k]);
+        QuantizeInto(weights, rows, scales, bits, factor, options, levels, dequantized, outputErrors, new double[Math.Max(1, options.RowTile) * k], cancel);
         return new RoundedWeights(levels, dequantized, scales.ToArray(), outputErrors);
     }
 
@@ -171,7 +175,7 @@ internal static class Gptq
     /// many row blocks allocates once. Rows are independent given U, so rounding rows in blocks gives the same values.
     /// </summary>
     static void QuantizeInto(ReadOnlySpan<float> weights, int rows, ReadOnlySpan<float> scales, int bits, GptqFactor factor, GptqOptions options,
-        Span<sbyte> levels, Span<float> dequantized, Span<double> outputErrors, double[] work)
+        Span<sbyte> levels, Span<float> dequantized, Span<double> outputErrors, double[] work, CancellationToken cancel)
     {
         int k = factor.K;
         int tile = Math.Max(1, options.RowTile);
@@ -183,6 +187,7 @@ internal static class Gptq
         double qMin = -(1 << (bits - 1)), qMax = (1 << (bits - 1)) - 1;
         for (int r0 = 0; r0 < rows; r0 += tile)
         {
+            cancel.ThrowIfCancellationRequested();
             int count = Math.Min(tile, rows - r0);
             for (int t = 0; t < count; t++)
             {
@@ -261,7 +266,8 @@ internal static class Gptq
     /// rounding at them (ties keep them).
     /// </summary>
     public static RoundedWeights QuantizeSearchingScales(ReadOnlySpan<float> weights, int rows, int bits, GptqFactor factor,
-        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default, long blockBytes = SearchBlockBytes)
+        ReadOnlySpan<float> ratios, GptqOptions? options = null, ReadOnlySpan<float> baseScales = default, long blockBytes = SearchBlockBytes,
+        CancellationToken cancel = default)
     {
         options ??= new GptqOptions();
         int k = factor.K;
@@ -297,7 +303,7 @@ internal static class Gptq
             }
             int expandedRows = count * candidates;
             QuantizeInto(expanded.AsSpan(0, expandedRows * k), expandedRows, scales.AsSpan(0, expandedRows), bits, factor, options,
-                blockLevels, blockDequantized, errors, work);
+                blockLevels, blockDequantized, errors, work, cancel);
             for (int r = 0; r < count; r++)
             {
                 (int best, double bestError) = (0, double.PositiveInfinity);

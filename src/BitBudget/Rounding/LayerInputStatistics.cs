@@ -112,6 +112,8 @@ internal static class LayerInputStatistics
                 {
                     foreach (Plan plan in group)
                     {
+                        // One micro-batch's Gram updates of every layer can take minutes on a large model; stop between layers.
+                        cancellationToken.ThrowIfCancellationRequested();
                         CapturedTensor x = tensors[plan.InputName];
                         Accumulate(stats[plan.LayerIndex], plan, x.Values, x.Shape, buffer, gram, convGram);
                     }
