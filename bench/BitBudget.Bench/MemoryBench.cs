@@ -7,7 +7,7 @@ namespace BitBudget.Bench;
 /// Peak resident memory and wall time of whole CLI commands, side by side: each target runs the built `bitbudget` in a child
 /// process under /usr/bin/time (the kernel's maxrss, what an out-of-memory kill looks at). Args: squeezenet|resnet18|resnet20
 /// [budgets…, e.g. 3GiB 1GiB] [--timeout SECONDS] [--with "CLI ARGS"…: each budget also runs with those arguments added,
-/// e.g. --with "--pairs significant"]. ResNet-18 is ML.NET's ImageNet featurizer from the NuGet cache: run
+/// e.g. --with "--pairs all"]. ResNet-18 is ML.NET's ImageNet featurizer from the NuGet cache: run
 /// `dotnet restore bench/models/ResNet18Featurizer.csproj` once.
 /// </summary>
 static class MemoryBench
@@ -21,7 +21,7 @@ static class MemoryBench
         for (int i = 1; i < args.Length; i++)
         {
             if (args[i] == "--timeout" && i + 1 < args.Length) { timeout = int.Parse(args[++i], CultureInfo.InvariantCulture); continue; }
-            // --with "ARGS": also run every budget with these CLI arguments added, side by side (e.g. --with "--pairs significant").
+            // --with "ARGS": also run every budget with these CLI arguments added, side by side (e.g. --with "--pairs all": the default is significant).
             if (args[i] == "--with" && i + 1 < args.Length) { variants.Add(args[++i].Split(' ', StringSplitOptions.RemoveEmptyEntries)); continue; }
             budgets.Add(args[i]);
         }

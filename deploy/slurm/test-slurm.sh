@@ -92,11 +92,12 @@ export BITBUDGET_ARGS="--sens-images 64 --sens-batch 64 --calib-images 128" SEAR
 export STORE_DIR="$work/stores"
 start=$SECONDS
 
-# One worker, the reference (the same options, one thread like every array task).
+# One worker, the reference (the same options, one thread like every array task). --pairs all: what the shards measure
+# (--shard without --pairs), so Ω and context must match; the default (significant) would measure fewer pairs.
 single="$work/single"
 mkdir -p "$single"
 # shellcheck disable=SC2086
-$BITBUDGET sensitivity "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS --threads 1 --store "$single/store.db" -o "$single/sensitivity.json" --quiet \
+$BITBUDGET sensitivity "$MODEL" --calib "$CALIB" $BITBUDGET_ARGS --threads 1 --pairs all --store "$single/store.db" -o "$single/sensitivity.json" --quiet \
     >"$single/sensitivity.out" 2>&1 || fail "one worker: $(tail -n 3 "$single/sensitivity.out")"
 for budget in $BUDGETS; do
     # shellcheck disable=SC2086

@@ -29,7 +29,7 @@ sealed class PipelineArguments
     public Option<string?> FirstBits { get; } = new("--first-bits") { Description = "Bits of the first layer (outside the search), 'float', or 'search'." };
     public Option<string?> LastBits { get; } = new("--last-bits") { Description = "Bits of the last layer (outside the search), 'float', or 'search'." };
     public Option<string> Loss { get; } = new("--loss") { Description = "Loss whose change CLADO measures: ce (cross-entropy vs labels), kl (vs the float model's softmax, no labels) or mse (vs the float model's raw output: any model, feature extractors included).", DefaultValueFactory = _ => "ce" };
-    public Option<string> Pairs { get; } = new("--pairs") { Description = "CLADO pairs to measure: all, or significant (only pairs whose two singles move the loss by at least --pair-threshold × the largest single |ΔL|; the others are 0 in Ω; a --store that already holds all pairs is used as it is).", DefaultValueFactory = _ => "all" };
+    public Option<string> Pairs { get; } = new("--pairs") { Description = "CLADO pairs to measure: significant (default: only pairs whose two singles move the loss by at least --pair-threshold × the largest single |ΔL|; the others are 0 in Ω; a --store that already holds all pairs is used as it is) or all. With --shard the default is all (a shard lacks the other shards' singles).", DefaultValueFactory = _ => "significant" };
     public Option<double> PairThreshold { get; } = new("--pair-threshold") { Description = "With --pairs significant: the fraction of the largest single |ΔL| below which a scheme's pairs are skipped (0 < x < 1).", DefaultValueFactory = _ => SensitivityOptions.DefaultPairThreshold };
     public Option<FileInfo?> Store { get; } = new("--store") { Description = "SQLite measurement store (resumable; reused when settings match)." };
     public Option<bool> Naive { get; } = new("--naive") { Description = "Measure with the reference loop (one full forward per single/pair), for verification." };
@@ -97,21 +97,36 @@ sealed class PipelineArguments
             Naive = parse.GetValue(Naive),
             StorePath = parse.GetValue(Store)?.FullName,
             Shard = parse.GetValue(ShardOption) is string s ? Shard.Parse(s) : null,
-            Pairs = parse.GetRequiredValue(Pairs).ToLowerInvariant() switch
-            {
-                "all" => PairSelection.All,
-                "significant" => PairSelection.Significant,
-                string other => throw Errors.InvalidInput($"--pairs '{other}' is not all or significant."),
-            },
             PairThreshold = parse.GetValue(PairThreshold) is double t && t > 0 && t < 1 ? t
                 : throw Errors.InvalidInput($"--pair-threshold must be between 0 and 1 (a fraction of the largest single |ΔL|), got {parse.GetValue(PairThreshold)}."),
         };
+        // Without an explicit --pairs the library's default applies: significant, or all for a shard (which lacks the other shards'
+        // singles); an explicit --pairs significant with --shard is refused by the measurement.
+        if (parse.GetResult(Pairs) is { Implicit: false })
+        {
+            sensitivity = sensitivity with
+            {
+                Pairs = parse.GetRequiredValue(Pairs).ToLowerInvariant() switch
+                {
+                    "all" => PairSelection.All,
+                    "significant" => PairSelection.Significant,
+                    string other => throw Errors.InvalidInput($"--pairs '{other}' is not all or significant."),
+                },
+            };
+        }
+        else if (sensitivity.PairsFollowShard && !parse.GetValue(Quiet))
+        {
+            Ui.Err.MarkupLine($"[grey]{Markup.Escape(ShardPairsNote)}[/]");
+        }
         return options with
         {
             Sensitivity = sensitivity,
             Search = options.Search with { TimeLimit = TimeSpan.FromSeconds(Math.Max(0.1, parse.GetValue(TimeLimit))) },
         };
     }
+
+    /// <summary>The note --shard prints without an explicit --pairs.</summary>
+    internal const string ShardPairsNote = "note: --shard measures --pairs all (a shard lacks the other shards' singles); after merge, --pairs significant reads the merged store's exact Ω";
 
     /// <summary>The --attention-matmuls option (quantize, sensitivity, search, run).</summary>
     public static Option<string> CreateAttentionOption()

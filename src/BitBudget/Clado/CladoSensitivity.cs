@@ -31,7 +31,7 @@ internal static class CladoSensitivity
         {
             if (options.Shard is not null)
             {
-                throw Errors.InvalidInput("--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; shards measure --pairs all (SensitivityOptions.Pairs = PairSelection.All).");
+                throw Errors.InvalidInput("--pairs significant chooses pairs from every single's measured ΔL, which one shard does not have; shards measure --pairs all (SensitivityOptions.Pairs = PairSelection.All), which is what --shard does without an explicit --pairs.");
             }
             if (!(options.PairThreshold > 0 && options.PairThreshold < 1))
             {

@@ -102,11 +102,24 @@ public sealed record SensitivityOptions
     internal bool ShareWeights { get; init; } = SegmentEvaluator.ShareWeightsByDefault;
 
     /// <summary>
-    /// Which pairs are measured: all, or only those whose two singles are significant (see <see cref="PairThreshold"/>). A
-    /// <see cref="Shard"/> needs <see cref="PairSelection.All"/>. With <see cref="PairSelection.Significant"/>, a store that already
-    /// holds every pair of the measurement (e.g. merged shards) is used as it is: the exact Ω, nothing measured.
+    /// Which pairs are measured: <see cref="PairSelection.Significant"/> (the default: only those whose two singles are significant,
+    /// see <see cref="PairThreshold"/>) or <see cref="PairSelection.All"/>. A <see cref="Shard"/> needs every pair of its share (it
+    /// lacks the other shards' singles), so with a shard and no explicit choice this is <see cref="PairSelection.All"/>; an explicit
+    /// <see cref="PairSelection.Significant"/> with a shard is refused. With <see cref="PairSelection.Significant"/>, a store that
+    /// already holds every pair of the measurement (a finished <see cref="PairSelection.All"/> run, merged shards) is used as it is:
+    /// the exact Ω, nothing measured.
     /// </summary>
-    public PairSelection Pairs { get; init; } = PairSelection.All;
+    public PairSelection Pairs
+    {
+        get => _pairs ?? (Shard is null ? PairSelection.Significant : PairSelection.All);
+        init => _pairs = value;
+    }
+
+    // Null until set: the default then follows Shard (significant alone, all for a shard).
+    readonly PairSelection? _pairs;
+
+    /// <summary>Whether <see cref="Pairs"/> is the default <see cref="PairSelection.All"/> of a shard rather than a choice (the CLI says so).</summary>
+    internal bool PairsFollowShard => _pairs is null && Shard is not null;
 
     /// <summary>With <see cref="PairSelection.Significant"/>: a scheme's pairs are measured only if its single |ΔL| is at least this fraction of the largest.</summary>
     public double PairThreshold { get; init; } = DefaultPairThreshold;

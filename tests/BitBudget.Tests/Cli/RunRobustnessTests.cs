@@ -71,7 +71,7 @@ public class RunRobustnessTests
     {
         using var dir = new Assets.TempDir();
         string[] args = ["run", "-m", Assets.Mnist8, "--calib", Idx, "--eval", Idx, "--eval-limit", "200", "--calib-images", "64", "--sens-images", "512",
-            "--sens-batch", "8", "--first-bits", "search", "--budget", "6bits", "--method", "clado,uniform", "--store", dir.File("store.db"), "-o", dir.File("out")];
+            "--sens-batch", "8", "--first-bits", "search", "--budget", "6bits", "--method", "clado,uniform", "--pairs", "all", "--store", dir.File("store.db"), "-o", dir.File("out")];   // all: the unit counts below
         using (Process run = CliRunner.Start(args))
         {
             Task<string> stdout = run.StandardOutput.ReadToEndAsync(), stderr = run.StandardError.ReadToEndAsync();
