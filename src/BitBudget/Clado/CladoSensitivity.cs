@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
+using BitBudget.Numerics;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
 using Microsoft.ML.OnnxRuntime;
@@ -375,7 +376,7 @@ internal sealed class MeasurementPlan
             CandidateBits = Bits,
             ReferenceLoss = batches > 0 ? reference / batches : double.NaN,
             DeltaSingle = single,
-            Omega = omega,
+            Omega = SquareMatrix.Own(omega, n),
             Batches = batches,
             Images = images,
             Context = kept is null ? Context : SignificantContext,

@@ -258,8 +258,7 @@ public static class RunWorkflow
         if (sensitivity is not null)
         {
             var labels = sensitivity.SearchedLayers.SelectMany(l => sensitivity.CandidateBits.Select(b => $"{l.Name}@{b}")).ToArray();
-            int n = labels.Length;
-            double[] eig = Optimization.PsdProjection.Eigen(Numerics.SquareMatrix.Copy(sensitivity.Omega, n)).Lambda;
+            double[] eig = Optimization.PsdProjection.Eigen(sensitivity.Omega).Lambda;
             omega = new OmegaMatrix(labels, sensitivity.Omega,
                 new OmegaSpectrum(eig.Min(), eig.Max(), eig.Count(v => v < 0), eig.Where(v => v < 0).Sum(v => -v)));
         }
