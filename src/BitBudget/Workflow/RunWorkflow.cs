@@ -85,6 +85,10 @@ public static class RunWorkflow
         void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
 
         request.Evaluation.RequireLabels("The evaluation stage (top-1/top-5)");   // before calibrating, not after
+        if (request.BestJudge == BestJudge.CrossEntropy && request.HeldOut is { } heldOut && request.Methods.Select(SearchMethods.Get).Any(m => m.NeedsHeldOut))
+        {
+            heldOut.RequireLabels(BestOfSearch.CeJudgeNeeds, BestOfSearch.CeJudgeAlternative);   // not after the measurement
+        }
         progress?.Report(new RunProgress("calibrate", 0, 1, null));
         CalibratedPipeline p = opened.Calibrate(request.Calibration, cancel);
         Stage("calibrate");
