@@ -142,8 +142,8 @@ static class VitBench
             var input = new SensitivityInput(pipeline.Prepared, pipeline.Summary.Layers, config, pipeline.Weights, pipeline.Activations, data);
             var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12, Runtime = runtime };
             SensitivityResult cones = CladoSensitivity.Measure(input, options), naive = CladoSensitivity.Measure(input, options with { Naive = true });
-            double[] diff = [.. cones.Omega.Zip(naive.Omega, (a, b) => Math.Abs(a - b)).Where((_, i) => naive.Omega[i] != 0 || cones.Omega[i] != 0)];
-            double scale = naive.Omega.Max(Math.Abs), worst = diff.Max();
+            double[] diff = [.. cones.Omega.ToRowMajorArray().Zip(naive.Omega.ToRowMajorArray(), (a, b) => Math.Abs(a - b)).Where((_, i) => naive.Omega.AsSpan()[i] != 0 || cones.Omega.AsSpan()[i] != 0)];
+            double scale = naive.Omega.ToRowMajorArray().Max(Math.Abs), worst = diff.Max();
             Array.Sort(diff);
             Console.WriteLine($"{name,-30} {scale,10:G3} {worst,10:G3} {worst / scale,9:P3} {diff[diff.Length / 2],12:G3} {cones.ReferenceLoss,15:F9} {naive.ReferenceLoss,15:F9}");
         }

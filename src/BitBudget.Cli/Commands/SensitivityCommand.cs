@@ -59,14 +59,14 @@ static class SensitivityCommand
         double[] eig = [];
         if (r.Complete && n > 0)
         {
-            eig = BitBudget.Optimization.PsdProjection.Eigen(BitBudget.Numerics.SquareMatrix.Copy(r.Omega, n)).Lambda;
+            eig = BitBudget.Optimization.PsdProjection.Eigen(r.Omega).Lambda;
         }
         SensitivityLayerJson[] layers = [.. r.SearchedLayers.Select((l, k) => new SensitivityLayerJson(l.Name, l.OpType, l.WeightCount,
             [.. r.CandidateBits.Select((b, s) => new DeltaLossJson(b, r.DeltaSingle[k * S + s]))]))];
         return new SensitivityJson(r.Context, r.Images, r.Batches, r.ReferenceLoss, r.CandidateBits, layers,
             new SpectrumJson(eig.DefaultIfEmpty().Min(), eig.DefaultIfEmpty().Max(), eig.Count(v => v < 0)),
             // Nothing measured in this run (every unit from the store, e.g. after a merge): no ratio, and JSON has no NaN.
-            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega,
+            double.IsFinite(r.Cost.FlopRatio) ? r.Cost.FlopRatio : null, r.Cost.TimeRatio is double t && double.IsFinite(t) ? t : null, r.Cost.Evaluations, r.Cost.Measuring.TotalSeconds, r.Omega.ToRowMajorArray(),
             new Reporting.PairsMeasured(r.PairThreshold is null ? "all" : "significant", r.PairThreshold, r.SkippedPairs, r.TotalPairs));
     }
 }

@@ -34,6 +34,10 @@ internal sealed record BestOfResult(SearchResult Winner, string Verdict, double 
 /// <summary>Method best: the lowest held-out loss among the ranked CLADO and independent solutions and uniform bits.</summary>
 internal static class BestOfSearch
 {
+    /// <summary>What needs labels with <see cref="BestJudge.CrossEntropy"/>, and its label-free alternative (for the one-line error).</summary>
+    internal const string CeJudgeNeeds = "Judging 'best' candidates by held-out CE (--best-judge ce)",
+        CeJudgeAlternative = "judging them by held-out KL (--best-judge kl)";
+
     /// <summary>
     /// Method best at one budget: the ranked solutions of CLADO and of the independent ILP (each optimum and its next-best
     /// configurations) and the best feasible uniform configuration, each distinct configuration judged by its simulated model on
@@ -59,7 +63,7 @@ internal static class BestOfSearch
         float[] floatLogits, int candidates, BestJudge judge, Action<long, long, string>? report, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(p);
-        if (judge == BestJudge.CrossEntropy) { heldOut.RequireLabels("Judging 'best' candidates by held-out CE (--best-judge ce)"); }
+        if (judge == BestJudge.CrossEntropy) { heldOut.RequireLabels(CeJudgeNeeds, CeJudgeAlternative); }
         int count = Math.Max(1, candidates);
         var ranked = new[] { SearchMethod.Clado, SearchMethod.Independent }
             .SelectMany(m => p.SearchRanked(m, budgets, sensitivity, count, cancel: cancel)

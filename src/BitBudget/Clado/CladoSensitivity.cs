@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
+using BitBudget.Numerics;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
 using Microsoft.ML.OnnxRuntime;
@@ -183,7 +184,7 @@ internal sealed class MeasurementPlan
             throw Errors.InvalidInput($"Candidate bits {string.Join(",", options.CandidateBits)} must be distinct values in 2–8.");
         }
         if (input.Data.Count == 0) { throw Errors.InvalidInput("The sensitivity set is empty."); }
-        if (options.Loss.NeedsLabels()) { input.Data.RequireLabels("CLADO sensitivity with --loss ce"); }
+        if (options.Loss.NeedsLabels()) { input.Data.RequireLabels("CLADO sensitivity with --loss ce", "a label-free loss (--loss kl|mse)"); }
         var searched = input.Layers.Where(l => input.Config[l.Index].Searchable).ToArray();
         if (searched.Length < 2) { throw Errors.InvalidInput($"CLADO needs at least two searched layers; the configuration searches {searched.Length}."); }
         int[] bits = [.. options.CandidateBits];
@@ -377,7 +378,7 @@ internal sealed class MeasurementPlan
             CandidateBits = Bits,
             ReferenceLoss = batches > 0 ? reference / batches : double.NaN,
             DeltaSingle = single,
-            Omega = omega,
+            Omega = SquareMatrix.Own(omega, n),
             Batches = batches,
             Images = images,
             Context = kept is null ? Context : SignificantContext,

@@ -1,6 +1,7 @@
 using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Graph;
+using BitBudget.Numerics;
 using BitBudget.Quantization;
 using BitBudget.Runtime;
 
@@ -231,8 +232,8 @@ public sealed record SensitivityResult
     /// <summary>Mean single-layer loss change ΔL_u, index = layer·S + scheme.</summary>
     public required double[] DeltaSingle { get; init; }
 
-    /// <summary>Ω (n × n, n = L·S, row-major): diagonal 2·ΔL_u, different layers ΔL_uv − ΔL_u − ΔL_v, same layer 0. Not projected.</summary>
-    public required double[] Omega { get; init; }
+    /// <summary>Ω (n × n, n = L·S, index = layer·S + scheme): diagonal 2·ΔL_u, different layers ΔL_uv − ΔL_u − ΔL_v, same layer 0. Not projected.</summary>
+    public required SquareMatrix Omega { get; init; }
 
     /// <summary>Number of batches averaged.</summary>
     public int Batches { get; init; }

@@ -20,18 +20,15 @@ internal sealed class DataSource
     public const string UnlabeledKind = "unlabeled flat folder";
 
     /// <summary>False for an unlabeled flat folder (labels -1): usable where no label is read (calibration, KL/MSE losses).</summary>
-    public bool IsLabeled => Kind != UnlabeledKind;
+    public bool IsLabeled => LabelRule.Present(ClassNames);
 
     /// <summary>Throws the one-line error for using an unlabeled source where <paramref name="why"/> needs labels.</summary>
-    public void RequireLabels(string why)
+    /// <param name="why">What needs the labels.</param>
+    /// <param name="alternative">A label-free way to do the same, when there is one (e.g. "a plain split (--calib-split all)").</param>
+    public void RequireLabels(string why, string? alternative = null)
     {
-        if (!IsLabeled) { throw UnlabeledError($"'{Path}'", why); }
+        if (!IsLabeled) { throw LabelRule.Missing($"'{Path}'", why, alternative); }
     }
-
-    /// <summary>The error for unlabeled data (<paramref name="where"/>: its folder or description) used where <paramref name="why"/> needs labels.</summary>
-    internal static BitBudgetException UnlabeledError(string where, string why) => Errors.InvalidInput(
-        $"{why} needs labels, but {where} has none (an unlabeled flat folder: no '<class>_' file-name prefix); " +
-        "use class subfolders, '<class>_name' files or --class-list, or a label-free loss (--loss kl|mse).");
 
     /// <summary>Raw pixels of container sources (CSV/IDX): per row, H·W·channels bytes.</summary>
     public byte[]? RawPixels { get; init; }

@@ -50,15 +50,18 @@ public sealed class Dataset
 
     /// <summary>
     /// False for unlabeled data (an unlabeled flat folder: every label -1, no class names). Such data serves where no label
-    /// is read (calibration, KL/MSE losses, held-out KL); <see cref="RequireLabels"/> guards the rest.
+    /// is read (calibration, KL/MSE losses, held-out KL); <see cref="RequireLabels(string)"/> guards the rest.
     /// </summary>
-    public bool IsLabeled => ClassNames.Count > 0;
+    public bool IsLabeled => LabelRule.Present(ClassNames);
 
     /// <summary>Throws a one-line <see cref="ErrorKind.InvalidInput"/> error when this data has no labels and <paramref name="why"/> needs them.</summary>
     /// <param name="why">What needs the labels, e.g. "Top-1/top-5 evaluation".</param>
-    public void RequireLabels(string why)
+    public void RequireLabels(string why) => RequireLabels(why, null);
+
+    /// <summary>As <see cref="RequireLabels(string)"/>, naming a label-free way to do the same (e.g. "a label-free loss (--loss kl|mse)").</summary>
+    internal void RequireLabels(string why, string? alternative)
     {
-        if (!IsLabeled) { throw DataSource.UnlabeledError($"the data {Description}", why); }
+        if (!IsLabeled) { throw LabelRule.Missing($"the data {Description}", why, alternative); }
     }
 
     /// <summary>Added to the source's labels to get the model's class indices (e.g. 1 when the model's class 0 is a background class).</summary>

@@ -88,7 +88,7 @@ public static class DatasetLoader
 
     static DataItem[] Select(DataSource source, DataOptions options)
     {
-        if (options.Split != "all") { source.RequireLabels($"Split '{options.Split}' (it selects by class)"); }
+        if (options.Split != "all") { source.RequireLabels($"Split '{options.Split}' (it selects by class)", "the plain split 'all'"); }
         IEnumerable<DataItem> items = options.Split switch
         {
             "all" => source.Items,

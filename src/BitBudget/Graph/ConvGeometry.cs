@@ -18,7 +18,11 @@ namespace BitBudget.Graph;
 internal sealed record ConvGeometry(int Kh, int Kw, int StrideH, int StrideW, int DilationH, int DilationW,
     int PadTop, int PadLeft, int PadBottom, int PadRight, int Groups, string AutoPad = "NOTSET")
 {
-    /// <summary>The geometry of <paramref name="node"/> with weight <paramref name="weightShape"/>, or null when the Conv is not 2-D.</summary>
+    /// <summary>
+    /// The geometry of <paramref name="node"/> with weight <paramref name="weightShape"/>, or null when the Conv is not 2-D.
+    /// Called once per node by the graph stage (<see cref="ModelInspector"/>); every later pass reads
+    /// <see cref="LayerInfo.NodeGeometry"/> instead of the attributes.
+    /// </summary>
     internal static ConvGeometry? Of(NodeProto node, IReadOnlyList<long> weightShape)
     {
         if (weightShape.Count != 4) { return null; }
@@ -30,10 +34,12 @@ internal sealed record ConvGeometry(int Kh, int Kw, int StrideH, int StrideW, in
         long[] strides = Ints("strides", 1, 2), dilations = Ints("dilations", 1, 2), pads = Ints("pads", 0, 4);
         string autoPad = node.Attribute.FirstOrDefault(x => x.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         if (autoPad is "VALID") { pads = [0, 0, 0, 0]; }
-        int groups = (int)(node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
         return new ConvGeometry((int)weightShape[2], (int)weightShape[3], (int)strides[0], (int)strides[1], (int)dilations[0], (int)dilations[1],
-            (int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3], groups, autoPad is "" ? "NOTSET" : autoPad);
+            (int)pads[0], (int)pads[1], (int)pads[2], (int)pads[3], GroupsOf(node), autoPad is "" ? "NOTSET" : autoPad);
     }
+
+    /// <summary>A Conv's <c>group</c> attribute (1 when absent); also for Convs that are not 2-D, which have no <see cref="ConvGeometry"/>.</summary>
+    internal static int GroupsOf(NodeProto node) => (int)(node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1);
 
     /// <summary>Output size and the effective leading pads on an <paramref name="h"/> × <paramref name="w"/> input (auto_pad resolved).</summary>
     public ConvOutput Output(int h, int w)
@@ -59,8 +65,19 @@ internal readonly record struct ConvOutput(int OutH, int OutW, int PadTop, int P
 /// <summary>One node that reads a layer's weight (a shared weight has several): its op, its data input and, for a Conv, its geometry.</summary>
 internal sealed record WeightReader(string OpType, string InputName, ConvGeometry? Conv)
 {
-    /// <summary>Every node of <paramref name="model"/> of type <paramref name="opType"/> whose second input is <paramref name="weightName"/>, in graph order.</summary>
-    internal static IReadOnlyList<WeightReader> Of(OnnxModel model, string weightName, string opType, IReadOnlyList<long> weightShape) =>
-        [.. model.Graph.Node.Where(n => n.Input.Count >= 2 && n.Input[1] == weightName && n.OpType == opType)
-            .Select(n => new WeightReader(n.OpType, n.Input[0], n.OpType == "Conv" ? ConvGeometry.Of(n, weightShape) : null))];
+    /// <summary>
+    /// The nodes of <paramref name="model"/> that read <paramref name="layer"/>'s weight, in graph order. The data input is the
+    /// model's own (a derived model may feed the node through inserted Q/DQ); the geometry is the layer's
+    /// (<see cref="LayerInfo.NodeGeometry"/>, same graph order), never read again from the attributes.
+    /// </summary>
+    internal static IReadOnlyList<WeightReader> Of(OnnxModel model, LayerInfo layer)
+    {
+        NodeProto[] nodes = [.. model.Graph.Node.Where(n => n.Input.Count >= 2 && n.Input[1] == layer.WeightName && n.OpType == layer.OpType)];
+        if (nodes.Length != layer.NodeGeometry.Count)
+        {
+            throw Errors.InvalidInput(
+                $"Layer '{layer.Name}' is read by {nodes.Length} node(s) of model '{model.Source}' but its description has {layer.NodeGeometry.Count}; take the layers from ModelInspector on this model.");
+        }
+        return [.. nodes.Select((n, k) => new WeightReader(n.OpType, n.Input[0], layer.NodeGeometry[k]))];
+    }
 }

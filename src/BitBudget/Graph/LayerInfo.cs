@@ -39,6 +39,12 @@ public sealed record LayerInfo(
     bool IsFirst,
     bool IsLast)
 {
+    /// <summary>
+    /// Per node of <see cref="NodeNames"/> (graph order): its 2-D Conv geometry, null for Gemm/MatMul and Convs that are not
+    /// 2-D. Set by the graph stage; internal because the geometry type is (a hand-made layer has none).
+    /// </summary>
+    internal IReadOnlyList<ConvGeometry?> NodeGeometry { get; init; } = [];
+
     /// <summary>Number of output channels (the length of the weight along <see cref="ChannelAxis"/>).</summary>
     public long OutputChannels => WeightShape[ChannelAxis];
 

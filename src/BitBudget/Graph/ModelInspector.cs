@@ -37,7 +37,7 @@ internal static class ModelInspector
             long[] weightShape = TensorData.Shape(c.Weight);
             long weightCount = TensorData.ElementCount(c.Weight);
             TensorProto? bias = c.BiasName is null ? null : prepared.FindInitializer(c.BiasName);
-            int groups = first.OpType == "Conv" ? (int)(first.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1) : 1;
+            int groups = first.OpType == "Conv" ? ConvGeometry.GroupsOf(first) : 1;
             long macs = 0;
             foreach (NodeProto node in c.Nodes)
             {
@@ -69,7 +69,11 @@ internal static class ModelInspector
                 NodeIndex: c.NodeIndex,
                 NodeNames: [.. c.Nodes.Select(n => n.Name.Length > 0 ? n.Name : n.Output[0])],
                 IsFirst: i == 0,
-                IsLast: i == candidates.Count - 1));
+                IsLast: i == candidates.Count - 1)
+            {
+                // Read from the attributes here, once per node, for every later pass (statistics, im2col, Gram shifts).
+                NodeGeometry = [.. c.Nodes.Select(n => n.OpType == "Conv" ? ConvGeometry.Of(n, weightShape) : null)],
+            });
         }
         return new ModelSummary(prepared.Source, prepared.InputName, prepared.InputShape, prepared.OutputName, prepared.Opset, layers,
             report ?? new PreparationReport(0, 0, 0, false), prepared.Graph.Initializer.Sum(TensorData.ElementCount));

@@ -158,8 +158,7 @@ public class MpqPipeline
             {
                 throw Errors.InvalidInput("The sensitivity store is incomplete (a shard?); merge every shard before searching.");
             }
-            omega = SquareMatrix.Copy(sensitivity.Omega, n);
-            omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(omega) : PsdProjection.ShiftDiagonal(omega);
+            omega = psd == PsdMethod.ClipEigenvalues ? PsdProjection.ClipEigenvalues(sensitivity.Omega) : PsdProjection.ShiftDiagonal(sensitivity.Omega);
         }
         return new SearchProblem(layers, omega, budgets, Options.ActivationBits == 0 ? 32 : Options.ActivationBits);
     }

@@ -127,7 +127,7 @@ static class ReportCharts
     internal static byte[] Omega(OmegaMatrix omega, int width, int height)
     {
         int n = omega.Size;
-        double tau = SymlogThreshold(omega.Values);
+        double tau = SymlogThreshold(omega.Values.AsSpan());
         var cells = new double[n, n];
         double maxAbs = 0;
         for (int i = 0; i < n; i++)

@@ -1,3 +1,5 @@
+using BitBudget.Numerics;
+
 namespace BitBudget.Reporting;
 
 /// <summary>The bit-width one configuration gives one layer.</summary>
@@ -80,15 +82,19 @@ public sealed record OmegaSpectrum(double MinEigenvalue, double MaxEigenvalue, i
 
 /// <summary>The measured cross-layer sensitivity matrix Ω, one row and column per (layer, bits) choice.</summary>
 /// <param name="Labels">Row/column labels, "layer@bits".</param>
-/// <param name="Values">Row-major n × n values (n = <c>Labels.Count</c>); the caller must not change the array afterwards.</param>
+/// <param name="Values">Ω itself, <c>Labels.Count</c> × <c>Labels.Count</c>.</param>
 /// <param name="Spectrum">Eigenvalue summary, when computed.</param>
-public sealed record OmegaMatrix(IReadOnlyList<string> Labels, double[] Values, OmegaSpectrum? Spectrum = null)
+public sealed record OmegaMatrix(IReadOnlyList<string> Labels, SquareMatrix Values, OmegaSpectrum? Spectrum = null)
 {
+    /// <summary>Ω itself, <c>Labels.Count</c> × <c>Labels.Count</c>.</summary>
+    public SquareMatrix Values { get; init; } = (Values ?? throw new ArgumentNullException(nameof(Values))).Order == Labels?.Count ? Values
+        : throw new ArgumentException($"Ω is {Values.Order}×{Values.Order} but has {Labels?.Count} labels.", nameof(Values));
+
     /// <summary>Number of rows (= columns).</summary>
     public int Size => Labels.Count;
 
     /// <summary>Ω[row, column].</summary>
-    public double this[int row, int column] => Values[row * Labels.Count + column];
+    public double this[int row, int column] => Values[row, column];
 }
 
 /// <summary>Wall time of one pipeline stage.</summary>

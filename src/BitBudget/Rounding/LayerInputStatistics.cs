@@ -300,7 +300,7 @@ internal static class LayerInputStatistics
 
     static IEnumerable<Plan> PlanLayer(OnnxModel model, LayerInfo layer, int position)
     {
-        foreach (WeightReader reader in WeightReader.Of(model, layer.WeightName, layer.OpType, layer.WeightShape))
+        foreach (WeightReader reader in WeightReader.Of(model, layer))
         {
             if (reader.OpType == "Conv" && reader.Conv is null)
             {

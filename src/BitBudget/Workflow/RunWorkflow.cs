@@ -85,6 +85,10 @@ public static class RunWorkflow
         void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
 
         request.Evaluation.RequireLabels("The evaluation stage (top-1/top-5)");   // before calibrating, not after
+        if (request.BestJudge == BestJudge.CrossEntropy && request.HeldOut is { } heldOut && request.Methods.Select(SearchMethods.Get).Any(m => m.NeedsHeldOut))
+        {
+            heldOut.RequireLabels(BestOfSearch.CeJudgeNeeds, BestOfSearch.CeJudgeAlternative);   // not after the measurement
+        }
         progress?.Report(new RunProgress("calibrate", 0, 1, null));
         CalibratedPipeline p = opened.Calibrate(request.Calibration, cancel);
         Stage("calibrate");
@@ -258,8 +262,7 @@ public static class RunWorkflow
         if (sensitivity is not null)
         {
             var labels = sensitivity.SearchedLayers.SelectMany(l => sensitivity.CandidateBits.Select(b => $"{l.Name}@{b}")).ToArray();
-            int n = labels.Length;
-            double[] eig = Optimization.PsdProjection.Eigen(Numerics.SquareMatrix.Copy(sensitivity.Omega, n)).Lambda;
+            double[] eig = Optimization.PsdProjection.Eigen(sensitivity.Omega).Lambda;
             omega = new OmegaMatrix(labels, sensitivity.Omega,
                 new OmegaSpectrum(eig.Min(), eig.Max(), eig.Count(v => v < 0), eig.Where(v => v < 0).Sum(v => -v)));
         }

@@ -37,8 +37,8 @@ public class CladoSensitivityTests
         Assert.Equal(2, fast.Batches);
         Assert.Equal(15, fast.Size);
         Assert.NotEqual(fast.Context, naive.Context);   // never mixed in one store
-        double worst = Enumerable.Range(0, fast.Omega.Length).Max(i => Math.Abs(naive.Omega[i] - fast.Omega[i]));
-        double scale = naive.Omega.Max(Math.Abs);
+        double worst = Enumerable.Range(0, fast.Omega.AsSpan().Length).Max(i => Math.Abs(naive.Omega.AsSpan()[i] - fast.Omega.AsSpan()[i]));
+        double scale = naive.Omega.ToRowMajorArray().Max(Math.Abs);
         Assert.True(worst <= 1e-4 * Math.Max(1, scale), $"max |Ω fast − Ω naive| = {worst:G3} (max |Ω| {scale:G3})");
         Assert.Equal(naive.ReferenceLoss, fast.ReferenceLoss, 5);
         // 2-bit weights hurt more than 8-bit ones on every layer.
@@ -58,7 +58,7 @@ public class CladoSensitivityTests
         SensitivityResult own = CladoSensitivity.Measure(input, options with { ShareWeights = false });
         Assert.Equal(own.Context, shared.Context);
         Assert.Equal(own.DeltaSingle, shared.DeltaSingle);
-        Assert.Equal(own.Omega, shared.Omega);
+        Assert.Equal(own.Omega.ToRowMajorArray(), shared.Omega.ToRowMajorArray());
         Assert.Contains(shared.DeltaSingle, d => d > 1e-4);   // something was perturbed
     }
 
@@ -71,19 +71,22 @@ public class CladoSensitivityTests
         SensitivityResult r = CladoSensitivity.Measure(input, options);
         int n = r.Size;
         Assert.Equal(9, n);
+        Assert.Equal(n, r.Omega.Order);
+        // The one matrix reaches the report unchanged: sensitivity --json writes it row-major, index = layer·S + scheme.
+        Assert.Equal([.. Enumerable.Range(0, n * n).Select(i => r.Omega[i / n, i % n])], BitBudget.Cli.Commands.SensitivityCommand.Report(r).Omega);
         for (int u = 0; u < n; u++)
         {
-            Assert.Equal(2 * r.DeltaSingle[u], r.Omega[u * n + u], 12);
+            Assert.Equal(2 * r.DeltaSingle[u], r.Omega[u, u], 12);
             for (int v = 0; v < n; v++)
             {
-                Assert.Equal(r.Omega[u * n + v], r.Omega[v * n + u]);
-                if (u != v && u / 3 == v / 3) { Assert.Equal(0, r.Omega[u * n + v]); }
+                Assert.Equal(r.Omega[u, v], r.Omega[v, u]);
+                if (u != v && u / 3 == v / 3) { Assert.Equal(0, r.Omega[u, v]); }
             }
         }
         // A second run takes everything from the store and measures nothing.
         SensitivityResult again = CladoSensitivity.Measure(input, options);
         Assert.Equal(0, again.Cost.Evaluations);
-        Assert.Equal(r.Omega, again.Omega);
+        Assert.Equal(r.Omega.ToRowMajorArray(), again.Omega.ToRowMajorArray());
     }
 
     [Fact]
@@ -101,7 +104,7 @@ public class CladoSensitivityTests
         SensitivityResult resumed = CladoSensitivity.Measure(input, resumable);
         Assert.True(resumed.Cost.ReusedUnits > 0);
         Assert.True(resumed.Cost.Evaluations < 2 * (15 + 90));
-        Assert.Equal(whole.Omega, resumed.Omega);   // bit-identical
+        Assert.Equal(whole.Omega.ToRowMajorArray(), resumed.Omega.ToRowMajorArray());   // bit-identical
     }
 
     [Fact]
@@ -120,7 +123,7 @@ public class CladoSensitivityTests
         SensitivityResult merged = CladoSensitivity.Measure(input, options with { StorePath = dir.File("all.db") });
         Assert.Equal(0, merged.Cost.Evaluations);
         Assert.True(merged.Complete);
-        Assert.Equal(whole.Omega, merged.Omega);
+        Assert.Equal(whole.Omega.ToRowMajorArray(), merged.Omega.ToRowMajorArray());
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public class MicroBatchTests
         Assert.Equal(256, whole.Cost.ImagesPerRun);
         Assert.Equal(16, micro.Cost.ImagesPerRun);
         Assert.Equal(whole.Context, micro.Context);   // the split is not part of what is measured: one store serves both
-        double rel = RelativeDifference(whole.Omega, micro.Omega);
+        double rel = RelativeDifference(whole.Omega.ToRowMajorArray(), micro.Omega.ToRowMajorArray());
         Assert.True(rel <= 1e-6, $"max |ΔΩ| / max |Ω| = {rel:G3}");
         Assert.Equal(whole.ReferenceLoss, micro.ReferenceLoss, 9);
         // Each layer recomputes its micro-batch's full-precision states: more MACs, never fewer.
@@ -56,7 +56,7 @@ public class MicroBatchTests
             SensitivityResult fast = CladoSensitivity.Measure(input, options);
             SensitivityResult naive = CladoSensitivity.Measure(input, options with { Naive = true, Runtime = RuntimeOptions.Default });
             Assert.Equal(0, fast.ReferenceLoss, 12);   // the float model against itself
-            Assert.True(RelativeDifference(naive.Omega, fast.Omega) <= 1e-4, loss.ToString());
+            Assert.True(RelativeDifference(naive.Omega.ToRowMajorArray(), fast.Omega.ToRowMajorArray()) <= 1e-4, loss.ToString());
             for (int u = 0; u < 3; u++) { Assert.True(fast.DeltaSingle[u * 3] > fast.DeltaSingle[u * 3 + 2], $"{loss} layer {u}"); }
         }
     }

@@ -33,8 +33,8 @@ public class OldOpsetHelperModelTests
         SensitivityResult result = CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 4, CandidateBits = [2, 8], Naive = naive });
 
         Assert.True(result.Complete);
-        Assert.All(result.Omega, v => Assert.True(double.IsFinite(v)));
-        Assert.Contains(result.Omega, v => v != 0);
+        Assert.All(result.Omega.ToRowMajorArray(), v => Assert.True(double.IsFinite(v)));
+        Assert.Contains(result.Omega.ToRowMajorArray(), v => v != 0);
     }
 
     [Fact]

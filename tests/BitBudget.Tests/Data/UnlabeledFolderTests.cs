@@ -93,6 +93,8 @@ public class UnlabeledFolderTests
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
         Assert.Contains(split, e.Message, StringComparison.Ordinal);
         Assert.Contains("needs labels", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith("or --class-list, or the plain split 'all'.", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("--loss", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -104,6 +106,39 @@ public class UnlabeledFolderTests
         Assert.Single(r.ErrLines, l => l.StartsWith("error:", StringComparison.Ordinal));
         Assert.Contains("needs labels", Error(r), StringComparison.Ordinal);
         Assert.Contains("photos", Error(r), StringComparison.Ordinal);
+        Assert.Contains("use class subfolders, '<class>_name' files or --class-list.", Error(r), StringComparison.Ordinal);
+        Assert.DoesNotContain("--loss", Error(r), StringComparison.Ordinal);   // evaluation has no label-free alternative
+    }
+
+    [Fact]
+    public void UnlabeledErrorsNameTheAlternativeOfTheirCaller()
+    {
+        using var dir = new Assets.TempDir();
+        Dataset data = DatasetLoader.Load(new DataOptions { Path = Unlabeled(dir, 2), Preprocessing = new Preprocessing(), CacheDirectory = "" });
+        string Message(Action act) => Assert.Throws<BitBudgetException>(act).Message;
+
+        string plain = Message(() => data.RequireLabels("Top-1 evaluation"));
+        Assert.EndsWith("use class subfolders, '<class>_name' files or --class-list.", plain, StringComparison.Ordinal);
+        string judge = Message(() => data.RequireLabels("Judging 'best' candidates by held-out CE (--best-judge ce)", BitBudget.BestOf.BestOfSearch.CeJudgeAlternative));
+        Assert.EndsWith("or --class-list, or judging them by held-out KL (--best-judge kl).", judge, StringComparison.Ordinal);
+        Assert.DoesNotContain("--loss", judge, StringComparison.Ordinal);
+        // Dataset and DataSource share the rule: labeled exactly when there are class names.
+        Assert.Equal(data.ClassNames.Count > 0, data.IsLabeled);
+        Assert.True(Dataset.FromArrays(new float[4], [0, 1], [2]).IsLabeled);
+        Assert.False(Dataset.FromArrays([], [], [2]).IsLabeled);
+    }
+
+    [Fact]
+    public void RunWithBestJudgedByCeOnUnlabeledCalibrationIsRefusedWithTheKlHint()
+    {
+        using var dir = new Assets.TempDir();
+        string eval = Folder(dir, "labeled", [.. Enumerable.Range(0, 4).Select(i => $"c{i % 2}_{i}.png")]);
+        InProcessCli.Result r = InProcessCli.Run("run", "-m", TinyModel(dir), "--calib", Unlabeled(dir), "--eval", eval, "--method", "best",
+            "--best-judge", "ce", "--budget", "8bits", "--rounding", "rtn", "--calib-images", "8", "--sens-images", "8", "--no-cache", "-o", dir.File("out"));
+        Assert.True(r.Code == 2, r.ToString());
+        Assert.Contains("--best-judge ce", Error(r), StringComparison.Ordinal);
+        Assert.Contains("--best-judge kl", Error(r), StringComparison.Ordinal);
+        Assert.DoesNotContain("--loss", Error(r), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -125,5 +160,6 @@ public class UnlabeledFolderTests
         InProcessCli.Result split = InProcessCli.Run([.. common, "--loss", "mse", "--calib-split", "even-classes", "-o", dir.File("split.json")]);
         Assert.True(split.Code == 2, split.ToString());
         Assert.Contains("even-classes", Error(split), StringComparison.Ordinal);
+        Assert.DoesNotContain("--loss", Error(split), StringComparison.Ordinal);
     }
 }

@@ -81,7 +81,7 @@ public class DeviceTests
         var options = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 32 };
         SensitivityResult onCpu = CladoSensitivity.Measure(input, options);
         SensitivityResult onCuda = CladoSensitivity.Measure(input, options with { Runtime = RuntimeOptions.Default with { Device = Device.Cuda } });
-        double scale = onCpu.Omega.Max(Math.Abs);
-        Assert.All(Enumerable.Range(0, onCpu.Omega.Length), i => Assert.True(Math.Abs(onCpu.Omega[i] - onCuda.Omega[i]) <= 1e-2 * scale, $"Ω[{i}]: {onCpu.Omega[i]} vs {onCuda.Omega[i]}"));
+        double scale = onCpu.Omega.ToRowMajorArray().Max(Math.Abs);
+        Assert.All(Enumerable.Range(0, onCpu.Omega.AsSpan().Length), i => Assert.True(Math.Abs(onCpu.Omega.AsSpan()[i] - onCuda.Omega.AsSpan()[i]) <= 1e-2 * scale, $"Ω[{i}]: {onCpu.Omega.AsSpan()[i]} vs {onCuda.Omega.AsSpan()[i]}"));
     }
 }

@@ -109,6 +109,33 @@ public class ModelInspectorTests
     }
 
     [Fact]
+    public void Inspect_SharedWeight_KeepsEachNodesConvGeometry()
+    {
+        // One weight read by two Convs of different geometry: the layer description holds both, in graph order.
+        OnnxModel model = Model(
+            [
+                Node("Conv", ["x", "w"], ["a"], "conv_a", Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1)),
+                Node("Conv", ["a", "w"], ["y"], "conv_b", Ints("kernel_shape", 3, 3), Ints("strides", 2, 2), Ints("pads", 0, 0, 1, 1)),
+            ],
+            [Tensor("w", [2, 2, 3, 3], seed: 1)],
+            Value("x", -1, 2, 6, 6), Value("y", -1, 2, 3, 3));
+        LayerInfo layer = Assert.Single(ModelInspector.Summarize(model).Layers);
+        Assert.Equal(
+            [new ConvGeometry(3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1), new ConvGeometry(3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1)],
+            layer.NodeGeometry);
+        Assert.Equal(new ConvOutput(3, 3, 0, 0), layer.NodeGeometry[1]!.Output(6, 6));
+        Assert.Equal(2 * 36 * 18 + 2 * 9 * 18, layer.MacsPerImage);
+    }
+
+    [Fact]
+    public void Inspect_Gemm_HasNoConvGeometry()
+    {
+        LayerInfo fc = ModelInspector.Summarize(Rounding.LayerInputStatisticsTests.GroupedConvGemm()).Layers[1];
+        Assert.Equal("Gemm", fc.OpType);
+        Assert.Equal([null], fc.NodeGeometry);
+    }
+
+    [Fact]
     public void Inspect_DepthwiseConv_CountsGroups()
     {
         OnnxModel model = Model(

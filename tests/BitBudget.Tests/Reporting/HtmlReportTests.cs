@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using BitBudget.Numerics;
 using BitBudget.Reporting;
 using BitBudget.Tests.Support;
 
@@ -73,7 +74,7 @@ public class HtmlReportTests
     {
         var layers = SyntheticReport.Layers();
         var omega = SyntheticReport.Omega(layers);
-        Assert.Contains(omega.Values, v => v < 0);
+        Assert.Contains(omega.Values.ToRowMajorArray(), v => v < 0);
 
         using var bitmap = ReportImages.DecodeChecked(ReportCharts.Omega(omega, 700, 640), 700, 640);
         var (red, blue) = ReportImages.RedBlue(bitmap);
@@ -83,13 +84,20 @@ public class HtmlReportTests
     }
 
     [Fact]
+    public void OmegaMatrix_RejectsLabelsThatDoNotMatchItsOrder()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new OmegaMatrix(["a@2", "a@4", "b@2"], SquareMatrix.Copy(new double[16], 4)));
+        Assert.Contains("4×4 but has 3 labels", ex.Message);
+    }
+
+    [Fact]
     public void OmegaHeatmap_DrawsRowZeroAtTheTop()
     {
         // Ω[0,0] > 0 (red), Ω[3,0] = Ω[0,3] < 0 (blue): top-left red, bottom-left blue.
         var values = new double[16];
         values[0] = 1;
         values[12] = values[3] = -1;
-        var omega = new OmegaMatrix(["a@2", "a@4", "b@2", "b@4"], values);
+        var omega = new OmegaMatrix(["a@2", "a@4", "b@2", "b@4"], SquareMatrix.Copy(values, 4));
 
         byte[] png = ReportCharts.Omega(omega, 600, 600);
         using var bitmap = ReportImages.DecodeChecked(png, 600, 600);

@@ -1,3 +1,4 @@
+using BitBudget.Numerics;
 using BitBudget.Reporting;
 
 namespace BitBudget.Tests.Reporting;
@@ -91,7 +92,7 @@ static class SyntheticReport
                 values[j * n + i] = v;
             }
         }
-        return new OmegaMatrix(labels, values, new OmegaSpectrum(-1.2e-4, 0.31, 5, 0.0021));
+        return new OmegaMatrix(labels, SquareMatrix.Copy(values, n), new OmegaSpectrum(-1.2e-4, 0.31, 5, 0.0021));
     }
 
     internal static RunManifest Manifest() => new(

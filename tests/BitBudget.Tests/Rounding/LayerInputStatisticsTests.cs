@@ -94,6 +94,23 @@ public class LayerInputStatisticsTests
     }
 
     [Fact]
+    public void Collect_ReadsTheConvGeometryFromTheLayerDescription()
+    {
+        // The statistics take kernel/strides/pads from LayerInfo.NodeGeometry, not from the node's attributes: a layer whose
+        // description says stride 1 gives 7×7 output positions per image where the node (stride 2) would give 4×4.
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(GroupedConvGemm());
+        LayerInfo conv = summary.Layers[0];
+        var batches = RandomBatches(2, 3, [4, 9, 9], seed: 21);
+        CancellationToken ct = TestContext.Current.CancellationToken;
+        Assert.Equal(6L * 4 * 4, LayerInputStatistics.Collect(prepared, [conv], batches, cancellationToken: ct)[0].Columns);
+        LayerInfo unstrided = conv with { NodeGeometry = [conv.NodeGeometry[0]! with { StrideH = 1, StrideW = 1 }] };
+        Assert.Equal(6L * 7 * 7, LayerInputStatistics.Collect(prepared, [unstrided], batches, cancellationToken: ct)[0].Columns);
+
+        var e = Assert.Throws<BitBudgetException>(() => LayerInputStatistics.Collect(prepared, [conv with { NodeGeometry = [] }], batches, cancellationToken: ct));
+        Assert.Contains("is read by 1 node(s)", e.Message);
+    }
+
+    [Fact]
     public void Collect_NaNInLayerInput_ThrowsNamingTheLayer()
     {
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(GroupedConvGemm());
