@@ -179,8 +179,8 @@ internal static class Gptq
     {
         int k = factor.K;
         int tile = Math.Max(1, options.RowTile);
-        Span<double> err = stackalloc double[Math.Min(tile, 256)];
-        if (tile > 256) { err = new double[tile]; }
+        var err = new double[tile];
+        // ‖err‖² accumulates in outputErrors itself; the last loop turns each row's sum into its undamped output error.
         Span<double> errSquares = outputErrors[..rows];
         errSquares.Clear();
         double[] eSquares = new double[rows];

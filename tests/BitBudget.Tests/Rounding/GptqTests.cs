@@ -206,15 +206,19 @@ public class GptqTests
         }
     }
 
-    [Fact]
-    public void QuantizeSearchingScales_ResNet20_NoWorseThanMseScales()
+    /// <summary>ResNet-20's layer 5: its weight rows, their count, K, and the GPTQ factor of its input statistics.</summary>
+    static (float[] W, int Rows, int K, GptqFactor Factor) ResNet20Layer5()
     {
         var (prepared, summary, stats) = s_resnet.Value;
         LayerInfo layer = summary.Layers[5];
         LayerStatistics st = stats[layer.Index];
-        float[] w = LayerRounder.WeightRows(prepared, layer);
-        int rows = (int)layer.OutputChannels, k = st.K;
-        GptqFactor factor = Gptq.Factor(st.Gram(0));
+        return (LayerRounder.WeightRows(prepared, layer), (int)layer.OutputChannels, st.K, Gptq.Factor(st.Gram(0)));
+    }
+
+    [Fact]
+    public void QuantizeSearchingScales_ResNet20_NoWorseThanMseScales()
+    {
+        var (w, rows, k, factor) = ResNet20Layer5();
         float[] ratios = [.. Enumerable.Range(0, 20).Select(i => 1f - 0.04f * i)];
         RoundedWeights mse = Gptq.Quantize(w, rows, WeightQuantizer.RowScales(w, rows, k, 2), 2, factor);
         RoundedWeights searched = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios);
@@ -240,12 +244,7 @@ public class GptqTests
     {
         // The scale search rounds its 41 candidates per row in blocks of rows (bounded garbage: a ResNet-18 layer4 conv at once
         // allocated ~0.9 GB per call). Rows are independent given U, so any block size must give the one-block result bit for bit.
-        var (prepared, summary, stats) = s_resnet.Value;
-        LayerInfo layer = summary.Layers[5];
-        LayerStatistics st = stats[layer.Index];
-        float[] w = LayerRounder.WeightRows(prepared, layer);
-        int rows = (int)layer.OutputChannels, k = st.K;
-        GptqFactor factor = Gptq.Factor(st.Gram(0));
+        var (w, rows, k, factor) = ResNet20Layer5();
         float[] ratios = LayerRounder.SearchRatios;
         float[] mseScales = WeightQuantizer.RowScales(w, rows, k, 2);
         RoundedWeights whole = Gptq.QuantizeSearchingScales(w, rows, 2, factor, ratios, baseScales: mseScales, blockBytes: long.MaxValue);
