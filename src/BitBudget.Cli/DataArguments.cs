@@ -181,13 +181,14 @@ sealed class RuntimeArguments
     {
         var options = new RuntimeOptions { IntraOpThreads = parse.GetValue(Threads), Device = parse.GetValue(Device) };
         if (parse.GetValue(MaxMemory) is not string text) { return options.Validated("--threads"); }
-        Optimization.Budget budget;
-        try { budget = Optimization.Budget.Parse(text); }
-        catch (BitBudgetException) { budget = new Optimization.Budget(Optimization.BudgetKind.AvgBits, 0); }
-        if (budget.Kind != Optimization.BudgetKind.Bytes)
-        {
-            throw Errors.InvalidInput($"--max-memory '{text}' is not an amount of memory such as 3GiB or 1500MB.");
-        }
-        return (options with { MaxMemory = (long)budget.Value }).Validated("--threads");
+        long bytes = ParseMaxMemory(text) ?? throw Errors.InvalidInput($"--max-memory '{text}' is not an amount of memory such as 3GiB or 1500MB.");
+        return (options with { MaxMemory = bytes }).Validated("--threads");
+    }
+
+    /// <summary>The bytes of a --max-memory value, null when it is not an amount of memory.</summary>
+    public static long? ParseMaxMemory(string text)
+    {
+        try { return Optimization.Budget.Parse(text) is { Kind: Optimization.BudgetKind.Bytes } budget ? (long)budget.Value : null; }
+        catch (BitBudgetException) { return null; }
     }
 }

@@ -6,38 +6,38 @@ namespace BitBudget.Cli;
 
 static class Program   // the one place that turns exceptions into a message and an exit code
 {
-    static int Main(string[] args)
-    {
-        // The CLI owns its process, so the garbage collector may be told the budget (a library host or test runner is not).
-        // Not below 256 MiB: a budget smaller than the runtime itself needs is reported by the passes' own checks, which say
-        // what would fit, rather than by an out-of-memory error.
-        long? budget = s_budget = MemoryBudgetOf(args);
-        long? limit = budget is long b ? Math.Max(b, ManagedHeapFloor) : null;
-        bool limited = limit is long l && BitBudget.Runtime.ProcessMemory.LimitManagedHeap(l);
-        if (budget is long shown && args.Contains("--verbose"))
-        {
-            Console.Error.WriteLine($"memory: budget {BitBudget.Runtime.ProcessMemory.Format(shown)}, managed heap limit {(limited ? BitBudget.Runtime.ProcessMemory.Format(limit!.Value) : "none")}");
-        }
-        return Run(args);
-    }
+    // The CLI owns its process, so the garbage collector may be told the budget (a library host or a test runner is not).
+    static int Main(string[] args) => Run(args, ownsProcess: true);
 
     static long? s_budget;
 
-    const long ManagedHeapFloor = 256L << 20;
-
-    /// <summary>The --max-memory of the command line, else the default budget; null when it does not parse (the command reports that).</summary>
-    static long? MemoryBudgetOf(string[] args)
+    /// <summary>
+    /// Gives the GC the command's --max-memory (else the default budget) as its heap limit. Not below 256 MiB: a budget smaller
+    /// than the runtime itself needs is reported by the passes' own checks, which say what would fit, rather than by an
+    /// out-of-memory error. A value that does not parse is left to the command, which reports it.
+    /// </summary>
+    static void LimitManagedHeap(ParseResult parse, bool verbose)
     {
-        for (int i = 0; i < args.Length; i++)
+        const long floor = 256L << 20;
+        Option<string?>? option = parse.CommandResult.Command.Options.OfType<Option<string?>>().FirstOrDefault(o => o.Name == "--max-memory");
+        long? budget;
+        if (option is not null && parse.GetValue(option) is string text) { budget = RuntimeArguments.ParseMaxMemory(text); }
+        else
         {
-            if (args[i] == "--max-memory") { return i + 1 < args.Length ? BitBudget.Runtime.ProcessMemory.ParseAmount(args[i + 1]) : null; }
-            if (args[i].StartsWith("--max-memory=", StringComparison.Ordinal)) { return BitBudget.Runtime.ProcessMemory.ParseAmount(args[i]["--max-memory=".Length..]); }
+            try { budget = BitBudget.Runtime.ProcessMemory.DefaultBudget; }
+            catch (BitBudgetException) { budget = null; }   // a bad BITBUDGET_MAX_MEMORY: the command reports it
         }
-        try { return BitBudget.Runtime.ProcessMemory.DefaultBudget; }
-        catch (BitBudgetException) { return null; }
+        if (budget is not long b) { return; }
+        s_budget = b;
+        long limit = Math.Max(b, floor);
+        bool limited = BitBudget.Runtime.ProcessMemory.LimitManagedHeap(limit);
+        if (verbose)
+        {
+            Console.Error.WriteLine($"memory: budget {BitBudget.Runtime.ProcessMemory.Format(b)}, managed heap limit {(limited ? BitBudget.Runtime.ProcessMemory.Format(limit) : "none")}");
+        }
     }
 
-    internal static int Run(string[] args)
+    internal static int Run(string[] args, bool ownsProcess = false)
     {
         var verbose = new Option<bool>("--verbose") { Description = "Print stack traces of internal errors.", Recursive = true };
         var root = new RootCommand("BitBudget: mixed-precision quantization for ONNX vision models.")
@@ -53,6 +53,7 @@ static class Program   // the one place that turns exceptions into a message and
             verbose,
         };
         ParseResult parse = root.Parse(args);
+        if (ownsProcess) { LimitManagedHeap(parse, parse.GetValue(verbose)); }
         using var cancel = new CancellationTokenSource();
         bool terminated = false;
         ConsoleCancelEventHandler onCtrlC = (_, e) => { e.Cancel = true; cancel.Cancel(); };
