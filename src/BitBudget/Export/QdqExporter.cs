@@ -26,7 +26,7 @@ public sealed record ExportedLayer(string Layer, int WeightBits, string Storage,
 /// <param name="Opset">Its default-domain opset.</param>
 /// <param name="Layers">Per-layer storage.</param>
 /// <param name="ModelBytes">Size of the serialized model.</param>
-/// <param name="CheckOutput">Output of the verification run (first input batch) at ORT_ENABLE_ALL.</param>
+/// <param name="CheckOutput">Output of the verification run (every check image, in order) at ORT_ENABLE_ALL.</param>
 public sealed record ExportResult(OnnxModel Model, long Opset, IReadOnlyList<ExportedLayer> Layers, long ModelBytes, float[] CheckOutput)
 {
     /// <summary>Σ accounted weight bytes.</summary>
@@ -39,7 +39,10 @@ public sealed record ExportResult(OnnxModel Model, long Opset, IReadOnlyList<Exp
 /// <summary>Options of <see cref="QdqExporter.Export"/>.</summary>
 internal sealed record ExportOptions
 {
-    /// <summary>Input for the verification run (NCHW, batch inferred); null runs one zero image.</summary>
+    /// <summary>
+    /// Input for the verification run (NCHW, batch inferred); null runs one zero image. The images run in micro-batches sized by
+    /// <see cref="RuntimeOptions.MaxMemory"/> (or <see cref="RuntimeOptions.ImagesPerRun"/>), their outputs concatenated.
+    /// </summary>
     public float[]? CheckInput { get; init; }
 
     /// <summary>Runtime for the verification run; the optimization level is always ORT_ENABLE_ALL.</summary>
@@ -160,10 +163,10 @@ internal static class QdqExporter
                 BitConfig.WeightBytes(layer.WeightCount, config[i].WeightBits), payload, scaleBytes, config[i].ActivationBits, q.Bias is not null);
         }
         model.Proto.ProducerName = "bitbudget";
-        byte[] bytes = model.ToBytes();
-        float[] output = Check(bytes, model, options);
+        long modelBytes = model.ToBytes().LongLength;
+        float[] output = Check(model, options);
         CheckAgainstSimulation(output, QuantSimulator.Build(prepared, layers, config, weights, activations, attention: options.Attention), options);
-        return new ExportResult(model, opset, exported, bytes.LongLength, output);
+        return new ExportResult(model, opset, exported, modelBytes, output);
     }
 
     /// <summary>
@@ -219,7 +222,7 @@ internal static class QdqExporter
     static void CheckAgainstSimulation(float[] exported, OnnxModel simulated, ExportOptions options)
     {
         // Unoptimized, the simulation is the exact fake-quant arithmetic; ORT's rewrites of a float model with Q/DQ move it by rounding steps.
-        float[] expected = RunOnce(simulated.ToBytes(), simulated, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_DISABLE_ALL } },
+        float[] expected = RunOnce(simulated, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_DISABLE_ALL } },
             "the simulated model");
         long perImage = ModelInspector.ConcreteInputShape(simulated).Skip(1).Aggregate(1L, (a, b) => a * b);
         int images = options.CheckInput is null ? 1 : (int)(options.CheckInput.Length / perImage);
@@ -250,11 +253,16 @@ internal static class QdqExporter
         return result;
     }
 
-    /// <summary>Loads the model at ORT_ENABLE_ALL (what users get) and runs one batch, so a model ONNX Runtime rejects is never reported as a success.</summary>
-    static float[] Check(byte[] bytes, OnnxModel model, ExportOptions options) =>
-        RunOnce(bytes, model, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL } }, "the exported QDQ model");
+    /// <summary>Loads the model at ORT_ENABLE_ALL (what users get) and runs the check images, so a model ONNX Runtime rejects is never reported as a success.</summary>
+    static float[] Check(OnnxModel model, ExportOptions options) =>
+        RunOnce(model, options with { Runtime = options.Runtime with { Optimization = GraphOptimizationLevel.ORT_ENABLE_ALL } }, "the exported QDQ model");
 
-    static float[] RunOnce(byte[] bytes, OnnxModel model, ExportOptions options, string what)
+    /// <summary>
+    /// The model's output on every check image, [images, outputs per image]. The images go through the tensor tap, in
+    /// micro-batches within the memory budget (a large model's activations for all check images need not fit at once); each
+    /// image's output does not depend on the batch it ran in, so the concatenation is what one run over all of them gives.
+    /// </summary>
+    static float[] RunOnce(OnnxModel model, ExportOptions options, string what)
     {
         long[] shape = ModelInspector.ConcreteInputShape(model);
         long perImage = shape.Skip(1).Aggregate(1L, (a, b) => a * b);
@@ -263,18 +271,20 @@ internal static class QdqExporter
         {
             throw new ArgumentException($"The check input has {input.Length} values, not a multiple of {perImage}.", nameof(options));
         }
-        shape[0] = input.Length / perImage;
-        using InferenceSession session = OrtSessions.Create(bytes, options.Runtime, what);
-        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
-        using var runOptions = new RunOptions();
-        try
+        int images = checked((int)(input.Length / perImage));
+        var check = Data.Dataset.FromArrays(input, new int[images], [.. shape.Skip(1).Select(d => checked((int)d))], description: "the export check images");
+        float[]? output = null;
+        int outputsPerImage = 0;
+        new Evaluation.TensorTap(model, options.Runtime, what).Stream(check, images, [model.OutputName], images, (start, count, tensors) =>
         {
-            using var outputs = session.Run(runOptions, [model.InputName], [value], [model.OutputName]);
-            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw Errors.Runtime($"ONNX Runtime loads {what} but cannot run it: {OrtSessions.OneLine(e.Message)}", e);
-        }
+            ReadOnlySpan<float> values = tensors[model.OutputName].Values;
+            if (output is null)
+            {
+                outputsPerImage = values.Length / count;
+                output = new float[(long)images * outputsPerImage];
+            }
+            values.CopyTo(output.AsSpan(start * outputsPerImage));
+        }, what: "the export check");
+        return output!;
     }
 }
