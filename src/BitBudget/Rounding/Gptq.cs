@@ -71,23 +71,23 @@ internal static class Gptq
                 return c != 0 ? c : a.CompareTo(b);
             });
         }
-        var h = new double[k * k];
-        for (int i = 0; i < k; i++)
-        {
-            int oi = order[i];
-            for (int j = 0; j < k; j++)
-            {
-                int oj = order[j];
-                h[i * k + j] = dead[oi] || dead[oj] ? (oi == oj ? 1 : 0) : hessian[oi, oj];
-            }
-        }
+        // One K × K array from the damped statistics to U (ResNet-18's 4,608-wide layers: 170 MB each; five of them live at once
+        // used to put the GPTQ stage over the memory budget). A retry rebuilds it from H: the factorization overwrites it.
+        var work = new double[k * k];
         double damp = options.Dampening * meanDiag;
         for (int attempt = 0; ; attempt++)
         {
-            var work = (double[])h.Clone();
-            for (int i = 0; i < k; i++) { work[i * k + i] += damp; }
-            double[]? u = InverseUpperFactor(work, k, cancel);
-            if (u is not null) { return new GptqFactor(k, order, dead, u, hessian, damp); }
+            for (int i = 0; i < k; i++)
+            {
+                int oi = order[i];
+                for (int j = 0; j < k; j++)
+                {
+                    int oj = order[j];
+                    work[i * k + j] = dead[oi] || dead[oj] ? (oi == oj ? 1 : 0) : hessian[oi, oj];
+                }
+                work[i * k + i] += damp;
+            }
+            if (InverseUpperFactorInPlace(work, k, cancel)) { return new GptqFactor(k, order, dead, work, hessian, damp); }
             if (attempt == 20)
             {
                 throw new InvalidOperationException("The damped input statistics stay indefinite after 20 dampening increases.");
@@ -108,49 +108,62 @@ internal static class Gptq
     /// </remarks>
     internal static double[]? InverseUpperFactor(double[] a, int k, CancellationToken cancel = default)
     {
-        // L: lower Cholesky of the reversed matrix, row-major, computed with contiguous row dot products.
-        var l = new double[k * k];
+        var u = (double[])a.Clone();
+        return InverseUpperFactorInPlace(u, k, cancel) ? u : null;
+    }
+
+    /// <summary>
+    /// <see cref="InverseUpperFactor"/> in <paramref name="a"/> itself (row-major K × K): true and U in <paramref name="a"/>, or false
+    /// (A not positive definite) with <paramref name="a"/> overwritten. The same operations in the same order as three separate
+    /// arrays (reversed A, L, L⁻¹) would take, so U is bit for bit the same; only one K × K array is live instead of four.
+    /// </summary>
+    internal static bool InverseUpperFactorInPlace(double[] a, int k, CancellationToken cancel = default)
+    {
+        Span<double> all = a.AsSpan(0, k * k);
+        // Reversing the flat array reverses both indices: entry (i, j) becomes A[k−1−i, k−1−j] = J A J.
+        all.Reverse();
+        // L: lower Cholesky of J A J in place, row by row with contiguous row dot products; each entry is read once, just before
+        // L's entry overwrites it, and the upper triangle (never read) is cleared as each row is finished, as L⁻¹ needs.
         for (int i = 0; i < k; i++)
         {
             // K³/3 operations per loop (ResNet-18's 4,608-wide layers: tens of seconds on a loaded core): SIGTERM must not wait for them.
             if ((i & 63) == 0) { cancel.ThrowIfCancellationRequested(); }
-            int ri = k - 1 - i;
-            Span<double> li = l.AsSpan(i * k, k);
+            Span<double> li = all.Slice(i * k, k);
             for (int j = 0; j <= i; j++)
             {
-                int rj = k - 1 - j;
-                double s = a[ri * k + rj] - TensorPrimitives.Dot<double>(li[..j], l.AsSpan(j * k, j));
+                double s = li[j] - TensorPrimitives.Dot<double>(li[..j], all.Slice(j * k, j));
                 if (j == i)
                 {
-                    if (!(s > 0)) { return null; }
+                    if (!(s > 0)) { return false; }
                     li[i] = Math.Sqrt(s);
                 }
                 else
                 {
-                    li[j] = s / l[j * k + j];
+                    li[j] = s / all[j * k + j];
                 }
             }
+            li[(i + 1)..].Clear();
         }
-        // M = L⁻¹ row by row: M[i,:] = (e_i − Σ_{t<i} L[i,t]·M[t,:]) / L[i,i]; rows of M are zero beyond the diagonal.
-        var m = new double[k * k];
+        // M = L⁻¹ row by row over L: M[i,:] = (e_i − Σ_{t<i} L[i,t]·M[t,:]) / L[i,i]; rows of M are zero beyond the diagonal.
+        // Row i of L is copied out first because M's row i is built where it was.
+        var lRow = new double[k];
         for (int i = 0; i < k; i++)
         {
             if ((i & 63) == 0) { cancel.ThrowIfCancellationRequested(); }
-            Span<double> mi = m.AsSpan(i * k, i + 1);
+            Span<double> mi = all.Slice(i * k, i + 1);
+            mi.CopyTo(lRow);
+            mi.Clear();
             for (int t = 0; t < i; t++)
             {
-                double c = -l[i * k + t];
-                if (c != 0) { TensorPrimitives.MultiplyAdd(m.AsSpan(t * k, i + 1), c, mi, mi); }
+                double c = -lRow[t];
+                if (c != 0) { TensorPrimitives.MultiplyAdd(all.Slice(t * k, i + 1), c, mi, mi); }
             }
             mi[i] += 1;
-            TensorPrimitives.Multiply(mi, 1 / l[i * k + i], mi);
+            TensorPrimitives.Multiply(mi, 1 / lRow[i], mi);
         }
-        var u = new double[k * k];
-        for (int i = 0; i < k; i++)
-        {
-            for (int j = i; j < k; j++) { u[i * k + j] = m[(k - 1 - i) * k + (k - 1 - j)]; }
-        }
-        return u;
+        // U = J M J: reversed again; M is lower triangular, so U is upper.
+        all.Reverse();
+        return true;
     }
 
     /// <summary>

@@ -48,6 +48,64 @@ public class GptqTests
         Assert.Null(Gptq.InverseUpperFactor(indefinite, k));
     }
 
+    /// <summary>
+    /// The factor is computed in one K × K array (memory: ResNet-18's 4,608-wide layers); it must be bit for bit what the
+    /// three-array route (reversed A, then L, then L⁻¹, then U) gives, written out here as it was.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1.0)]
+    [InlineData(65, 1e-3)]
+    [InlineData(130, 1e-7)]
+    public void InverseUpperFactor_InOneArray_IsBitIdenticalToTheThreeArrayRoute(int k, double ridge)
+    {
+        var random = new Random(k + 7);
+        var x = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(k, Math.Max(1, k / 2), (_, _) => random.NextDouble() - 0.5);
+        double[] a = (x * x.Transpose() + ridge * MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseIdentity(k)).ToRowMajorArray();
+        double[] expected = ThreeArrayInverseUpperFactor(a, k)!;
+        double[] inPlace = (double[])a.Clone();
+        Assert.True(Gptq.InverseUpperFactorInPlace(inPlace, k));
+        Assert.Equal(expected.Select(BitConverter.DoubleToInt64Bits), inPlace.Select(BitConverter.DoubleToInt64Bits));
+        Assert.Equal(expected.Select(BitConverter.DoubleToInt64Bits), Gptq.InverseUpperFactor(a, k)!.Select(BitConverter.DoubleToInt64Bits));
+    }
+
+    static double[]? ThreeArrayInverseUpperFactor(double[] a, int k)
+    {
+        var l = new double[k * k];
+        for (int i = 0; i < k; i++)
+        {
+            int ri = k - 1 - i;
+            Span<double> li = l.AsSpan(i * k, k);
+            for (int j = 0; j <= i; j++)
+            {
+                double s = a[ri * k + (k - 1 - j)] - System.Numerics.Tensors.TensorPrimitives.Dot<double>(li[..j], l.AsSpan(j * k, j));
+                if (j == i)
+                {
+                    if (!(s > 0)) { return null; }
+                    li[i] = Math.Sqrt(s);
+                }
+                else { li[j] = s / l[j * k + j]; }
+            }
+        }
+        var m = new double[k * k];
+        for (int i = 0; i < k; i++)
+        {
+            Span<double> mi = m.AsSpan(i * k, i + 1);
+            for (int t = 0; t < i; t++)
+            {
+                double c = -l[i * k + t];
+                if (c != 0) { System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(m.AsSpan(t * k, i + 1), c, mi, mi); }
+            }
+            mi[i] += 1;
+            System.Numerics.Tensors.TensorPrimitives.Multiply(mi, 1 / l[i * k + i], mi);
+        }
+        var u = new double[k * k];
+        for (int i = 0; i < k; i++)
+        {
+            for (int j = i; j < k; j++) { u[i * k + j] = m[(k - 1 - i) * k + (k - 1 - j)]; }
+        }
+        return u;
+    }
+
     /// <summary>The GPTQ rule written out plainly: damp, permute, invert (Gauss-Jordan), Cholesky, then one column at a time over the whole row.</summary>
     static (sbyte[] Levels, double[] U) Reference(float[] w, int rows, int k, float[] scales, int bits, double[] h, bool actOrder)
     {
