@@ -282,6 +282,8 @@ internal sealed class SegmentEvaluator : IEvaluator
             // The unit's trunk and cone tensors are freed: without the arena they went to malloc, whose heap would keep them
             // resident (see NativeHeap); hand the free pages back once per unit, not once per tensor.
             NativeHeap.Trim();
+            // The same for the managed side: the measurement is planned up to the budget, so garbage must not push it over.
+            ProcessMemory.CollectWhenNear(_plan.Runtime.MaxMemory);
             // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
             if (g + 1 == group.Count || group[g + 1].U != u)
             {

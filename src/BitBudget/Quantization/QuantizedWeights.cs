@@ -59,6 +59,7 @@ internal sealed class QuantizedWeights
     readonly float[]?[] _biases;
     readonly IReadOnlyList<LayerStatistics>? _statistics;
     readonly GptqFactorCache? _factors;
+    readonly long _memoryBudget;   // the process's budget: GPTQ's rounding buffers must not fill it with garbage (0: no check)
     readonly string _fingerprint;
     readonly ConcurrentDictionary<(int Layer, int Bits, bool PerChannel, WeightRange Range), Lazy<QuantizedTensor>> _cache = new();
     readonly ConcurrentDictionary<(int Layer, int Bits), QuantizedTensor> _overrides = new();
@@ -71,9 +72,10 @@ internal sealed class QuantizedWeights
     }
 
     QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding rounding, IReadOnlyList<LayerStatistics>? statistics, string calibration,
-        long factorCapBytes = long.MaxValue)
+        long factorCapBytes = long.MaxValue, long memoryBudget = 0)
     {
         ArgumentNullException.ThrowIfNull(prepared);
+        _memoryBudget = memoryBudget;
         ArgumentNullException.ThrowIfNull(layers);
         _prepared = prepared;
         _layers = layers;
@@ -139,7 +141,8 @@ internal sealed class QuantizedWeights
         IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
         // GPTQ's factors (2 K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
         long factorCap = (runtime ?? RuntimeOptions.Default).MaxMemory / 8;
-        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}", factorCap) { CalibrationCount = count };
+        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}", factorCap,
+            memoryBudget: (runtime ?? RuntimeOptions.Default).MaxMemory) { CalibrationCount = count };
     }
 
     /// <summary>A copy sharing every computed tensor and statistic, plus <paramref name="tensors"/> as overrides (this instance is unchanged).</summary>
@@ -151,6 +154,7 @@ internal sealed class QuantizedWeights
         _biases = from._biases;
         _statistics = from._statistics;
         _factors = from._factors;
+        _memoryBudget = from._memoryBudget;
         _fingerprint = from._fingerprint;
         _cache = from._cache;
         _overrides = new(from._overrides);
@@ -307,6 +311,7 @@ internal sealed class QuantizedWeights
         bool search = Rounding.ScaleSearch == ScaleSearch.OutputError && perChannel && range == WeightRange.Mse;
         RoundedLayer r = LayerRounder.Round(layer, w, _biases[index], bits, Rounding.Method, Rounding.BiasCorrection, _statistics[index], scales,
             Rounding.GptqOptions, _factors?.Get(index, cancel), search, cancel);
+        ProcessMemory.CollectWhenNear(_memoryBudget);
         return QuantizedTensor.FromIntegers(layer, bits, perChannel ? r.Scales : scales, r.Levels, w, r.Bias);
     }
 }
