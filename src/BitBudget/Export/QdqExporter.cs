@@ -163,7 +163,7 @@ internal static class QdqExporter
                 BitConfig.WeightBytes(layer.WeightCount, config[i].WeightBits), payload, scaleBytes, config[i].ActivationBits, q.Bias is not null);
         }
         model.Proto.ProducerName = "bitbudget";
-        long modelBytes = model.ToBytes().LongLength;
+        long modelBytes = model.Proto.CalculateSize();   // the serialized size, without serializing (the check's session does)
         float[] output = Check(model, options);
         CheckAgainstSimulation(output, QuantSimulator.Build(prepared, layers, config, weights, activations, attention: options.Attention), options);
         return new ExportResult(model, opset, exported, modelBytes, output);

@@ -72,7 +72,7 @@ internal sealed class QuantizedWeights
     }
 
     QuantizedWeights(OnnxModel prepared, IReadOnlyList<LayerInfo> layers, WeightRounding rounding, IReadOnlyList<LayerStatistics>? statistics, string calibration,
-        long factorCapBytes = long.MaxValue, long memoryBudget = 0)
+        long memoryBudget = 0)
     {
         ArgumentNullException.ThrowIfNull(prepared);
         _memoryBudget = memoryBudget;
@@ -102,7 +102,8 @@ internal sealed class QuantizedWeights
         if (statistics is not null && rounding.Method == RoundingMethod.Gptq)
         {
             GptqOptions options = rounding.GptqOptions;
-            _factors = new GptqFactorCache(statistics, options, factorCapBytes);
+            // GPTQ's factors (2 K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
+            _factors = new GptqFactorCache(statistics, options, memoryBudget > 0 ? memoryBudget / 8 : long.MaxValue);
         }
         _fingerprint = Hashing.Sha256Hex(string.Join('\n', "bitbudget-weights-v1", prepared.ComputeHash(), string.Join(',', layers.Select(l => l.Name)),
             rounding.Fingerprint(), calibration))[..32];
@@ -139,9 +140,7 @@ internal sealed class QuantizedWeights
         int count = Math.Min(rounding.CalibrationImages, calibration.Count);
         int batch = Math.Clamp((1 << 22) / Math.Max(1, calibration.SampleSize), 1, 64);
         IReadOnlyList<LayerStatistics> statistics = LayerInputStatistics.Collect(prepared, layers, calibration, count, batch, runtime, progress, cancellationToken);
-        // GPTQ's factors (2 K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
-        long factorCap = (runtime ?? RuntimeOptions.Default).MaxMemory / 8;
-        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}", factorCap,
+        return new QuantizedWeights(prepared, layers, rounding, statistics, $"{calibration.Hash}:first={count}",
             memoryBudget: (runtime ?? RuntimeOptions.Default).MaxMemory) { CalibrationCount = count };
     }
 
