@@ -1,15 +1,18 @@
 using BitBudget.Rounding;
+using BitBudget.Runtime;
 
 namespace BitBudget.Quantization;
 
 /// <summary>
 /// GPTQ's per-layer factors (<see cref="Gptq.Factor"/>), computed on first use and kept only while their bytes stay within a cap,
-/// least recently used dropped first. A factor holds two K × K doubles per group (U and the damped H), twice the layer's H:
-/// keeping every layer's (ResNet-18: 1.5 GB beside 0.74 GB of H) is what pushed the default GPTQ command past its budget. Layers
+/// least recently used dropped first. A factor holds U (K × K doubles per group) and shares the layer's H (a grouped layer's
+/// factor copies it: <see cref="LayerStatistics.FactorBytes"/>); keeping every layer's (ResNet-18: 0.74 GB beside 0.74 GB of H)
+/// is what pushed the default GPTQ command past its budget. Before a factor is built, garbage is collected when the new U would
+/// bring the process near <paramref name="memoryBudget"/>: the factor just dropped from the cache is garbage of the same size. Layers
 /// are rounded layer by layer (every bit-width of a layer in turn), so a cap of one large layer rarely computes a factor twice;
 /// a dropped factor is recomputed from the same H, bit for bit.
 /// </summary>
-internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics, GptqOptions options, long capBytes)
+internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics, GptqOptions options, long capBytes, long memoryBudget = 0)
 {
     readonly Dictionary<int, Lazy<GptqFactor[]>> _live = [];
     readonly LinkedList<int> _order = new();   // least recently used first
@@ -37,6 +40,7 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
                 factors = new Lazy<GptqFactor[]>(() =>
                 {
                     Interlocked.Increment(ref _computed);
+                    ProcessMemory.CollectWhenNear(memoryBudget, incoming: Bytes(layer));
                     return LayerRounder.Factors(statistics[layer], options, cancel);
                 });
                 _live[layer] = factors;
@@ -71,5 +75,5 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
         }
     }
 
-    long Bytes(int layer) => 2 * statistics[layer].Hessian.LongLength * sizeof(double);
+    long Bytes(int layer) => statistics[layer].FactorBytes;
 }

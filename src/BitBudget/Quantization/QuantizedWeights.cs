@@ -102,8 +102,8 @@ internal sealed class QuantizedWeights
         if (statistics is not null && rounding.Method == RoundingMethod.Gptq)
         {
             GptqOptions options = rounding.GptqOptions;
-            // GPTQ's factors (2 K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
-            _factors = new GptqFactorCache(statistics, options, memoryBudget > 0 ? memoryBudget / 8 : long.MaxValue);
+            // GPTQ's factors (K² doubles per layer) are kept for at most an eighth of the budget: see GptqFactorCache.
+            _factors = new GptqFactorCache(statistics, options, memoryBudget > 0 ? memoryBudget / 8 : long.MaxValue, memoryBudget);
         }
         _fingerprint = Hashing.Sha256Hex(string.Join('\n', "bitbudget-weights-v1", prepared.ComputeHash(), string.Join(',', layers.Select(l => l.Name)),
             rounding.Fingerprint(), calibration))[..32];

@@ -22,8 +22,15 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
 
     public Span<double> H(int group) => Hessian.AsSpan(group * K * K, K * K);
 
-    /// <summary>A read-only copy of <paramref name="group"/>'s H, the form it is handed to the rounding in.</summary>
-    public SquareMatrix Gram(int group) => SquareMatrix.Copy(H(group), K);
+    /// <summary>
+    /// <paramref name="group"/>'s H in the read-only form the rounding takes. An ungrouped layer's H is shared, not copied: the
+    /// statistics are final once collected, and ResNet-18's 4,608-wide layers would otherwise hold 170 MB twice (in H and in every
+    /// GPTQ factor), which was the copy that put the default command over its budget while it rounded layer4.
+    /// </summary>
+    public SquareMatrix Gram(int group) => Groups == 1 && group == 0 ? SquareMatrix.Own(Hessian, K) : SquareMatrix.Copy(H(group), K);
+
+    /// <summary>Bytes a GPTQ factor of this layer adds beside its H: U for every group, plus a copy of H per group when grouped (<see cref="Gram"/>).</summary>
+    internal long FactorBytes => (Groups == 1 ? 1 : 2) * Hessian.LongLength * sizeof(double);
 
     /// <summary>Bytes of H and the sums of a layer with <paramref name="groups"/> groups of <paramref name="k"/> inputs.</summary>
     public static long BytesFor(int groups, int k) => (long)groups * ((long)k * k + k) * sizeof(double);

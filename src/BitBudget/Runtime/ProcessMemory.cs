@@ -34,10 +34,12 @@ internal static class ProcessMemory
     /// short-lived managed buffers could fill the rest: ResNet-18's GPTQ rounding and CLADO measurement went 0.1–0.3 GiB over a
     /// 3 GiB budget on garbage alone. Long stages call this between their steps (a layer's rounding, a CLADO unit).
     /// </summary>
+    /// <param name="budget">The process's memory budget, bytes (0: no check).</param>
+    /// <param name="incoming">Bytes the caller is about to allocate: it collects when they would bring the resident set that near.</param>
     /// <returns>True if it collected.</returns>
-    internal static bool CollectWhenNear(long budget)
+    internal static bool CollectWhenNear(long budget, long incoming = 0)
     {
-        if (budget <= 0 || CurrentRss <= budget - budget / 16) { return false; }
+        if (budget <= 0 || CurrentRss + Math.Max(0, incoming) <= budget - budget / 16) { return false; }
         RssAfterCollecting();
         return true;
     }

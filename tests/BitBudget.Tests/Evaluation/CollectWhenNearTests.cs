@@ -18,6 +18,9 @@ public class CollectWhenNearTests
         int before = GC.CollectionCount(2);
         Assert.True(ProcessMemory.CollectWhenNear(resident + resident / 64)); // resident > budget − budget/16
         Assert.True(GC.CollectionCount(2) > before);
+        // What the caller is about to allocate counts: a GPTQ factor of the budget's size collects first.
+        Assert.False(ProcessMemory.CollectWhenNear(resident * 4, incoming: resident));
+        Assert.True(ProcessMemory.CollectWhenNear(resident * 4, incoming: resident * 3));
     }
 
     /// <summary>Garbage that pushes the resident set near the budget is given back by the collection.</summary>

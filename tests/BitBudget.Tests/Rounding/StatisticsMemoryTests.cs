@@ -1,5 +1,6 @@
 using BitBudget.Data;
 using BitBudget.Graph;
+using BitBudget.Numerics;
 using BitBudget.Quantization;
 using BitBudget.Rounding;
 using BitBudget.Runtime;
@@ -72,13 +73,41 @@ public class StatisticsMemoryTests
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    /// <summary>
+    /// Issue 16: an ungrouped layer's H reaches GPTQ without a copy, so its factor adds only U (ResNet-18's layer4: 170 MB, not
+    /// 340 MB); a grouped layer's groups are still copied out of the one array and counted twice.
+    /// </summary>
+    [Fact]
+    public void AnUngroupedLayersHIsSharedWithItsFactorNotCopied()
+    {
+        (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(LayerInputStatisticsTests.GroupedConvGemm());
+        var batches = LayerInputStatisticsTests.RandomBatches(2, 3, [4, 9, 9], seed: 21);
+        IReadOnlyList<LayerStatistics> stats = LayerInputStatistics.Collect(prepared, summary.Layers, batches, cancellationToken: TestContext.Current.CancellationToken);
+        LayerStatistics ungrouped = stats.Single(s => s.Groups == 1), grouped = stats.Single(s => s.Groups > 1);
+        long hBytes = ungrouped.Hessian.LongLength * sizeof(double);
+        Assert.Equal(hBytes, ungrouped.FactorBytes);
+        Assert.Equal(2 * grouped.Hessian.LongLength * sizeof(double), grouped.FactorBytes);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var gram = ungrouped.Gram(0);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < hBytes, $"Gram allocated {allocated} bytes for an H of {hBytes}: it copied");
+        for (int i = 0; i < ungrouped.K; i++)
+        {
+            for (int j = 0; j < ungrouped.K; j++) { Assert.Equal(ungrouped.Hessian[i * ungrouped.K + j], gram[i, j]); }
+        }
+        // The factor built from the shared H is the one built from a copy, bit for bit.
+        GptqFactor shared = Gptq.Factor(gram), copied = Gptq.Factor(SquareMatrix.Copy(ungrouped.Hessian, ungrouped.K));
+        Assert.Equal(copied.U, shared.U);
+    }
+
     [Fact]
     public void FactorCacheDropsTheLeastRecentLayerAndRecomputesItBitForBit()
     {
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(LayerInputStatisticsTests.GroupedConvGemm());
         var batches = LayerInputStatisticsTests.RandomBatches(2, 3, [4, 9, 9], seed: 21);
         IReadOnlyList<LayerStatistics> stats = LayerInputStatistics.Collect(prepared, summary.Layers, batches, cancellationToken: TestContext.Current.CancellationToken);
-        long largest = stats.Max(s => 2 * s.Hessian.LongLength * sizeof(double));
+        long largest = stats.Max(s => s.FactorBytes);
 
         var capped = new GptqFactorCache(stats, new GptqOptions(), largest);
         GptqFactor[] first = capped.Get(0);
