@@ -31,9 +31,9 @@ sealed class RoundingArguments
 
     public Option<string> Final { get; } = new("--final-rounding")
     {
-        Description = "How the chosen configuration is rounded for export: independent (each layer against float inputs, as measured; default) " +
-            "or sequential (layer by layer against the inputs of the partially quantized model, bias corrected towards the float outputs).",
-        DefaultValueFactory = _ => "independent",
+        Description = "How the chosen configuration is rounded for export: sequential (layer by layer against the inputs of the partially quantized " +
+            "model, bias corrected towards the float outputs; default) or independent (each layer against float inputs, as measured).",
+        DefaultValueFactory = _ => "sequential",
     };
 
     public RoundingArguments()
