@@ -67,6 +67,43 @@ public class OmpqAllocationTests
         }
     }
 
+    [Fact]
+    public void FractionalKnapsack_EqualsGlopsLpOptimum()
+    {
+        var random = new Random(5);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            int l = random.Next(1, 12);
+            long[] w = [.. Enumerable.Range(0, l).Select(_ => (long)random.Next(1, 5000))];
+            double[] theta = [.. Enumerable.Range(0, l).Select(_ => random.NextDouble())];
+            double avg = 2 + random.NextDouble() * 2;
+            OmpqAllocationResult r = OmpqAllocation.Solve(new OmpqAllocationInput(w, theta, [], 8, new Budget(BudgetKind.AvgBits, avg)) { CandidateBits = [2, 4] });
+            Assert.Equal("OPTIMAL", r.LpStatus);
+            (double[] bits, double objective) = OmpqAllocation.FractionalKnapsack(w, r.Coefficients, 2, 4, r.CapacityBits);
+            Assert.Equal(r.LpObjective, objective, 1e-6 * Math.Max(1, Math.Abs(objective)));
+            Assert.True(w.Select((x, i) => x * bits[i]).Sum() <= r.CapacityBits + 1e-6);
+            Assert.All(bits, b => Assert.InRange(b, 2, 4));
+        }
+    }
+
+    [Fact]
+    public void Solve_InstanceWhereGlopIsAbnormal_FallsBackToTheExactKnapsack()
+    {
+        // ResNet-20's 18 OMPQ units (ERAN images, θ at β = 0.483), bits {2, 4}, 3 bits average searched: GLOP returned ABNORMAL.
+        long[] w = [2304, 2304, 2304, 2304, 2304, 2304, 4608, 9728, 9216, 9216, 9216, 9216, 18432, 38912, 36864, 36864, 36864, 36864];
+        double[] theta = [0.27532405797557347, 0.1792850107618573, 0.15734306323378566, 0.15019141333438912, 0.1675584543120513, 0.13811942372953817,
+            0.1396573013771239, 0.14026821352518282, 0.1498911687918075, 0.1353352832366127, 0.1510579786572918, 0.1356568959638423, 0.14157377388571982,
+            0.14530927683472883, 0.15607381156782896, 0.15148392095752533, 0.18878111947879622, 1];
+        OmpqAllocationResult r = OmpqAllocation.Solve(new OmpqAllocationInput(w, theta, [432, 640], 8, Budget.Parse("3bits")) { CandidateBits = [2, 4] });
+        (double[] bits, double objective) = OmpqAllocation.FractionalKnapsack(w, r.Coefficients, 2, 4, r.CapacityBits - r.FixedBitsTotal);
+        Assert.Contains("fractional knapsack", r.LpStatus, StringComparison.Ordinal);   // the path this instance exercises
+        Assert.Equal(objective, r.LpObjective, 1e-9);
+        AssertEx.Near(bits, r.LpBits, 1e-12);
+        Assert.True(r.LpObjective >= r.IlpObjective - 1e-9);
+        Assert.All(r.Bits, b => Assert.Contains(b, new[] { 2, 4 }));
+        Assert.True(r.UsedBits <= r.CapacityBits);
+    }
+
     static IEnumerable<int[]> Configurations(int l, int[] candidates)
     {
         int total = (int)Math.Pow(candidates.Length, l);
