@@ -204,8 +204,25 @@ internal static class OmpqAllocation
 
     static (double[] Bits, double Objective, string Status) SolveLp(IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
     {
-        using Solver solver = Solver.CreateSolver("GLOP")
-            ?? throw Errors.Runtime("OR-Tools has no GLOP solver in this build.");
+        (double[] bits, double objective, Solver.ResultStatus status) = SolveLpWith("GLOP", weights, c, bMin, bMax, capacity);
+        if (status == Solver.ResultStatus.ABNORMAL)
+        {
+            // GLOP reports ABNORMAL on some well-posed instances (ResNet-20, θ from β = 0.48, bits in [2, 4]); OR-Tools' CLP solves them.
+            (bits, objective, Solver.ResultStatus clp) = SolveLpWith("CLP", weights, c, bMin, bMax, capacity);
+            if (clp != Solver.ResultStatus.OPTIMAL) { throw Errors.Runtime($"Neither GLOP (ABNORMAL) nor CLP ({clp}) solved the OMPQ linear program."); }
+            return (bits, objective, "OPTIMAL (CLP; GLOP: ABNORMAL)");
+        }
+        if (status != Solver.ResultStatus.OPTIMAL)
+        {
+            throw Errors.Runtime($"GLOP did not solve the OMPQ linear program: status {status}.");
+        }
+        return (bits, objective, status.ToString());
+    }
+
+    static (double[] Bits, double Objective, Solver.ResultStatus Status) SolveLpWith(string solverId, IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
+    {
+        using Solver solver = Solver.CreateSolver(solverId)
+            ?? throw Errors.Runtime($"OR-Tools has no {solverId} solver in this build.");
         var b = new Variable[weights.Count];
         Constraint size = solver.MakeConstraint(double.NegativeInfinity, capacity, "size");
         Objective objective = solver.Objective();
@@ -217,39 +234,7 @@ internal static class OmpqAllocation
         }
         objective.SetMaximization();
         Solver.ResultStatus status = solver.Solve();
-        if (status == Solver.ResultStatus.ABNORMAL)
-        {
-            // GLOP reports ABNORMAL on some well-posed instances (ResNet-20, θ from β = 0.48, bits in [2, 4]); this LP (one size row
-            // and box bounds) is a fractional knapsack, whose greedy solution is exact.
-            (double[] greedy, double value) = FractionalKnapsack(weights, c, bMin, bMax, capacity);
-            return (greedy, value, "OPTIMAL (fractional knapsack; GLOP: ABNORMAL)");
-        }
-        if (status != Solver.ResultStatus.OPTIMAL)
-        {
-            throw Errors.Runtime($"GLOP did not solve the OMPQ linear program: status {status}.");
-        }
-        return ([.. b.Select(v => v.SolutionValue())], objective.Value(), status.ToString());
-    }
-
-    /// <summary>
-    /// max Σ c_i b_i subject to Σ w_i b_i ≤ capacity and bMin ≤ b_i ≤ bMax, exactly: from the all-minimum point, raise the units in
-    /// decreasing c_i / w_i (value per weight bit) to bMax while capacity lasts, the last one fractionally. Needs capacity ≥ Σ w_i bMin.
-    /// </summary>
-    internal static (double[] Bits, double Objective) FractionalKnapsack(IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
-    {
-        int l = weights.Count;
-        double[] bits = [.. Enumerable.Repeat((double)bMin, l)];
-        double left = capacity - weights.Sum() * (double)bMin;
-        foreach (int i in Enumerable.Range(0, l).Where(i => c[i] > 0).OrderByDescending(i => c[i] / weights[i]))
-        {
-            if (left <= 0) { break; }
-            double step = Math.Min(bMax - bMin, left / weights[i]);
-            bits[i] += step;
-            left -= step * weights[i];
-        }
-        double objective = 0;
-        for (int i = 0; i < l; i++) { objective += c[i] * bits[i]; }
-        return (bits, objective);
+        return status == Solver.ResultStatus.OPTIMAL ? ([.. b.Select(v => v.SolutionValue())], objective.Value(), status) : ([], double.NaN, status);
     }
 
     static (int[] Bits, string Status) SolveIlp(IReadOnlyList<long> weights, double[] c, int[] candidates, long capacity)
