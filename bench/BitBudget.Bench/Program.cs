@@ -15,6 +15,7 @@ static class Program
         ["data-cache"] = ("Decoded-image cache: first load, cached load, and the cost of the content key (args: data path under the assets, default cifar10/test).", DataCacheBench.Run),
         ["inspect"] = ("Model load + preparation + layer inventory on the shipped models.", InspectBench.Run),
         ["ompq"] = ("OMPQ end to end on SqueezeNet (load, 32 images, features, ORM, LP, ILP), time per stage.", OmpqBench.Run),
+        ["ompq-grid"] = ("OMPQ's held-out β on ResNet-20: a wide spread grid (negative, fine near 0) and candidate-bit sets judged by held-out KL per budget (args: [seed] [export] [\"2,4,8 2,4\"]).", OmpqGridBench.Run),
         ["iqp"] = ("Exact CLADO IQP on synthetic instances (19 and 52 layers), every algorithm.", IqpBench.Run),
         ["clado"] = ("CLADO measurement: executed/reference FLOPs and wall/raw-throughput time on ResNet-20 and SqueezeNet (args: resnet|squeezenet [images]).", CladoBench.Run),
         ["shards"] = ("FLOP-balanced CLADO shards: planned MACs and measured wall per shard (args: resnet|squeezenet [images] [shards] [repetitions]).", ShardBench.Run),

@@ -123,7 +123,7 @@ static class RunCommand
         foreach (var o in summary.Ompq)
         {
             Ui.Out.MarkupLine(Markup.Escape(FormattableString.Invariant(
-                $"ompq @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}), θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})")));
+                $"ompq @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}), bits {{{string.Join(",", o.CandidateBits ?? [])}}}, θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})")));
         }
         Ui.Out.MarkupLine($"wrote {Markup.Escape(summary.OutputDirectory)}: bits.json, model.onnx, models/, layers.csv/json, pareto.json/png, manifest.json, report.html " +
             $"({summary.Timings.Sum(t => t.Seconds):F0} s: {string.Join(", ", summary.Timings.Select(t => $"{t.Stage} {t.Seconds:F1} s"))})");

@@ -204,8 +204,25 @@ internal static class OmpqAllocation
 
     static (double[] Bits, double Objective, string Status) SolveLp(IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
     {
-        using Solver solver = Solver.CreateSolver("GLOP")
-            ?? throw Errors.Runtime("OR-Tools has no GLOP solver in this build.");
+        (double[] bits, double objective, Solver.ResultStatus status) = SolveLpWith("GLOP", weights, c, bMin, bMax, capacity);
+        if (status == Solver.ResultStatus.ABNORMAL)
+        {
+            // GLOP reports ABNORMAL on some well-posed instances (ResNet-20, θ from β = 0.48, bits in [2, 4]); OR-Tools' CLP solves them.
+            (bits, objective, Solver.ResultStatus clp) = SolveLpWith("CLP", weights, c, bMin, bMax, capacity);
+            if (clp != Solver.ResultStatus.OPTIMAL) { throw Errors.Runtime($"Neither GLOP (ABNORMAL) nor CLP ({clp}) solved the OMPQ linear program."); }
+            return (bits, objective, "OPTIMAL (CLP; GLOP: ABNORMAL)");
+        }
+        if (status != Solver.ResultStatus.OPTIMAL)
+        {
+            throw Errors.Runtime($"GLOP did not solve the OMPQ linear program: status {status}.");
+        }
+        return (bits, objective, status.ToString());
+    }
+
+    static (double[] Bits, double Objective, Solver.ResultStatus Status) SolveLpWith(string solverId, IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
+    {
+        using Solver solver = Solver.CreateSolver(solverId)
+            ?? throw Errors.Runtime($"OR-Tools has no {solverId} solver in this build.");
         var b = new Variable[weights.Count];
         Constraint size = solver.MakeConstraint(double.NegativeInfinity, capacity, "size");
         Objective objective = solver.Objective();
@@ -217,11 +234,7 @@ internal static class OmpqAllocation
         }
         objective.SetMaximization();
         Solver.ResultStatus status = solver.Solve();
-        if (status != Solver.ResultStatus.OPTIMAL)
-        {
-            throw Errors.Runtime($"GLOP did not solve the OMPQ linear program: status {status}.");
-        }
-        return ([.. b.Select(v => v.SolutionValue())], objective.Value(), status.ToString());
+        return status == Solver.ResultStatus.OPTIMAL ? ([.. b.Select(v => v.SolutionValue())], objective.Value(), status) : ([], double.NaN, status);
     }
 
     static (int[] Bits, string Status) SolveIlp(IReadOnlyList<long> weights, double[] c, int[] candidates, long capacity)

@@ -25,6 +25,14 @@ public sealed record OmpqOptions
     /// ORM's scale (s = 0 is uniform θ). The fixed <see cref="OrthogonalityOptions.Beta"/> is always tried as well.
     /// </summary>
     public IReadOnlyList<double> BetaSpreads { get; init; } = [0, 0.5, 1, 2, 4, 8];
+
+    /// <summary>
+    /// <see cref="OmpqBetaRule.HeldOut"/> also tries the grid with the candidate bits capped below their largest (e.g. {2, 4} besides
+    /// {2, 4, 8}), judged by the same score. Why: OMPQ's LP values every bit of a unit alike, so its cheapest bits are those of the
+    /// smallest units, which it fills up to the largest candidate; on ResNet-20 that is 8 bits for the small early layers while the
+    /// large late ones stay at 2, whatever θ (docs/results.md, "Issue 21: OMPQ with a data-driven β").
+    /// </summary>
+    public bool TryBitCaps { get; init; } = true;
 }
 
 /// <summary>How OMPQ's β in θ = exp(−β γ) is chosen.</summary>
@@ -47,7 +55,11 @@ public enum OmpqBetaRule
 /// <param name="AverageBits">Average bits (all quantized layers) of its allocation.</param>
 /// <param name="Score">The judge's score of its configuration (lower is better); equal configurations share one score.</param>
 /// <param name="Chosen">Whether its configuration won.</param>
-public sealed record OmpqBetaCandidate(double Beta, double Spread, double ThetaEntropy, double ThetaEntropyNormalized, double AverageBits, double Score, bool Chosen);
+public sealed record OmpqBetaCandidate(double Beta, double Spread, double ThetaEntropy, double ThetaEntropyNormalized, double AverageBits, double Score, bool Chosen)
+{
+    /// <summary>The largest candidate bit-width its allocation could use (below the largest candidate when <see cref="OmpqOptions.TryBitCaps"/> capped it).</summary>
+    public int MaxBits { get; init; }
+}
 
 /// <summary>Outcome of an OMPQ search.</summary>
 /// <param name="LayerBits">Bit-width of every quantizable layer, in <see cref="ModelSummary.Layers"/> order (fixed layers included).</param>
@@ -72,16 +84,21 @@ public sealed record OmpqSearchResult(
     /// <summary>How β was chosen.</summary>
     public OmpqBetaRule BetaRule { get; init; } = OmpqBetaRule.Fixed;
 
-    /// <summary>Every β tried under <see cref="OmpqBetaRule.HeldOut"/>, in grid order (empty for a fixed β).</summary>
+    /// <summary>Every β tried under <see cref="OmpqBetaRule.HeldOut"/>, in grid order, the uncapped candidate bits first and then each
+    /// lower cap (empty for a fixed β).</summary>
     public IReadOnlyList<OmpqBetaCandidate> BetaCandidates { get; init; } = [];
+
+    /// <summary>The candidate bits the allocation used: <see cref="OmpqOptions.CandidateBits"/>, or a capped subset chosen by the held-out rule.</summary>
+    public IReadOnlyList<int> CandidateBits { get; init; } = [];
 
     /// <summary>One line: β, how it was chosen, θ's entropy and effect, e.g. for a console or a report.</summary>
     public string Describe()
     {
+        int caps = BetaCandidates.Select(c => c.MaxBits).Distinct().Count();
         string how = BetaRule == OmpqBetaRule.Fixed ? "fixed"
-            : FormattableString.Invariant($"held-out: lowest score of {BetaCandidates.Count} β, {BetaCandidates.Select(c => c.Score).Distinct().Count()} distinct configurations");
+            : FormattableString.Invariant($"held-out: lowest score of {BetaCandidates.Count} β{(caps > 1 ? $" over {caps} bit caps" : "")}, {BetaCandidates.Select(c => c.Score).Distinct().Count()} distinct configurations");
         return FormattableString.Invariant(
-            $"β = {Proxy.Beta:G4} ({how}); θ entropy {Proxy.ThetaEntropy:F3} nats = {Proxy.ThetaEntropyNormalized:F3} of uniform ({Proxy.Effect})");
+            $"β = {Proxy.Beta:G4} ({how}); bits {{{string.Join(",", CandidateBits)}}}; θ entropy {Proxy.ThetaEntropy:F3} nats = {Proxy.ThetaEntropyNormalized:F3} of uniform ({Proxy.Effect})");
     }
 }
 
@@ -128,34 +145,54 @@ public static class OmpqSearch
         if (options.BetaRule == OmpqBetaRule.Fixed)
         {
             OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = proxy.Theta });
-            return new OmpqSearchResult(LayerBits(units, summary, allocation), summary, proxy, allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds);
+            return new OmpqSearchResult(LayerBits(units, summary, allocation), summary, proxy, allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds)
+            {
+                CandidateBits = [.. options.CandidateBits.Distinct().Order()],
+            };
         }
 
         // Held-out β: ORM and γ do not depend on β, so every β of the grid costs one allocation (milliseconds); each distinct
-        // configuration is judged once.
+        // configuration is judged once. The uncapped candidate bits come first, so that among equal scores the original grid wins.
         double range = proxy.Gamma.Max() - proxy.Gamma.Min();
         var betas = options.BetaSpreads.Select(s => range > 0 ? s / range : 0).Append(options.Proxy.Beta).Distinct().ToList();
-        var tried = new List<(OrthogonalityResult Proxy, OmpqAllocationResult Allocation, int[] Bits, string Key)>();
+        var tried = new List<(OrthogonalityResult Proxy, OmpqAllocationResult Allocation, int[] Bits, string Key, int[] Candidates)>();
         var scores = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (double beta in betas)
+        foreach (int[] candidates in BitCaps(options))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            OrthogonalityResult weighed = Orthogonality.WithBeta(proxy, beta);
-            OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = weighed.Theta });
-            int[] bits = LayerBits(units, summary, allocation);
-            string key = string.Join(",", bits);
-            if (!scores.ContainsKey(key)) { scores[key] = judge!(bits); }
-            tried.Add((weighed, allocation, bits, key));
+            foreach (double beta in betas)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                OrthogonalityResult weighed = Orthogonality.WithBeta(proxy, beta);
+                OmpqAllocationResult allocation = OmpqAllocation.Solve(input with { Theta = weighed.Theta, CandidateBits = candidates });
+                int[] bits = LayerBits(units, summary, allocation);
+                string key = string.Join(",", bits);
+                if (!scores.ContainsKey(key)) { scores[key] = judge!(bits); }
+                tried.Add((weighed, allocation, bits, key, candidates));
+            }
         }
-        // The lowest score wins; among β giving that configuration, the first of the grid (the least peaked θ).
+        // The lowest score wins; among β giving that configuration, the first of the grid (the least peaked θ, the widest bits).
         var winner = tried.MinBy(t => scores[t.Key]);
-        var candidates = tried.Select(t => new OmpqBetaCandidate(t.Proxy.Beta, t.Proxy.Beta * range, t.Proxy.ThetaEntropy, t.Proxy.ThetaEntropyNormalized,
-            t.Allocation.AverageBits, scores[t.Key], t == winner)).ToList();
+        var candidateList = tried.Select(t => new OmpqBetaCandidate(t.Proxy.Beta, t.Proxy.Beta * range, t.Proxy.ThetaEntropy, t.Proxy.ThetaEntropyNormalized,
+            t.Allocation.AverageBits, scores[t.Key], t == winner) { MaxBits = t.Candidates[^1] }).ToList();
         return new OmpqSearchResult(winner.Bits, summary, winner.Proxy, winner.Allocation, budget, inspect, Stopwatch.GetElapsedTime(start).TotalSeconds)
         {
             BetaRule = OmpqBetaRule.HeldOut,
-            BetaCandidates = candidates,
+            BetaCandidates = candidateList,
+            CandidateBits = winner.Candidates,
         };
+    }
+
+    /// <summary>The candidate sets the held-out rule tries: all candidates, then (with <see cref="OmpqOptions.TryBitCaps"/>) each set
+    /// without its largest widths, down to the two smallest. The all-minimum configuration is the same in every set, so each is feasible.</summary>
+    internal static List<int[]> BitCaps(OmpqOptions options)
+    {
+        int[] sorted = [.. options.CandidateBits.Distinct().Order()];
+        var sets = new List<int[]> { sorted };
+        if (options.TryBitCaps)
+        {
+            for (int k = sorted.Length - 1; k >= 2; k--) { sets.Add(sorted[..k]); }
+        }
+        return sets;
     }
 
     static int[] LayerBits(OmpqUnitMap units, ModelSummary summary, OmpqAllocationResult allocation)

@@ -159,8 +159,10 @@ public sealed record PairsMeasured(string Selection, double? Threshold, int Skip
 /// <param name="Effect">Informative, Uniform or OneHot.</param>
 /// <param name="TriedBetas">Every β of the held-out grid (empty for a fixed β).</param>
 /// <param name="TriedScores">The held-out KL of each tried β's configuration, same order.</param>
+/// <param name="CandidateBits">The candidate bits of the chosen allocation (the held-out rule may cap them, e.g. {2, 4} of {2, 4, 8}).</param>
+/// <param name="TriedMaxBits">The largest candidate bit-width of each tried β's allocation, same order as <paramref name="TriedBetas"/>.</param>
 public sealed record OmpqChoice(string Budget, string BetaRule, double Beta, double ThetaEntropy, double ThetaEntropyNormalized, string Effect,
-    IReadOnlyList<double> TriedBetas, IReadOnlyList<double> TriedScores);
+    IReadOnlyList<double> TriedBetas, IReadOnlyList<double> TriedScores, IReadOnlyList<int>? CandidateBits = null, IReadOnlyList<int>? TriedMaxBits = null);
 
 /// <summary>What a run held in memory against its budget, and the CLADO measurement's rate.</summary>
 /// <param name="BudgetBytes">The memory budget (--max-memory).</param>

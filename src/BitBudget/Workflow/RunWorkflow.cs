@@ -135,7 +135,8 @@ public static class RunWorkflow
                 if (o.Ompq is OmpqSearchResult ompq)
                 {
                     ompqChoices.Add(new OmpqChoice(label, ompq.BetaRule == OmpqBetaRule.HeldOut ? "held-out" : "fixed", ompq.Proxy.Beta, ompq.Proxy.ThetaEntropy,
-                        ompq.Proxy.ThetaEntropyNormalized, ompq.Proxy.Effect.ToString(), [.. ompq.BetaCandidates.Select(c => c.Beta)], [.. ompq.BetaCandidates.Select(c => c.Score)]));
+                        ompq.Proxy.ThetaEntropyNormalized, ompq.Proxy.Effect.ToString(), [.. ompq.BetaCandidates.Select(c => c.Beta)], [.. ompq.BetaCandidates.Select(c => c.Score)],
+                        CandidateBits: ompq.CandidateBits, TriedMaxBits: [.. ompq.BetaCandidates.Select(c => c.MaxBits)]));
                 }
                 searched.Add((method.Name, label, o.Config, o.PredictedLoss, o.Status, o.Gap));
                 solverRuns.Add(new SolverRun(method.Name, label, o.Status, o.Gap, o.Seconds));
@@ -308,7 +309,7 @@ public static class RunWorkflow
         }
         foreach (OmpqChoice o in ompqChoices)
         {
-            notes.Add(FormattableString.Invariant($"OMPQ @ {o.Budget}: β = {o.Beta:G4} ({o.BetaRule}") +
+            notes.Add(FormattableString.Invariant($"OMPQ @ {o.Budget}: β = {o.Beta:G4}, bits {{{string.Join(",", o.CandidateBits ?? [])}}} ({o.BetaRule}") +
                 (o.TriedBetas.Count > 0 ? FormattableString.Invariant($", lowest held-out KL {o.TriedScores.Min():G4} of {o.TriedBetas.Count} β") : "") +
                 FormattableString.Invariant($"); θ entropy {o.ThetaEntropy:F3} nats = {o.ThetaEntropyNormalized:F3} of uniform ({o.Effect})."));
         }

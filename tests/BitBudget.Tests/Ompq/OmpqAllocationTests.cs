@@ -67,6 +67,64 @@ public class OmpqAllocationTests
         }
     }
 
+    [Fact]
+    public void GlopsLpOptimum_EqualsTheFractionalKnapsack()
+    {
+        var random = new Random(5);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            int l = random.Next(1, 12);
+            long[] w = [.. Enumerable.Range(0, l).Select(_ => (long)random.Next(1, 5000))];
+            double[] theta = [.. Enumerable.Range(0, l).Select(_ => random.NextDouble())];
+            double avg = 2 + random.NextDouble() * 2;
+            OmpqAllocationResult r = OmpqAllocation.Solve(new OmpqAllocationInput(w, theta, [], 8, new Budget(BudgetKind.AvgBits, avg)) { CandidateBits = [2, 4] });
+            Assert.Equal("OPTIMAL", r.LpStatus);
+            (double[] bits, double objective) = FractionalKnapsack(w, r.Coefficients, 2, 4, r.CapacityBits);
+            Assert.Equal(r.LpObjective, objective, 1e-6 * Math.Max(1, Math.Abs(objective)));
+            Assert.True(w.Select((x, i) => x * bits[i]).Sum() <= r.CapacityBits + 1e-6);
+            Assert.All(bits, b => Assert.InRange(b, 2, 4));
+        }
+    }
+
+    [Fact]
+    public void Solve_InstanceWhereGlopIsAbnormal_FallsBackToClp()
+    {
+        // ResNet-20's 18 OMPQ units (ERAN images, θ at β = 0.483), bits {2, 4}, 3 bits average searched: GLOP returned ABNORMAL.
+        long[] w = [2304, 2304, 2304, 2304, 2304, 2304, 4608, 9728, 9216, 9216, 9216, 9216, 18432, 38912, 36864, 36864, 36864, 36864];
+        double[] theta = [0.27532405797557347, 0.1792850107618573, 0.15734306323378566, 0.15019141333438912, 0.1675584543120513, 0.13811942372953817,
+            0.1396573013771239, 0.14026821352518282, 0.1498911687918075, 0.1353352832366127, 0.1510579786572918, 0.1356568959638423, 0.14157377388571982,
+            0.14530927683472883, 0.15607381156782896, 0.15148392095752533, 0.18878111947879622, 1];
+        OmpqAllocationResult r = OmpqAllocation.Solve(new OmpqAllocationInput(w, theta, [432, 640], 8, Budget.Parse("3bits")) { CandidateBits = [2, 4] });
+        (double[] bits, double objective) = FractionalKnapsack(w, r.Coefficients, 2, 4, r.CapacityBits - r.FixedBitsTotal);
+        Assert.Contains("CLP", r.LpStatus, StringComparison.Ordinal);   // the path this instance exercises
+        Assert.Equal(objective, r.LpObjective, 1e-6 * Math.Max(1, Math.Abs(objective)));
+        Assert.Equal(w.Select((x, i) => x * bits[i]).Sum(), w.Select((x, i) => x * r.LpBits[i]).Sum(), 1e-6 * r.CapacityBits);
+        Assert.True(r.LpObjective >= r.IlpObjective - 1e-9);
+        Assert.All(r.Bits, b => Assert.Contains(b, new[] { 2, 4 }));
+        Assert.True(r.UsedBits <= r.CapacityBits);
+    }
+
+    /// <summary>
+    /// The independent check of the LP: max Σ c_i b_i subject to Σ w_i b_i ≤ capacity and bMin ≤ b_i ≤ bMax is a fractional
+    /// knapsack, exact by raising units in decreasing c_i / w_i to bMax while capacity lasts, the last one fractionally.
+    /// </summary>
+    static (double[] Bits, double Objective) FractionalKnapsack(IReadOnlyList<long> weights, double[] c, int bMin, int bMax, long capacity)
+    {
+        int l = weights.Count;
+        double[] bits = [.. Enumerable.Repeat((double)bMin, l)];
+        double left = capacity - weights.Sum() * (double)bMin;
+        foreach (int i in Enumerable.Range(0, l).Where(i => c[i] > 0).OrderByDescending(i => c[i] / weights[i]))
+        {
+            if (left <= 0) { break; }
+            double step = Math.Min(bMax - bMin, left / weights[i]);
+            bits[i] += step;
+            left -= step * weights[i];
+        }
+        double objective = 0;
+        for (int i = 0; i < l; i++) { objective += c[i] * bits[i]; }
+        return (bits, objective);
+    }
+
     static IEnumerable<int[]> Configurations(int l, int[] candidates)
     {
         int total = (int)Math.Pow(candidates.Length, l);

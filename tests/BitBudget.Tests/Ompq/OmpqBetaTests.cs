@@ -71,7 +71,10 @@ public class OmpqBetaTests
             TestContext.Current.CancellationToken, Judge);
 
         Assert.Equal(OmpqBetaRule.HeldOut, r.BetaRule);
-        Assert.Equal(options.BetaSpreads.Count + 1, r.BetaCandidates.Count);   // the grid plus the paper's β = 10
+        int grid = options.BetaSpreads.Count + 1;                               // the grid plus the paper's β = 10
+        Assert.Equal(2 * grid, r.BetaCandidates.Count);                         // with {2, 4, 8} and with the cap {2, 4}
+        Assert.All(r.BetaCandidates.Take(grid), c => Assert.Equal(8, c.MaxBits));
+        Assert.All(r.BetaCandidates.Skip(grid), c => Assert.Equal(4, c.MaxBits));
         Assert.All(judged.Values, n => Assert.Equal(1, n));                      // each distinct configuration judged once
         Assert.Equal(judged.Count, r.BetaCandidates.Select(c => c.Score).Distinct().Count());
         Assert.True(judged.Count >= 2, "the grid should give several configurations on ResNet-20");
@@ -88,10 +91,11 @@ public class OmpqBetaTests
             Assert.Equal(options.BetaSpreads[i], r.BetaCandidates[i].Spread, 9);
             Assert.Equal(options.BetaSpreads[i] / range, r.BetaCandidates[i].Beta, 12);
         }
-        // Entropy falls as β grows.
-        for (int i = 1; i < r.BetaCandidates.Count; i++)
+        // Entropy falls as β grows, and each cap tries the same β.
+        for (int i = 1; i < grid; i++)
         {
             Assert.True(r.BetaCandidates[i].ThetaEntropy <= r.BetaCandidates[i - 1].ThetaEntropy + 1e-12);
+            Assert.Equal(r.BetaCandidates[i].Beta, r.BetaCandidates[grid + i].Beta);
         }
 
         OmpqBetaCandidate chosen = Assert.Single(r.BetaCandidates, c => c.Chosen);
@@ -106,6 +110,52 @@ public class OmpqBetaTests
         var e = Assert.Throws<BitBudgetException>(() => OmpqSearch.Run(Assets.ResNet20, images, [32, 3, 32, 32], Budget.Parse("3bits"), options));
         Assert.Equal(ErrorKind.InvalidInput, e.Kind);
         Assert.Contains("held-out", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void HeldOutRule_TriesEachBitCapAndKeepsTheLowestScore(bool penalizeEightBits)
+    {
+        (float[] images, _) = s_cifar.Value;
+        // Uniform θ on ResNet-20 fills the small early layers to 8 bits (docs/results.md); a judge that counts 8-bit searched layers
+        // must make the rule pick the {2, 4} cap, and one that rewards them the uncapped {2, 4, 8}.
+        double Judge(IReadOnlyList<int> bits)
+        {
+            int eights = bits.Skip(1).SkipLast(1).Count(b => b == 8);   // the first and last layers are fixed at 8
+            return penalizeEightBits ? eights : -eights;
+        }
+        var options = new OmpqOptions { BetaRule = OmpqBetaRule.HeldOut };
+        OmpqSearchResult r = OmpqSearch.Run(Assets.ResNet20, images, [32, 3, 32, 32], Budget.Parse("3bits"), options,
+            TestContext.Current.CancellationToken, Judge);
+
+        OmpqBetaCandidate chosen = Assert.Single(r.BetaCandidates, c => c.Chosen);
+        Assert.Equal(r.BetaCandidates.Min(c => c.Score), chosen.Score);
+        Assert.Equal(penalizeEightBits ? new[] { 2, 4 } : new[] { 2, 4, 8 }, r.CandidateBits.ToArray());
+        Assert.Equal(r.CandidateBits[^1], chosen.MaxBits);
+        Assert.Equal(penalizeEightBits ? 0 : r.LayerBits.Skip(1).SkipLast(1).Count(b => b == 8), Math.Abs(chosen.Score));
+        Assert.True(r.LayerBits.Skip(1).SkipLast(1).All(b => r.CandidateBits.Contains(b)));
+        Assert.True(r.Allocation.AverageBits <= 3 + 1e-9);
+        Assert.Contains(penalizeEightBits ? "bits {2,4}" : "bits {2,4,8}", r.Describe(), StringComparison.Ordinal);
+        if (!penalizeEightBits) { Assert.True(chosen.Score < 0, "the uncapped grid gives some searched layer 8 bits"); }
+
+        // Without caps only the uncapped grid is tried.
+        OmpqSearchResult uncapped = OmpqSearch.Run(Assets.ResNet20, images, [32, 3, 32, 32], Budget.Parse("3bits"), options with { TryBitCaps = false },
+            TestContext.Current.CancellationToken, Judge);
+        Assert.Equal(options.BetaSpreads.Count + 1, uncapped.BetaCandidates.Count);
+        Assert.All(uncapped.BetaCandidates, c => Assert.Equal(8, c.MaxBits));
+        Assert.Equal(new[] { 2, 4, 8 }, uncapped.CandidateBits.ToArray());
+    }
+
+    [Fact]
+    public void BitCaps_AreEachPrefixOfTheSortedCandidatesWithAtLeastTwoWidths()
+    {
+        static string Caps(OmpqOptions o) => string.Join(" ", OmpqSearch.BitCaps(o).Select(c => string.Join(",", c)));
+        Assert.Equal("2,4,8 2,4", Caps(new OmpqOptions()));
+        Assert.Equal("2,3,4,8 2,3,4 2,3", Caps(new OmpqOptions { CandidateBits = [8, 2, 4, 3, 4] }));
+        Assert.Equal("2,4", Caps(new OmpqOptions { CandidateBits = [4, 2] }));
+        Assert.Equal("4", Caps(new OmpqOptions { CandidateBits = [4] }));
+        Assert.Equal("2,4,8", Caps(new OmpqOptions { TryBitCaps = false }));
     }
 
     [Fact]
@@ -149,7 +199,9 @@ public class OmpqBetaTests
         RunSummary summary = RunWorkflow.Execute(request);
         OmpqChoice choice = Assert.Single(summary.Ompq);
         Assert.Equal("held-out", choice.BetaRule);
-        Assert.Equal(PipelineOptions.Default.Ompq.BetaSpreads.Count + 1, choice.TriedBetas.Count);
+        Assert.Equal(2 * (PipelineOptions.Default.Ompq.BetaSpreads.Count + 1), choice.TriedBetas.Count);   // {2, 4, 8} and the cap {2, 4}
+        Assert.Equal(choice.TriedBetas.Count, choice.TriedMaxBits!.Count);
+        Assert.Equal(choice.CandidateBits![^1], choice.TriedMaxBits[choice.TriedScores.ToList().IndexOf(choice.TriedScores.Min())]);
         Assert.Contains(choice.Beta, choice.TriedBetas);
         Assert.InRange(choice.ThetaEntropyNormalized, 0, 1);
         Assert.Contains("θ entropy", Assert.Single(summary.Points).Status, StringComparison.Ordinal);
