@@ -201,7 +201,6 @@ internal sealed class SegmentEvaluator : IEvaluator
         var groups = micro >= count || units.Count == 0 ? [units] : units.GroupBy(x => x.U).Select(g => (IReadOnlyList<(int U, int S)>)[.. g]).ToList();
         foreach (var group in groups)
         {
-            if (micro < count) { micro = Math.Min(Replanned(), count); }
             int first = group.Count > 0 ? group.Min(x => x.U) : _plan.L;
             var sums = group.Select(x => new double[1 + _plan.S * (_plan.L - 1 - x.U)]).ToArray();
             void Commit(int g)
@@ -236,20 +235,6 @@ internal sealed class SegmentEvaluator : IEvaluator
             Reference(referenceSum);
             for (int g = 0; g < group.Count; g++) { Commit(g); }
         }
-    }
-
-    /// <summary>
-    /// Images per run for the next group of units, from what is resident now: the process grows after the first plan (rounded
-    /// weights, malloc's free lists), and ResNet-18's later layers went 0.04 GiB over the budget on the first plan alone. Never
-    /// more than the first plan; a full collection first (once per layer), so garbage is not mistaken for what is held.
-    /// </summary>
-    int Replanned()
-    {
-        if (_plan.Runtime.ImagesPerRun > 0) { return ImagesPerRun; }
-        long resident = ProcessMemory.RssAfterCollecting();
-        long headroom = Math.Clamp(_plan.Runtime.MaxMemory - resident - PlannedBytesPerImage, 0, _plan.Runtime.MaxMemory / 8);
-        long free = _plan.Runtime.MaxMemory - resident - headroom;
-        return (int)Math.Clamp(free / Math.Max(1, PlannedBytesPerImage), 1, ImagesPerRun);
     }
 
     /// <summary>Whether unit (u, s) runs its pair with (v, t).</summary>
