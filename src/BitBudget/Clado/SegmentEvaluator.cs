@@ -17,7 +17,6 @@ namespace BitBudget.Clado;
 internal sealed class SegmentEvaluator : IEvaluator
 {
     readonly MeasurementPlan _plan;
-    readonly long[] _unitBytesPerImage;   // per layer u: its unit's trunk and cone tensors per image (full-precision states excluded)
     readonly InferenceSession _full;                // whole model, FP, exposing every tensor a cone reads
     readonly InferenceSession[][] _cone;            // [k][s]: cone of layer k at scheme s, exposing what later cones read from it
     readonly int[][] _coneNodes;
@@ -157,24 +156,19 @@ internal sealed class SegmentEvaluator : IEvaluator
         long[] conePeak = Enumerable.Range(0, L).Select(k => slicer.PeakLive(Bytes, _coneNodes[k], _coneOutputs[k].ToHashSet(StringComparer.Ordinal))).ToArray();
         long worst = fullPeak, worstNoRefcount = fullPeak;
         long allFp = _fullOutputs.Sum(Bytes);
-        _unitBytesPerImage = new long[L];
         for (int u = 0; u < L; u++)
         {
             long fp = _fullOutputs.Where((t, i) => _fpLastReader[i] >= u || i == 0).Sum(Bytes);
             long trunk = _coneOutputs[u].Sum(Bytes);
             long cones = conePeak.Skip(u).Max();
-            _unitBytesPerImage[u] = (long)(TensorFootprint.Slack * (trunk + cones));
             worst = Math.Max(worst, fp + trunk + cones);
             worstNoRefcount = Math.Max(worstNoRefcount, allFp + trunk + cones);
         }
         PlannedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worst));
         UnreferencedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worstNoRefcount));
         ResidentBeforeMeasuring = ProcessMemory.RssAfterCollecting();   // what is left to size the micro-batches from
-        // Room for what grows between collections (managed garbage, malloc's free lists, rounded weights): micro-batches planned
-        // right up to the budget took ResNet-18's measurement to 3.04 GiB of 3. Never at the cost of the one image that fits.
-        long headroom = Math.Clamp(plan.Runtime.MaxMemory - ResidentBeforeMeasuring - PlannedBytesPerImage, 0, plan.Runtime.MaxMemory / 8);
         ImagesPerRun = plan.Runtime.ImagesPerRun > 0 ? Math.Min(plan.Runtime.ImagesPerRun, plan.Options.BatchSize)
-            : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring + headroom);
+            : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring);
 
         static Dictionary<string, int> Index(string[] names) => names.Select((n, i) => (n, i)).ToDictionary(t => t.n, t => t.i, StringComparer.Ordinal);
     }
@@ -250,7 +244,6 @@ internal sealed class SegmentEvaluator : IEvaluator
             System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(start, count)), shape);
         // Only the states cones ≥ first read (and the logits).
         string[] wanted = [.. _fullOutputs.Where((t, i) => i == 0 || _fpLastReader[i] >= first)];
-        ProcessMemory.CollectWhenNear(_plan.Runtime.MaxMemory, incoming: count * PlannedBytesPerImage);
         using var fpRun = Run(_full, [_plan.Base.InputName], [input], wanted, _fullMacs);
         var fp = new Dictionary<string, OrtValue>(wanted.Length, StringComparer.Ordinal);
         for (int i = 0; i < wanted.Length; i++) { fp[wanted[i]] = fpRun[i]; }
@@ -265,9 +258,6 @@ internal sealed class SegmentEvaluator : IEvaluator
         {
             (int u, int s) = group[g];
             double[] sum = sums[g];
-            // Garbage is collected before a unit whose planned tensors would bring the process within a sixteenth of the budget
-            // (after the unit, the tensors it freed would be counted twice).
-            ProcessMemory.CollectWhenNear(_plan.Runtime.MaxMemory, incoming: count * _unitBytesPerImage[u]);
             using var trunkRun = Run(_cone[u][s], _coneInputs[u], [.. _coneInputs[u].Select(Fp)], _coneOutputs[u], _coneMacs[u]);
             sum[0] += _plan.LossSum(trunkRun[0].GetTensorDataAsSpan<float>(), count, labels, reference);
             trunkRun[0].Dispose();
@@ -294,6 +284,8 @@ internal sealed class SegmentEvaluator : IEvaluator
             // The unit's trunk and cone tensors are freed: without the arena they went to malloc, whose heap would keep them
             // resident (see NativeHeap); hand the free pages back once per unit, not once per tensor.
             NativeHeap.Trim();
+            // The same for the managed side: the measurement is planned up to the budget, so garbage must not push it over.
+            ProcessMemory.CollectWhenNear(_plan.Runtime.MaxMemory);
             // Full-precision states whose last reader was u's cone are dead once every unit of layer u has run.
             if (g + 1 == group.Count || group[g + 1].U != u)
             {
