@@ -72,9 +72,6 @@ internal sealed class SegmentEvaluator : IEvaluator
             _coneIndex[k] = Index(_coneOutputs[k]);
         }
 
-        // The tensor sizes come from a probe session of the whole model with every tensor exposed: measured before the cone
-        // sessions open, since beside them that probe took ResNet-18's default command 0.4 GB past what the measurement then held.
-        TensorFootprint footprint = new TensorTap(plan.Base, runtime).Footprint(plan.Input.Data);
         var sessions = new List<IDisposable>();
         // Every cone carries the base model's float weights of all its layers but the perturbed one: without sharing, 60 cone
         // sessions of ResNet-18 hold ~60 copies of up to 45 MB each.
@@ -151,6 +148,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
 
         // The per-image plan: what one image costs at the worst moment of each unit, from the measured tensor sizes.
+        TensorFootprint footprint = new TensorTap(plan.Base, runtime).Footprint(plan.Input.Data);
         long Bytes(string t) => footprint.Of(t);
         long fullPeak = slicer.PeakLive(Bytes, null, _fullOutputs.ToHashSet(StringComparer.Ordinal));
         long[] conePeak = Enumerable.Range(0, L).Select(k => slicer.PeakLive(Bytes, _coneNodes[k], _coneOutputs[k].ToHashSet(StringComparer.Ordinal))).ToArray();
