@@ -75,8 +75,8 @@ internal sealed class QuantizedWeights
         long memoryBudget = 0)
     {
         ArgumentNullException.ThrowIfNull(prepared);
-        _memoryBudget = memoryBudget;
         ArgumentNullException.ThrowIfNull(layers);
+        _memoryBudget = memoryBudget;
         _prepared = prepared;
         _layers = layers;
         Rounding = rounding;
