@@ -40,10 +40,16 @@ static class RunCommand
             DefaultValueFactory = _ => "kl",
         };
         bestJudge.AcceptOnlyFromAmong("kl", "ce");
+        var bestJudgeWeights = new Option<string>("--best-judge-weights")
+        {
+            Description = "Method best: weights it judges candidates with: measured (independently rounded, as measured; default) or final (as exported: with --final-rounding sequential one re-rounding per candidate).",
+            DefaultValueFactory = _ => "measured",
+        };
+        bestJudgeWeights.AcceptOnlyFromAmong("measured", "final");
         var args = new PipelineArguments();
         var command = new Command("run", "The whole pipeline: calibrate → measure → search → export → evaluate the exported model → reports.")
         {
-            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates, bestJudge,
+            model, eval, evalSplit, evalLimit, budget, pareto, method, output, force, json, checkSim, bestCandidates, bestJudge, bestJudgeWeights,
         };
         args.AddTo(command);
         args.Rounding.AddFinalTo(command);
@@ -70,6 +76,7 @@ static class RunCommand
                 Methods = methods,
                 BestCandidates = parse.GetValue(bestCandidates),
                 BestJudge = parse.GetValue(bestJudge) == "ce" ? BestJudge.CrossEntropy : BestJudge.KlDivergence,
+                BestJudgesFinalWeights = parse.GetValue(bestJudgeWeights) == "final",
                 Budgets = budgets,
                 OutputDirectory = outDir,
                 Force = parse.GetValue(force),

@@ -57,10 +57,14 @@ internal static class BestOfSearch
     /// <param name="floatLogits">The float model's logits on <paramref name="heldOut"/>.</param>
     /// <param name="candidates">Ranked solutions per search method: 1 = each method's optimum only (<see cref="BitSearch.SolveRanked"/>).</param>
     /// <param name="judge">What ranks the candidates.</param>
+    /// <param name="finalWeights">
+    /// Judge each candidate with its final weights (<see cref="CalibratedPipeline.FinalWeights"/>: what its export computes) instead
+    /// of the measured ones; the losers' re-rounded weights are dropped after judging, the winner's are kept for its export.
+    /// </param>
     /// <param name="report">Progress: candidates judged, distinct candidates, what is being judged.</param>
     /// <param name="cancel">Checked between candidates.</param>
     public static BestOfResult Run(CalibratedPipeline p, IReadOnlyList<Budget> budgets, string label, SensitivityResult sensitivity, Dataset heldOut,
-        float[] floatLogits, int candidates, BestJudge judge, Action<long, long, string>? report, CancellationToken cancel)
+        float[] floatLogits, int candidates, BestJudge judge, bool finalWeights, Action<long, long, string>? report, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(p);
         if (judge == BestJudge.CrossEntropy) { heldOut.RequireLabels(CeJudgeNeeds, CeJudgeAlternative); }
@@ -79,14 +83,19 @@ internal static class BestOfSearch
             cancel.ThrowIfCancellationRequested();
             report?.Invoke(judged.Count, distinct.Count, $"best @ {label}: held-out loss of candidate {judged.Count + 1} of {distinct.Count}");
             SearchResult result = group.First().Result;
-            EvaluationResult evaluated = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits), finalRounding: false), heldOut, floatLogits, cancel);
+            EvaluationResult evaluated = p.EvaluateAgainst(p.Simulate(p.Configuration(result.Bits), finalRounding: finalWeights), heldOut, floatLogits, cancel);
             judged.Add(([.. group.Select(c => c.Source)], result, evaluated));
         }
         bool kl = judge == BestJudge.KlDivergence;
         double Score(EvaluationResult e) => kl ? e.KlDivergence!.Value : e.CrossEntropy;
         var winner = judged.MinBy(j => Score(j.HeldOut));
+        if (finalWeights)
+        {
+            // Each re-rounded candidate holds a copy of every layer's weights: only the winner's is needed again (its export).
+            foreach (var j in judged.Where(j => j != winner)) { p.ForgetFinalWeights(p.Configuration(j.Result.Bits)); }
+        }
         var runnerUp = judged.Where(j => j != winner).OrderBy(j => Score(j.HeldOut)).FirstOrDefault();
-        string measure = kl ? "held-out KL" : "held-out CE";
+        string measure = (kl ? "held-out KL" : "held-out CE") + (finalWeights ? " with final weights" : "");
         string verdict = FormattableString.Invariant($"{string.Join(" = ", winner.Sources)} of {judged.Count} candidates ({measure} {Score(winner.HeldOut):G4}")
             + (runnerUp.Result is null ? ")" : FormattableString.Invariant($"; next {string.Join(" = ", runnerUp.Sources)} {Score(runnerUp.HeldOut):G4})"));
         var considered = judged.Select(j => new BestCandidate(label, j.Sources, j.Result.AverageBits, j.Result.QuadraticObjective / 2,

@@ -30,6 +30,7 @@ sealed class BestOfMethod : ISearchMethod
         string label = string.Join("+", budgets.Select(b => b.ToString()));
         float[] floatLogits = context.HeldOutLogits(cancel);
         BestOfResult r = BestOfSearch.Run(p, budgets, label, context.Sensitivity, context.HeldOut, floatLogits, context.BestCandidates, context.BestJudge,
+            context.BestJudgesFinalWeights,
             context.Progress is null ? null : (done, total, detail) => context.Progress.Report(new SearchProgress(done, total, detail)), cancel);
         return new MethodOutcome(p.Configuration(r.Winner.Bits), r.Winner.QuadraticObjective / 2, r.Verdict, null, r.Seconds) { BestCandidates = r.Considered };
     }

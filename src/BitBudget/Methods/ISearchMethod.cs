@@ -63,6 +63,12 @@ public sealed class SearchContext
     /// <summary>Best-of: what ranks the candidates on the held-out images.</summary>
     public BestJudge BestJudge { get; init; } = BestJudge.KlDivergence;
 
+    /// <summary>
+    /// Best-of: judge each candidate with the weights it would be exported with (<see cref="PipelineOptions.FinalRounding"/>;
+    /// sequential rounding costs one re-rounding per candidate) instead of the measured, independently rounded ones (default).
+    /// </summary>
+    public bool BestJudgesFinalWeights { get; init; }
+
     /// <summary>Progress within a search (best-of reports each candidate it judges).</summary>
     public IProgress<SearchProgress>? Progress { get; init; }
 

@@ -87,6 +87,12 @@ public sealed class CalibratedPipeline : MpqPipeline
             () => SequentialRounding.Round(Weights, resolved, Activations, _calibration, Options.Runtime, progress, cancel))).Value;
     }
 
+    /// <summary>Drops the final weights kept for <paramref name="config"/> (a judged candidate that lost); a later use re-rounds them.</summary>
+    internal void ForgetFinalWeights(IReadOnlyList<LayerBits> config) => _final.TryRemove(BitConfig.Describe(WithActivations(config)), out _);
+
+    /// <summary>Configurations whose final weights are kept now (tests).</summary>
+    internal int FinalWeightsHeld => _final.Count;
+
     /// <summary>
     /// Writes the QDQ model of a configuration (checked in ORT at ORT_ENABLE_ALL before it counts); with
     /// <paramref name="matMulNBits"/> 3–4-bit MatMul weights become com.microsoft.MatMulNBits instead.

@@ -36,6 +36,12 @@ public sealed record RunRequest
     /// <summary>What <c>best</c> ranks its candidates by on the held-out images. Default <see cref="BestJudge.KlDivergence"/>.</summary>
     public BestJudge BestJudge { get; init; } = BestJudge.KlDivergence;
 
+    /// <summary>
+    /// Whether <c>best</c> judges its candidates with the weights they would be exported with (sequentially re-rounded under
+    /// <see cref="PipelineOptions.FinalRounding"/> = sequential: one re-rounding per candidate) rather than the measured ones. Default false.
+    /// </summary>
+    public bool BestJudgesFinalWeights { get; init; }
+
     /// <summary>One budget per point of the sweep (one entry for a single search); each entry may combine budgets.</summary>
     public required IReadOnlyList<IReadOnlyList<Budget>> Budgets { get; init; }
 

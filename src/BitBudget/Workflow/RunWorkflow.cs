@@ -120,6 +120,7 @@ public static class RunWorkflow
             HeldOut = request.HeldOut,
             BestCandidates = request.BestCandidates,
             BestJudge = request.BestJudge,
+            BestJudgesFinalWeights = request.BestJudgesFinalWeights,
             Progress = progress is null ? null : new SyncProgress<SearchProgress>(s => progress.Report(new RunProgress("search", s.Done, s.Total, s.Detail))),
         };
         var searched = new List<(string Method, string Budget, IReadOnlyList<LayerBits> Config, double? Loss, string Status, double? Gap)>();

@@ -4,6 +4,7 @@ using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Methods;
 using BitBudget.Optimization;
+using BitBudget.Quantization;
 using BitBudget.Pipeline;
 using BitBudget.Clado;
 using BitBudget.Tests.Support;
@@ -113,6 +114,31 @@ public class RunWorkflowTests
         BestCandidate chosen = Assert.Single(summary.BestCandidates, c => c.Chosen);
         Assert.Equal(summary.BestCandidates.Min(c => c.HeldOutCrossEntropy), chosen.HeldOutCrossEntropy);
         Assert.DoesNotContain(summary.BestCandidates, c => c.Sources.Any(s => s.EndsWith("#3", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void BestJudgedWithFinalWeights_ScoresEachCandidateAsItsExportComputes()
+    {
+        // Sequential final rounding (the default): the judge must see the re-rounded weights, not the measured ones.
+        CalibratedPipeline pipeline = MpqPipeline.Open(Assets.Mnist8, s_options).Calibrate(Calibration);
+        Assert.Equal(FinalRounding.Sequential, pipeline.Options.FinalRounding);
+        SensitivityResult s = pipeline.MeasureSensitivity(Sensitivity);
+        Dataset heldOut = SharedData.MnistTest.Subset(Enumerable.Range(1000, 256).ToArray(), "mnist held out");
+        float[] floatLogits = pipeline.Logits(pipeline.Original, heldOut);
+        BestOfResult r = BestOfSearch.Run(pipeline, [Budget.Parse("5bits")], "5 bits", s, heldOut, floatLogits, candidates: 2, BestJudge.KlDivergence,
+            finalWeights: true, report: null, CancellationToken.None);
+        Assert.Contains("with final weights", r.Verdict, StringComparison.Ordinal);
+        Assert.True(r.Considered.Count >= 2, $"{r.Considered.Count} candidates");
+        BestCandidate chosen = Assert.Single(r.Considered, c => c.Chosen);
+        Assert.Equal(r.Considered.Min(c => c.HeldOutKlDivergence), chosen.HeldOutKlDivergence);
+        // Only the winner's re-rounded weights are kept (for its export); the losers' were dropped.
+        Assert.Equal(1, pipeline.FinalWeightsHeld);
+        // Independent check: the winner's score is the KL of its sequentially rounded simulation, not of the measured weights.
+        var config = pipeline.Configuration(r.Winner.Bits);
+        double final = pipeline.EvaluateAgainst(pipeline.Simulate(config, finalRounding: true), heldOut, floatLogits).KlDivergence!.Value;
+        double measured = pipeline.EvaluateAgainst(pipeline.Simulate(config, finalRounding: false), heldOut, floatLogits).KlDivergence!.Value;
+        Assert.Equal(final, chosen.HeldOutKlDivergence, 12);
+        Assert.NotEqual(measured, chosen.HeldOutKlDivergence, 6);
     }
 
     [Fact]
