@@ -79,10 +79,12 @@ internal sealed class SegmentEvaluator : IEvaluator
         try
         {
             int total = 1 + L * plan.S;
-            long liveAfterCollect = GC.GetTotalMemory(false);
             // What the sessions cost is measured, not assumed equal: the resident set before the first, after it (the full pass
             // holds the whole model's states plan), and then per cone (its perturbed layer and buffers; shared weights excluded).
-            long beforeSessions = ProcessMemory.CurrentRss, afterFirst = 0;
+            // Collected first: what the stage before left behind (GPTQ's released factors) is garbage the sessions would sit on.
+            long beforeSessions = ProcessMemory.RssAfterCollecting(), afterFirst = 0;
+            long liveAfterCollect = GC.GetTotalMemory(false);
+            MemoryTrace.Mark("CLADO sessions: start");
             // The weights a slice shares: the base's, unchanged, except those of the layer about to be perturbed. They leave the
             // slice before it is copied per scheme, so neither the copies nor ORT's graph hold them.
             string[] Share(OnnxModel slice, LayerInfo? perturbed)
@@ -99,14 +101,16 @@ internal sealed class SegmentEvaluator : IEvaluator
                 sessions.Add(s);
                 // Every session holds what it does not share (its perturbed layer, kernels' buffers): on large models that can
                 // exceed the budget, and loading the rest would only end in a kernel kill. Garbage (the sliced models) is collected
-                // once it takes an eighth of the budget, and before giving up.
+                // once it takes an eighth of the budget or the process is within a sixteenth of it (ResNet-18 after GPTQ went from
+                // 2.57 to 3.17 GB while loading its 61 sessions, on garbage), and before giving up.
                 long resident = ProcessMemory.CurrentRss;
-                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory)
+                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory - plan.Runtime.MaxMemory / 16)
                 {
                     resident = ProcessMemory.RssAfterCollecting();
                     liveAfterCollect = GC.GetTotalMemory(false);
                 }
                 if (sessions.Count == 1) { afterFirst = resident; }
+                MemoryTrace.Mark($"CLADO sessions: {sessions.Count} of {total} ({what})");
                 if (plan.Runtime.ImagesPerRun <= 0 && resident > plan.Runtime.MaxMemory)
                 {
                     long perCone = PerSessionCost(beforeSessions, afterFirst, resident, sessions.Count);
@@ -147,7 +151,10 @@ internal sealed class SegmentEvaluator : IEvaluator
             _trunkLastReader[k] = _coneOutputs[k].Select(t => t == output ? k : Enumerable.Range(k + 1, L - k - 1).Last(v => _coneInputs[v].Contains(t))).ToArray();
         }
 
-        // The per-image plan: what one image costs at the worst moment of each unit, from the measured tensor sizes.
+        // The per-image plan: what one image costs at the worst moment of each unit, from the measured tensor sizes. The probe
+        // opens the whole model once more: the sliced models loading left behind are collected first (ResNet-18: 0.38 GB of
+        // garbage, on which the probe set the command's peak).
+        ProcessMemory.RssAfterCollecting();
         TensorFootprint footprint = new TensorTap(plan.Base, runtime).Footprint(plan.Input.Data);
         long Bytes(string t) => footprint.Of(t);
         long fullPeak = slicer.PeakLive(Bytes, null, _fullOutputs.ToHashSet(StringComparer.Ordinal));
@@ -164,9 +171,15 @@ internal sealed class SegmentEvaluator : IEvaluator
         }
         PlannedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worst));
         UnreferencedBytesPerImage = (long)(TensorFootprint.Slack * (footprint.InputBytes + worstNoRefcount));
-        ResidentBeforeMeasuring = ProcessMemory.RssAfterCollecting();   // what is left to size the micro-batches from
+        MemoryTrace.Mark("CLADO footprint probed");
+        // What is left to size the micro-batches from, less a sixteenth of the budget: ResNet-18's pairs of its first layer took
+        // 0.68 GB beside 2.51 GB resident at 21 images per run where the plan (footprint × 1.25) said 0.63 GB, and peaked at
+        // 3,193,004 kB of a 3 GiB budget (allocator slack and ORT's own buffers, which the tensor footprint does not count).
+        ResidentBeforeMeasuring = ProcessMemory.RssAfterCollecting();
+        MemoryTrace.Mark("CLADO sessions ready, collected");
         ImagesPerRun = plan.Runtime.ImagesPerRun > 0 ? Math.Min(plan.Runtime.ImagesPerRun, plan.Options.BatchSize)
-            : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring);
+            : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring,
+                reserveBytes: plan.Runtime.MaxMemory / 16);
 
         static Dictionary<string, int> Index(string[] names) => names.Select((n, i) => (n, i)).ToDictionary(t => t.n, t => t.i, StringComparer.Ordinal);
     }
@@ -249,6 +262,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         ReadOnlySpan<int> labels = _plan.Labels(start, count);
         float[] reference = fpRun[0].GetTensorDataAsSpan<float>().ToArray();
         double referenceSum = _plan.LossSum(reference, count, labels, reference);
+        MemoryTrace.Mark($"CLADO full-precision states of {count} images");
         fpRun[0].Dispose();
         referenceDone?.Invoke(referenceSum);
 
@@ -279,6 +293,7 @@ internal sealed class SegmentEvaluator : IEvaluator
             }
             unitDone?.Invoke(g);
             sink.Progress(evaluations, count);
+            MemoryTrace.Mark($"CLADO unit ({u}, {s}) of {count} images: {evaluations} evaluations");
             // The unit's trunk and cone tensors are freed: without the arena they went to malloc, whose heap would keep them
             // resident (see NativeHeap); hand the free pages back once per unit, not once per tensor.
             NativeHeap.Trim();

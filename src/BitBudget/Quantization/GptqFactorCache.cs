@@ -75,5 +75,18 @@ internal sealed class GptqFactorCache(IReadOnlyList<LayerStatistics> statistics,
         }
     }
 
+    /// <summary>
+    /// Stops holding every factor (a caller still using one keeps it until it is done); a later <see cref="Get"/> computes it
+    /// again, bit for bit. For a stage that has rounded all it needs and now wants the memory for something else.
+    /// </summary>
+    public void Clear()
+    {
+        lock (_gate)
+        {
+            _live.Clear();
+            _order.Clear();
+        }
+    }
+
     long Bytes(int layer) => statistics[layer].FactorBytes;
 }

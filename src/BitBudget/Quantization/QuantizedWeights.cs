@@ -175,6 +175,13 @@ internal sealed class QuantizedWeights
     /// <summary>The GPTQ factor cache (null unless GPTQ rounding), for tests.</summary>
     internal GptqFactorCache? Factors => _factors;
 
+    /// <summary>
+    /// Drops the GPTQ factors held for rounding more tensors (up to an eighth of the budget). A stage that has every tensor it
+    /// needs calls it before it fills the memory with something else: CLADO's measurement, whose sessions and micro-batches are
+    /// planned up to the budget from what is resident. A tensor rounded later rebuilds its layer's factor, with the same result.
+    /// </summary>
+    internal void ReleaseFactors() => _factors?.Clear();
+
     /// <summary>The full-precision input statistics of a layer (null for round to nearest without bias correction).</summary>
     internal LayerStatistics? InputStatistics(int layerIndex) => _statistics?[layerIndex];
 
@@ -311,6 +318,7 @@ internal sealed class QuantizedWeights
         RoundedLayer r = LayerRounder.Round(layer, w, _biases[index], bits, Rounding.Method, Rounding.BiasCorrection, _statistics[index], scales,
             Rounding.GptqOptions, _factors?.Get(index, cancel), search, cancel);
         ProcessMemory.CollectWhenNear(_memoryBudget);
+        MemoryTrace.Mark($"rounded {layer.Name} at {bits} bits");
         return QuantizedTensor.FromIntegers(layer, bits, perChannel ? r.Scales : scales, r.Levels, w, r.Bias);
     }
 }

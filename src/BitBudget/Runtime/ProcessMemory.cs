@@ -135,10 +135,12 @@ public static class MemoryBudget
 {
     /// <summary>
     /// The images per run (1 … <paramref name="wanted"/>) whose <paramref name="bytesPerImage"/> fit beside what the process holds
-    /// now (<see cref="ProcessMemory.CurrentRss"/>, or <paramref name="residentBytes"/> when given).
+    /// now (<see cref="ProcessMemory.CurrentRss"/>, or <paramref name="residentBytes"/> when given), keeping
+    /// <paramref name="reserveBytes"/> free for what the per-image figure does not see (it lowers the count, down to one image,
+    /// but never refuses a run that fits without it).
     /// </summary>
     /// <exception cref="BitBudgetException">Not even one image fits; the message says how much would.</exception>
-    public static int ImagesPerRun(RuntimeOptions runtime, long bytesPerImage, int wanted, string what, long? residentBytes = null)
+    public static int ImagesPerRun(RuntimeOptions runtime, long bytesPerImage, int wanted, string what, long? residentBytes = null, long reserveBytes = 0)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         if (wanted <= 0) { return Math.Max(1, wanted); }
@@ -151,6 +153,6 @@ public static class MemoryBudget
                 $"--max-memory {ProcessMemory.Format(runtime.MaxMemory)} is too small for {what}: {ProcessMemory.Format(resident)} is already in use (model, sessions, images) " +
                 $"and one image needs {ProcessMemory.Format(perImage)} more; at least {ProcessMemory.Format(resident + perImage)} would fit.");
         }
-        return (int)Math.Clamp(free / perImage, 1, wanted);
+        return (int)Math.Clamp((free - Math.Max(0, reserveBytes)) / perImage, 1, wanted);
     }
 }

@@ -85,6 +85,33 @@ public class MicroBatchTests
     }
 
     [Fact]
+    public void TheMemoryTraceNamesEachStageOfAMeasurement()
+    {
+        SensitivityInput input = Input(12, searchedCount: 2);
+        using var dir = new Assets.TempDir();
+        string trace = dir.File("trace.tsv");
+        MemoryTrace.Path = trace;
+        try
+        {
+            CladoSensitivity.Measure(input, new SensitivityOptions { Pairs = PairSelection.All, BatchSize = 12 });
+        }
+        finally
+        {
+            MemoryTrace.Path = null;
+        }
+        // Other tests may add lines while the path is set: this measurement's stages must all be there, in order.
+        string[][] lines = [.. File.ReadAllLines(trace).Select(l => l.Split('\t'))];
+        Assert.All(lines, f => Assert.Equal(5, f.Length));
+        Assert.All(lines, f => Assert.True(long.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture) > 0 && long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture) > 0));
+        List<string> what = [.. lines.Select(f => f[4])];
+        int plan = what.FindIndex(w => w.StartsWith("CLADO plan", StringComparison.Ordinal));
+        int sessions = what.FindIndex(w => w.StartsWith("CLADO sessions: 7 of 7", StringComparison.Ordinal));   // full + 2 layers × 3 schemes
+        int ready = what.FindIndex(w => w.StartsWith("CLADO sessions ready", StringComparison.Ordinal));
+        int unit = what.FindIndex(w => w.StartsWith("CLADO unit (1, 2) of 12 images", StringComparison.Ordinal));
+        Assert.True(plan >= 0 && plan < sessions && sessions < ready && ready < unit, string.Join(" | ", what));
+    }
+
+    [Fact]
     public void TheBudgetSizesTheMicroBatch()
     {
         SensitivityInput input = Input(64, searchedCount: 2);
@@ -103,6 +130,10 @@ public class MicroBatchTests
         var budget = RuntimeOptions.Default with { MaxMemory = 1000 + 10 * perImage };
         Assert.Equal(10, MemoryBudget.ImagesPerRun(budget, perImage, 64, "test", residentBytes: 1000));
         Assert.Equal(7, MemoryBudget.ImagesPerRun(budget, perImage, 7, "test", residentBytes: 1000));
+        // A reserve (CLADO keeps a sixteenth of the budget) lowers the count, down to one image, but never refuses what fits.
+        Assert.Equal(7, MemoryBudget.ImagesPerRun(budget, perImage, 64, "test", residentBytes: 1000, reserveBytes: 3 * perImage));
+        Assert.Equal(1, MemoryBudget.ImagesPerRun(budget, perImage, 64, "test", residentBytes: 1000, reserveBytes: 100 * perImage));
+        Assert.Throws<BitBudgetException>(() => MemoryBudget.ImagesPerRun(budget, perImage, 64, "test", residentBytes: 1000 + 10 * perImage, reserveBytes: 0));
     }
 
     [Fact]

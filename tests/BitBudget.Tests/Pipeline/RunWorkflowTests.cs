@@ -47,6 +47,9 @@ public class RunWorkflowTests
         Assert.NotNull(pipeline.Activations);
         SensitivityResult s = pipeline.MeasureSensitivity(Sensitivity);
         Assert.Equal(6, s.Size);
+        // The measurement rounded every (layer, bits) with GPTQ and then let the factors go: its sessions get that memory.
+        Assert.True(pipeline.Weights.Factors!.Computed >= 2);
+        Assert.Equal(0, pipeline.Weights.Factors.Held);
         SearchResult r = pipeline.Search(SearchMethod.Clado, [Budget.Parse("5.5bits")], s);
         Assert.Equal(SearchStatus.Optimal, r.Status);
         Assert.True(r.AverageBits <= 5.5 + 1e-9);

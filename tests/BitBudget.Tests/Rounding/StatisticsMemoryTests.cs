@@ -127,5 +127,12 @@ public class StatisticsMemoryTests
         unbounded.Get(1);
         Assert.Same(unbounded.Get(0), unbounded.Get(0));
         Assert.Equal((2, 2), (unbounded.Computed, unbounded.Held));
+        // Clear (what CLADO's plan does once every tensor is rounded) holds nothing; a later Get recomputes the same factor.
+        GptqFactor[] held = unbounded.Get(1);
+        unbounded.Clear();
+        Assert.Equal(0, unbounded.Held);
+        GptqFactor[] rebuilt = unbounded.Get(1);
+        Assert.Equal((3, 1), (unbounded.Computed, unbounded.Held));
+        for (int g = 0; g < held.Length; g++) { Assert.Equal(held[g].U, rebuilt[g].U); }
     }
 }
