@@ -13,6 +13,7 @@ using BitBudget.Quantization;
 using BitBudget.Reporting;
 using BitBudget.Clado;
 using BitBudget.Rounding;
+using BitBudget.Runtime;
 
 namespace BitBudget.Workflow;
 
@@ -82,7 +83,7 @@ public static class RunWorkflow
         var timings = new List<StageTiming>();
         var solverRuns = new List<SolverRun>();
         var watch = Stopwatch.StartNew();
-        void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); }
+        void Stage(string name) { timings.Add(new StageTiming(name, watch.Elapsed.TotalSeconds)); watch.Restart(); MemoryTrace.Mark($"run: {name} done"); }
 
         request.Evaluation.RequireLabels("The evaluation stage (top-1/top-5)");   // before calibrating, not after
         if (request.BestJudge == BestJudge.CrossEntropy && request.HeldOut is { } heldOut && request.Methods.Select(SearchMethods.Get).Any(m => m.NeedsHeldOut))
@@ -131,6 +132,7 @@ public static class RunWorkflow
             {
                 cancel.ThrowIfCancellationRequested();
                 progress?.Report(new RunProgress("search", searched.Count, request.Methods.Count * request.Budgets.Count, $"{method.Name} @ {label}"));
+                MemoryTrace.Mark($"run: search {method.Name} @ {label}");
                 MethodOutcome o = method.Search(context, budgets, cancel);
                 bestCandidates.AddRange(o.BestCandidates);
                 if (o.Ompq is OmpqSearchResult ompq)
@@ -156,7 +158,9 @@ public static class RunWorkflow
             {
                 string file = Path.Combine("models", $"{s.Method}-{Safe(s.Budget)}.onnx");
                 progress?.Report(new RunProgress("export + evaluate", done, searched.Count, $"{s.Method} @ {s.Budget}"));
+                MemoryTrace.Mark($"run: export {s.Method} @ {s.Budget}");
                 ExportResult exported = p.Export(s.Config, Path.Combine(outDir, file), force: true);
+                MemoryTrace.Mark($"run: evaluate {s.Method} @ {s.Budget}");
                 EvaluationResult e = p.Evaluate(exported.Model, request.Evaluation, null, cancel);
                 double? sim = request.EvaluateSimulation ? p.Evaluate(p.Simulate(s.Config), request.Evaluation, null, cancel).Top1 : null;
                 if (sim is double simulated) { CheckSimulationGap($"{s.Method} @ {s.Budget}", e.Top1, simulated, Path.Combine(outDir, file)); }
