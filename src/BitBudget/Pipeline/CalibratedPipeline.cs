@@ -115,7 +115,9 @@ public sealed class CalibratedPipeline : MpqPipeline
             string key = $"{heldOut.Hash}|{BitConfig.Describe(config)}";
             if (!_heldOutKl.TryGetValue(key, out double kl))
             {
-                kl = EvaluateAgainst(Simulate(config), heldOut, reference, cancel).KlDivergence!.Value;
+                // The measured weights, as best judges by default: with sequential final rounding, re-rounding every β's
+                // configuration would cost one sequential rounding each (SqueezeNet: minutes per β, and its caches).
+                kl = EvaluateAgainst(Simulate(config, finalRounding: false), heldOut, reference, cancel).KlDivergence!.Value;
                 _heldOutKl[key] = kl;
             }
             return kl;

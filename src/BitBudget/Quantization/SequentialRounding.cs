@@ -85,6 +85,7 @@ internal static class SequentialRounding
                 done.Add(RoundLayer(weights, layers[members[m]], config[members[m]], seen[m].Seen, seen[m].Cross));
             }
             current = weights.WithTensors(done);
+            MemoryTrace.Mark($"sequential rounding: wave {w} ({members.Length} layers)");
             progress?.Report(w + 1);
         }
         return current;

@@ -3,6 +3,7 @@ using BitBudget.Data;
 using BitBudget.Evaluation;
 using BitBudget.Export;
 using BitBudget.Methods;
+using BitBudget.Ompq;
 using BitBudget.Optimization;
 using BitBudget.Quantization;
 using BitBudget.Pipeline;
@@ -195,6 +196,29 @@ public class RunWorkflowTests
     sealed class SyncProgress(Action<RunProgress> report) : IProgress<RunProgress>
     {
         public void Report(RunProgress value) => report(value);
+    }
+}
+
+/// <summary>OMPQ's held-out β rule inside a calibrated pipeline.</summary>
+public class OmpqHeldOutJudgeTests
+{
+    [Fact]
+    public void HeldOutBetaJudgesTheMeasuredWeights_NoSequentialRoundingPerBeta()
+    {
+        // Sequential final rounding is the default: re-rounding every β's configuration would cost one sequential rounding each.
+        CalibratedPipeline pipeline = MpqPipeline.Open(Assets.ResNet20).Calibrate(SharedData.CifarTrain(128, seed: 0));
+        Assert.Equal(FinalRounding.Sequential, pipeline.Options.FinalRounding);
+        Dataset images = SharedData.CifarTrain(32, seed: 1);
+        Dataset heldOut = SharedData.CifarTrain(64, seed: 2);
+        OmpqSearchResult r = pipeline.SearchOmpq(images, Budget.Parse("3bits"), TestContext.Current.CancellationToken, heldOut);
+        Assert.True(r.BetaCandidates.Select(c => c.Score).Distinct().Count() >= 2, "the grid should give several configurations");
+        Assert.Equal(0, pipeline.FinalWeightsHeld);
+        // Independent check: the winner's score is the held-out KL of its simulation with the measured weights.
+        float[] floatLogits = pipeline.Logits(pipeline.Original, heldOut);
+        var config = pipeline.Configuration(r.LayerBits);
+        double kl = pipeline.EvaluateAgainst(pipeline.Simulate(config, finalRounding: false), heldOut, floatLogits).KlDivergence!.Value;
+        Assert.Equal(r.BetaCandidates.Min(c => c.Score), kl, 9);
+        Assert.Equal(0, pipeline.FinalWeightsHeld);
     }
 }
 
