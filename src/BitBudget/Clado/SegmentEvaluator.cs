@@ -104,7 +104,7 @@ internal sealed class SegmentEvaluator : IEvaluator
                 // once it takes an eighth of the budget or the process is within a sixteenth of it (ResNet-18 after GPTQ went from
                 // 2.57 to 3.17 GB while loading its 61 sessions, on garbage), and before giving up.
                 long resident = ProcessMemory.CurrentRss;
-                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory - plan.Runtime.MaxMemory / 16)
+                if (GC.GetTotalMemory(false) - liveAfterCollect > plan.Runtime.MaxMemory / 8 || resident > plan.Runtime.MaxMemory - ProcessMemory.Headroom(plan.Runtime.MaxMemory))
                 {
                     resident = ProcessMemory.RssAfterCollecting();
                     liveAfterCollect = GC.GetTotalMemory(false);
@@ -179,7 +179,7 @@ internal sealed class SegmentEvaluator : IEvaluator
         MemoryTrace.Mark("CLADO sessions ready, collected");
         ImagesPerRun = plan.Runtime.ImagesPerRun > 0 ? Math.Min(plan.Runtime.ImagesPerRun, plan.Options.BatchSize)
             : MemoryBudget.ImagesPerRun(plan.Runtime, PlannedBytesPerImage, plan.Options.BatchSize, "the CLADO measurement", ResidentBeforeMeasuring,
-                reserveBytes: plan.Runtime.MaxMemory / 16);
+                reserveBytes: ProcessMemory.Headroom(plan.Runtime.MaxMemory));
 
         static Dictionary<string, int> Index(string[] names) => names.Select((n, i) => (n, i)).ToDictionary(t => t.n, t => t.i, StringComparer.Ordinal);
     }

@@ -39,10 +39,16 @@ internal static class ProcessMemory
     /// <returns>True if it collected.</returns>
     internal static bool CollectWhenNear(long budget, long incoming = 0)
     {
-        if (budget <= 0 || CurrentRss + Math.Max(0, incoming) <= budget - budget / 16) { return false; }
+        if (budget <= 0 || CurrentRss + Math.Max(0, incoming) <= budget - Headroom(budget)) { return false; }
         RssAfterCollecting();
         return true;
     }
+
+    /// <summary>
+    /// What "near the budget" leaves free: a sixteenth of it. Garbage is collected inside it (<see cref="CollectWhenNear"/>), and
+    /// CLADO keeps it in reserve when it plans its micro-batches, for the allocator slack and ORT buffers its plan does not count.
+    /// </summary>
+    internal static long Headroom(long budget) => budget / 16;
 
     /// <summary>
     /// Tells the garbage collector the budget (<c>GCHeapHardLimit</c> + <see cref="GC.RefreshMemoryLimit"/>), for a process that
