@@ -11,7 +11,7 @@ namespace BitBudget.Bench;
 /// (L·S + S²·L(L−1)/2 full forwards per batch) and against the exact-reuse limit, and wall time against what those FLOPs
 /// cost at the full-precision model's own ORT throughput. Args: [resnet|squeezenet|resnet18] [images]. resnet18 is ML.NET's
 /// ImageNet featurizer (`dotnet restore bench/models/ResNet18Featurizer.csproj` first), measured as issue 16's target is:
-/// `--loss mse`, A8; its weights are rounded to nearest because the measurement's cost does not depend on the rounding and
+/// `--loss mse`, A8, significant pairs (the default); its weights are rounded to nearest because the measurement's cost does not depend on the rounding and
 /// GPTQ's statistics pass would only add minutes before it.
 /// </summary>
 static class CladoBench
@@ -32,19 +32,19 @@ static class CladoBench
         if (which is "resnet18")
         {
             Bench("ResNet-18 featurizer", MemoryBench.ResNet18(), Measure.Assets("imagenet/samples"), Preprocessing.ImageNet, "even-classes",
-                args.Length > 1 ? int.Parse(args[1]) : 64, double.NaN, OutputLoss.Mse, WeightRounding.RoundToNearest);
+                args.Length > 1 ? int.Parse(args[1]) : 64, double.NaN, OutputLoss.Mse, WeightRounding.RoundToNearest, PairSelection.Significant);
         }
         return 0;
     }
 
     static void Bench(string name, string model, string data, Preprocessing pre, string split, int images, double limit,
-        OutputLoss loss = OutputLoss.CrossEntropy, WeightRounding? rounding = null)
+        OutputLoss loss = OutputLoss.CrossEntropy, WeightRounding? rounding = null, PairSelection pairs = PairSelection.All)
     {
         Console.WriteLine($"load before: {Measure.LoadAverage()}");
         Dataset source = DatasetLoader.Load(new DataOptions { Path = data, Preprocessing = pre, Split = split });
         var pipeline = MpqPipeline.Open(model, PipelineOptions.Default with
         {
-            Sensitivity = new SensitivityOptions { Pairs = PairSelection.All, BatchSize = images, Loss = loss },
+            Sensitivity = new SensitivityOptions { Pairs = pairs, BatchSize = images, Loss = loss },
             Rounding = rounding ?? WeightRounding.Default,
         }).Calibrate(source.Sample(Math.Min(256, source.Count), 0));
         Dataset sens = source.Sample(images, 1);

@@ -344,6 +344,8 @@ internal sealed class SegmentEvaluator : IEvaluator
 /// <summary>What MACs cost when the whole base model runs on one batch in ORT: the yardstick of the time ratio.</summary>
 internal static class RawThroughput
 {
+    const int ProbeRuns = 9;
+
     public static TimeSpan TimeFor(MeasurementPlan plan, RuntimeOptions runtime, double macs, int imagesPerRun)
     {
         (int start, int count) = plan.BatchRange(0);
@@ -354,7 +356,9 @@ internal static class RawThroughput
             System.Runtime.InteropServices.MemoryMarshal.AsMemory(data.Batch(start, count)), [count, .. data.SampleShape.Select(d => (long)d)]);
         using var runOptions = new RunOptions();
         var times = new List<double>();
-        for (int i = 0; i < 4; i++)
+        // The median of nine runs, not three: on a shared 2-core machine single runs of one session differ by ±15 %
+        // (`bench ort-settings`), and one slow run of three moved the ratio it divides by as much as the target's margin.
+        for (int i = 0; i < 1 + ProbeRuns; i++)
         {
             var watch = Stopwatch.StartNew();
             using var outputs = session.Run(runOptions, [plan.Base.InputName], [input], [plan.Base.OutputName]);
