@@ -101,9 +101,11 @@ public class MicroBatchTests
         }
         // Other tests may add lines while the path is set: this measurement's stages must all be there, in order.
         string[][] lines = [.. File.ReadAllLines(trace).Select(l => l.Split('\t'))];
-        Assert.All(lines, f => Assert.Equal(5, f.Length));
-        Assert.All(lines, f => Assert.True(long.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture) > 0 && long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture) > 0));
-        List<string> what = [.. lines.Select(f => f[4])];
+        Assert.All(lines, f => Assert.Equal(7, f.Length));
+        static long Kb(string field) => long.Parse(field, System.Globalization.CultureInfo.InvariantCulture);
+        // VmRSS and VmHWM are positive; the GC's committed bytes hold at least its live heap; the fragmentation is a size.
+        Assert.All(lines, f => Assert.True(Kb(f[1]) > 0 && Kb(f[2]) > 0 && Kb(f[4]) >= Kb(f[3]) && Kb(f[5]) >= 0, string.Join(" ", f)));
+        List<string> what = [.. lines.Select(f => f[6])];
         int plan = what.FindIndex(w => w.StartsWith("CLADO plan", StringComparison.Ordinal));
         int sessions = what.FindIndex(w => w.StartsWith("CLADO sessions: 7 of 7", StringComparison.Ordinal));   // full + 2 layers × 3 schemes
         int ready = what.FindIndex(w => w.StartsWith("CLADO sessions ready", StringComparison.Ordinal));
