@@ -8,7 +8,7 @@ namespace BitBudget.Runtime;
 /// (seconds since start; VmRSS and VmHWM; the managed heap's live bytes, the GC's committed bytes and the large-object heap's
 /// free space at the last collection, all in kB; what just happened). A sampler outside the process sees a burst but not which
 /// step made it; this names the step, and the GC columns say whether what is resident is live managed data, managed memory the
-/// GC holds free (a fresh machine's ResNet-18 run began CLADO with 608 MB of the large-object heap free but resident), or native
+/// GC holds free (dotnet-counters showed 608 MB of the large-object heap free when a fresh machine's ResNet-18 run began CLADO), or native
 /// memory (the rest of VmRSS). Off (one null check) unless the variable is set.
 /// </summary>
 internal static class MemoryTrace
