@@ -1,3 +1,5 @@
+using BitBudget.Runtime;
+
 namespace BitBudget.Data;
 
 /// <summary>
@@ -6,12 +8,18 @@ namespace BitBudget.Data;
 /// </summary>
 public sealed class Dataset
 {
-    readonly float[] _images;
+    readonly SpillableArray<float> _images;
     readonly int[] _labels;
     readonly string[] _ids;
 
     internal Dataset(float[] images, int[] labels, string[] ids, int[] sampleShape, IReadOnlyList<string> classNames, string description, string hash,
         int labelOffset = 0)
+        : this(new SpillableArray<float>(images), labels, ids, sampleShape, classNames, description, hash, labelOffset)
+    {
+    }
+
+    Dataset(SpillableArray<float> images, int[] labels, string[] ids, int[] sampleShape, IReadOnlyList<string> classNames, string description, string hash,
+        int labelOffset)
     {
         LabelOffset = labelOffset;
         _images = images;
@@ -74,7 +82,7 @@ public sealed class Dataset
     public ReadOnlySpan<int> Labels => _labels;
 
     /// <summary>All images, contiguous.</summary>
-    public ReadOnlyMemory<float> Images => _images;
+    public ReadOnlyMemory<float> Images => _images.Value;
 
     /// <summary>Identity of every image (file path, or container path and row), to detect overlapping datasets.</summary>
     public IReadOnlyList<string> Ids => _ids;
@@ -86,7 +94,16 @@ public sealed class Dataset
     public string Hash { get; }
 
     /// <summary>Images <paramref name="start"/> … <paramref name="start"/>+<paramref name="count"/>−1, contiguous.</summary>
-    public ReadOnlyMemory<float> Batch(int start, int count) => _images.AsMemory(start * SampleSize, count * SampleSize);
+    public ReadOnlyMemory<float> Batch(int start, int count) => _images.Value.AsMemory(start * SampleSize, count * SampleSize);
+
+    /// <summary>
+    /// Moves the images to a temporary file until they are next read (<see cref="SpillableArray{T}"/>), for a stage that will not
+    /// read them for a while and wants the memory: CLADO's measurement spills the calibration set. Returns the bytes freed.
+    /// </summary>
+    internal long Spill() => _images.Spill() ? _images.Bytes : 0;
+
+    /// <summary>True while the images are in their temporary file (tests).</summary>
+    internal bool IsSpilled => _images.IsSpilled;
 
     /// <summary>Labels of the same range as <see cref="Batch"/>.</summary>
     public ReadOnlySpan<int> BatchLabels(int start, int count) => _labels.AsSpan(start, count);
@@ -98,10 +115,11 @@ public sealed class Dataset
         var images = new float[indices.Count * SampleSize];
         var labels = new int[indices.Count];
         var ids = new string[indices.Count];
+        ReadOnlySpan<float> source = _images.Value;
         for (int i = 0; i < indices.Count; i++)
         {
             int k = indices[i];
-            _images.AsSpan(k * SampleSize, SampleSize).CopyTo(images.AsSpan(i * SampleSize));
+            source.Slice(k * SampleSize, SampleSize).CopyTo(images.AsSpan(i * SampleSize));
             labels[i] = _labels[k];
             ids[i] = _ids[k];
         }

@@ -1,5 +1,6 @@
 using BitBudget.Graph;
 using BitBudget.Numerics;
+using BitBudget.Runtime;
 
 namespace BitBudget.Rounding;
 
@@ -14,7 +15,8 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
     /// <summary>Inputs per column (the width of one weight row).</summary>
     public int K { get; } = k;
     /// <summary>Groups × K × K, row-major per group; the sum (not the mean) over <see cref="Columns"/> columns.</summary>
-    public double[] Hessian { get; } = new double[(long)groups * k * k];
+    public double[] Hessian => _hessian.Value;
+    readonly SpillableArray<double> _hessian = new(new double[(long)groups * k * k]);
     /// <summary>Groups × K sums of the columns (divide by <see cref="Columns"/> for the mean).</summary>
     public double[] Sum { get; } = new double[(long)groups * k];
     /// <summary>Columns accumulated per group.</summary>
@@ -30,7 +32,16 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
     public SquareMatrix Gram(int group) => Groups == 1 && group == 0 ? SquareMatrix.Own(Hessian, K) : SquareMatrix.Copy(H(group), K);
 
     /// <summary>Bytes a GPTQ factor of this layer adds beside its H: U for every group, plus a copy of H per group when grouped (<see cref="Gram"/>).</summary>
-    internal long FactorBytes => (Groups == 1 ? 1 : 2) * Hessian.LongLength * sizeof(double);
+    internal long FactorBytes => (Groups == 1 ? 1 : 2) * _hessian.Bytes;
+
+    /// <summary>
+    /// Moves H to a temporary file until it is next read (<see cref="SpillableArray{T}"/>): for a stage that has rounded every
+    /// tensor it needs and wants the memory. Returns the bytes freed (0 when it stayed in memory).
+    /// </summary>
+    internal long Spill() => _hessian.Spill() ? _hessian.Bytes : 0;
+
+    /// <summary>True while H is in its temporary file (tests).</summary>
+    internal bool IsSpilled => _hessian.IsSpilled;
 
     /// <summary>Bytes of H and the sums of a layer with <paramref name="groups"/> groups of <paramref name="k"/> inputs.</summary>
     public static long BytesFor(int groups, int k) => (long)groups * ((long)k * k + k) * sizeof(double);

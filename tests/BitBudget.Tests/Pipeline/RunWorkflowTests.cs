@@ -44,13 +44,17 @@ public class RunWorkflowTests
     {
         MpqPipeline opened = MpqPipeline.Open(Assets.Mnist8, s_options);
         Assert.Equal(2, opened.Policy.Count(p => p.Searchable));
-        CalibratedPipeline pipeline = opened.Calibrate(Calibration);
+        Dataset calibration = Calibration;
+        CalibratedPipeline pipeline = opened.Calibrate(calibration);
         Assert.NotNull(pipeline.Activations);
         SensitivityResult s = pipeline.MeasureSensitivity(Sensitivity);
         Assert.Equal(6, s.Size);
-        // The measurement rounded every (layer, bits) with GPTQ and then let the factors go: its sessions get that memory.
+        // The measurement rounded every (layer, bits) with GPTQ and then let the factors go, and moved H and the calibration
+        // images to files: its sessions get that memory.
         Assert.True(pipeline.Weights.Factors!.Computed >= 2);
         Assert.Equal(0, pipeline.Weights.Factors.Held);
+        Assert.All(pipeline.Weights.Layers, l => Assert.True(pipeline.Weights.InputStatistics(l.Index)!.IsSpilled, l.Name));
+        Assert.True(calibration.IsSpilled);
         SearchResult r = pipeline.Search(SearchMethod.Clado, [Budget.Parse("5.5bits")], s);
         Assert.Equal(SearchStatus.Optimal, r.Status);
         Assert.True(r.AverageBits <= 5.5 + 1e-9);
@@ -61,6 +65,15 @@ public class RunWorkflowTests
         EvaluationResult simulated = pipeline.Evaluate(pipeline.Simulate(pipeline.Configuration(r.Bits)), Evaluation);
         Assert.InRange(exported.Top1, 95, 100);
         Assert.InRange(Math.Abs(exported.Top1 - simulated.Top1), 0, 0.5);
+        // Sequential final rounding read the images back: the export's weights are those of a pipeline that never spilled.
+        Assert.False(calibration.IsSpilled);
+        CalibratedPipeline unspilled = MpqPipeline.Open(Assets.Mnist8, s_options).Calibrate(Calibration);
+        var config = pipeline.Configuration(r.Bits);
+        QuantizedWeights final = pipeline.FinalWeights(config), expected = unspilled.FinalWeights(config);
+        foreach (LayerBits b in config)
+        {
+            Assert.Equal(expected.Get(b).Dequantized.ToArray(), final.Get(b).Dequantized.ToArray());
+        }
     }
 
     [Fact]

@@ -24,7 +24,7 @@ public class RoundingCancellationTests
         [TinyModels.Tensor("w1", [4, 3, 3, 3], seed: 21), TinyModels.Tensor("w2", [3, 4], seed: 22)],
         TinyModels.Value("x", -1, 3, 8, 8), TinyModels.Value("y", -1, 3));
 
-    static (QuantizedWeights Weights, IReadOnlyList<LayerInfo> Layers) Weights()
+    internal static (QuantizedWeights Weights, IReadOnlyList<LayerInfo> Layers) Weights()
     {
         (OnnxModel prepared, ModelSummary summary) = ModelInspector.Inspect(Model());
         Dataset data = Dataset.FromArrays(OrtHelpers.Deterministic(32 * 3 * 8 * 8, 5), new int[32], [3, 8, 8]);
