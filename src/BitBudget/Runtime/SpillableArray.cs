@@ -61,17 +61,28 @@ internal sealed class SpillableArray<T> where T : unmanaged
         }
     }
 
+    /// <summary>Environment variable naming the folder spilled arrays go to (default: the system's temporary folder).</summary>
+    public const string DirectoryVariable = "BITBUDGET_SPILL_DIR";
+
     /// <summary>
-    /// Writes the array to a temporary file in <paramref name="directory"/> (default: the system's temporary folder) and drops
-    /// it from memory: a caller still holding the old array keeps it alive until it lets go. Returns false (and keeps the array)
-    /// when there is nothing to spill or the file could not be written (a full disk, say).
+    /// Writes the array to a temporary file in <paramref name="directory"/> (default: <see cref="DirectoryVariable"/>, else the
+    /// system's temporary folder) and drops it from memory: a caller still holding the old array keeps it alive until it lets go.
+    /// Returns false (and keeps the array) when there is nothing to spill, when the folder is in memory itself (tmpfs: the
+    /// bytes would only move out of the process's count, not out of the machine's memory), lacks the space, or the file could
+    /// not be written.
     /// </summary>
     public bool Spill(string? directory = null)
     {
         lock (_gate)
         {
             if (_array is null || _array.Length == 0) { return false; }
-            string path = Path.Combine(directory ?? Path.GetTempPath(), $"bitbudget-spill-{Guid.NewGuid():N}.bin");
+            directory ??= Environment.GetEnvironmentVariable(DirectoryVariable) is { Length: > 0 } chosen ? chosen : Path.GetTempPath();
+            if (Unsuitable(directory) is string why)
+            {
+                MemoryTrace.Mark($"did not spill {Bytes >> 10} kB to {directory}: {why}");
+                return false;
+            }
+            string path = Path.Combine(directory, $"bitbudget-spill-{Guid.NewGuid():N}.bin");
             FileStream? file = null;
             try
             {
@@ -93,5 +104,22 @@ internal sealed class SpillableArray<T> where T : unmanaged
             _array = null;
             return true;
         }
+    }
+
+    string? Unsuitable(string directory)
+    {
+        DriveInfo drive;
+        try
+        {
+            drive = new DriveInfo(directory);
+            if (drive.DriveType == DriveType.Ram) { return $"it is in memory ({drive.DriveFormat}); set {DirectoryVariable} to a folder on disk"; }
+            // Leave the disk a margin: filling it would fail whatever writes next (the measurement store, the outputs).
+            if (drive.AvailableFreeSpace < 2 * Bytes + (256L << 20)) { return $"only {drive.AvailableFreeSpace >> 20} MiB free"; }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return null;   // no drive information here: writing the file decides
+        }
+        return null;
     }
 }
