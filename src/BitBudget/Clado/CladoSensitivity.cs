@@ -222,7 +222,7 @@ internal sealed class MeasurementPlan
             }
         }
         // Every tensor the measurement perturbs with is rounded now: GPTQ's factors and H would only sit in the memory its
-        // sessions and micro-batches are planned into (ResNet-18: up to 0.38 GB of factors and 0.74 GB of H).
+        // sessions and micro-batches are planned into (ResNet-18: up to 0.38 GB of factors and 1.05 GB of H).
         long spilled = input.Weights.ReleaseRoundingState();
         MemoryTrace.Mark($"CLADO plan: every tensor rounded, GPTQ factors released, {spilled >> 10} kB of H spilled");
         sha.AppendData(System.Text.Encoding.UTF8.GetBytes(baseModel.ComputeHash()));

@@ -100,7 +100,7 @@ public sealed class Dataset
     /// Moves the images to a temporary file until they are next read (<see cref="SpillableArray{T}"/>), for a stage that will not
     /// read them for a while and wants the memory: CLADO's measurement spills the calibration set. Returns the bytes freed.
     /// </summary>
-    internal long Spill() => _images.Spill() ? _images.Bytes : 0;
+    internal long Spill() => _images.Spill();
 
     /// <summary>True while the images are in their temporary file (tests).</summary>
     internal bool IsSpilled => _images.IsSpilled;

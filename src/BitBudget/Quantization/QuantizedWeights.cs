@@ -177,7 +177,7 @@ internal sealed class QuantizedWeights
 
     /// <summary>
     /// Sets aside what rounding more tensors needs: drops the GPTQ factors (up to an eighth of the budget) and moves the input
-    /// statistics' H matrices to temporary files (ResNet-18: 0.74 GB). A stage that has every tensor it needs calls it before
+    /// statistics' H matrices to temporary files (ResNet-18: 1.05 GB). A stage that has every tensor it needs calls it before
     /// it fills the memory with something else: CLADO's measurement, whose sessions and micro-batches are planned up to the
     /// budget from what is resident. A tensor rounded later reads H back and rebuilds its layer's factor, with the same result.
     /// </summary>

@@ -38,7 +38,7 @@ internal sealed class LayerStatistics(LayerInfo layer, int groups, int k)
     /// Moves H to a temporary file until it is next read (<see cref="SpillableArray{T}"/>): for a stage that has rounded every
     /// tensor it needs and wants the memory. Returns the bytes freed (0 when it stayed in memory).
     /// </summary>
-    internal long Spill() => _hessian.Spill() ? _hessian.Bytes : 0;
+    internal long Spill() => _hessian.Spill();
 
     /// <summary>True while H is in its temporary file (tests).</summary>
     internal bool IsSpilled => _hessian.IsSpilled;
